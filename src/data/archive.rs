@@ -1,0 +1,268 @@
+//! The image ZIP: read in place (never extracted to disk), its image entries indexed, and each
+//! metadata row matched to one entry by full path, then file name, then file name without
+//! extension, case-insensitively.
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek};
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::bail_input;
+use crate::data::metadata::Row;
+use crate::error::input_error;
+
+pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp", "gif"];
+/// Largest decompressed size accepted for one entry (a ZIP bomb stops here, while reading).
+pub const MAX_ENTRY_BYTES: u64 = 256 << 20;
+
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub index: usize,
+    pub name: String,
+}
+
+pub struct Archive<R: Read + Seek = File> {
+    pub display_name: String,
+    pub entries: Vec<Entry>,
+    /// Entries passed over: folders, `__MACOSX/`, dot-files and files that are not images.
+    pub skipped: usize,
+    zip: zip::ZipArchive<R>,
+}
+
+/// How the rows met the entries.
+#[derive(Debug, Default)]
+pub struct MatchReport {
+    /// (row index, entry index) for each row that found its image.
+    pub matched: Vec<(usize, usize)>,
+    /// Rows whose image is not in the ZIP: (line, image).
+    pub missing: Vec<(usize, String)>,
+    /// Image entries that no row names.
+    pub unused: Vec<String>,
+}
+
+fn normalise(path: &str) -> String {
+    let p = path.replace('\\', "/");
+    let p = p.trim_start_matches("./").trim_start_matches('/');
+    p.to_lowercase()
+}
+
+fn file_name(path: &str) -> &str {
+    path.rsplit(['/', '\\']).next().unwrap_or(path)
+}
+
+fn stem(name: &str) -> &str {
+    match name.rfind('.') {
+        Some(i) if i > 0 => &name[..i],
+        _ => name,
+    }
+}
+
+fn is_image_name(name: &str) -> bool {
+    let n = name.to_lowercase();
+    IMAGE_EXTENSIONS.iter().any(|e| n.ends_with(&format!(".{e}")))
+}
+
+impl Archive<File> {
+    pub fn open(path: &Path) -> Result<Self> {
+        let display = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let file = File::open(path)
+            .map_err(|e| input_error(format!("cannot open the image ZIP {}: {e}", path.display())))?;
+        Archive::from_reader(file, &display)
+    }
+}
+
+impl<R: Read + Seek> Archive<R> {
+    pub fn from_reader(reader: R, display_name: &str) -> Result<Self> {
+        let mut zip = zip::ZipArchive::new(reader).map_err(|e| {
+            input_error(format!(
+                "{display_name} is not a readable ZIP archive ({e}); upload the images as one .zip file"
+            ))
+        })?;
+        let mut entries = Vec::new();
+        let mut skipped = 0;
+        for index in 0..zip.len() {
+            let f = zip.by_index_raw(index).map_err(|e| {
+                input_error(format!("{display_name}: entry {index} cannot be read ({e}); the ZIP may be damaged"))
+            })?;
+            let name = f.name().to_string();
+            let base = file_name(&name);
+            let hidden = name.split(['/', '\\']).any(|c| c == "__MACOSX") || base.starts_with('.');
+            if f.is_dir() || hidden || !is_image_name(&name) {
+                skipped += 1;
+                continue;
+            }
+            entries.push(Entry { index, name });
+        }
+        if entries.is_empty() {
+            bail_input!(
+                "{display_name} holds no images ({} entries, none ending in {})",
+                zip.len(),
+                IMAGE_EXTENSIONS.join(", ")
+            );
+        }
+        Ok(Archive { display_name: display_name.to_string(), entries, skipped, zip })
+    }
+
+    /// Matches each row's image to one entry: full path, then file name, then stem.
+    pub fn match_rows(&self, rows: &[Row]) -> Result<MatchReport> {
+        let mut by_path: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_stem: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, e) in self.entries.iter().enumerate() {
+            let full = normalise(&e.name);
+            let name = file_name(&full).to_string();
+            by_stem.entry(stem(&name).to_string()).or_default().push(i);
+            by_name.entry(name).or_default().push(i);
+            by_path.entry(full).or_default().push(i);
+        }
+        let mut report = MatchReport::default();
+        let mut used = vec![false; self.entries.len()];
+        for (row_index, row) in rows.iter().enumerate() {
+            let full = normalise(&row.image);
+            let name = file_name(&full).to_string();
+            let candidates = [
+                by_path.get(&full),
+                by_name.get(&name),
+                by_stem.get(stem(&name)),
+            ];
+            match candidates.into_iter().flatten().next() {
+                None => report.missing.push((row.line, row.image.clone())),
+                Some(hits) if hits.len() > 1 => {
+                    let names: Vec<_> = hits.iter().take(4).map(|&i| self.entries[i].name.as_str()).collect();
+                    bail_input!(
+                        "line {}: '{}' matches {} images in {} ({}); write the full path inside the ZIP \
+                         in the image column so that it names one",
+                        row.line,
+                        row.image,
+                        hits.len(),
+                        self.display_name,
+                        names.join(", ")
+                    );
+                }
+                Some(hits) => {
+                    used[hits[0]] = true;
+                    report.matched.push((row_index, hits[0]));
+                }
+            }
+        }
+        report.unused = self
+            .entries
+            .iter()
+            .zip(&used)
+            .filter(|(_, &u)| !u)
+            .map(|(e, _)| e.name.clone())
+            .collect();
+        Ok(report)
+    }
+
+    /// The decompressed bytes of one entry, refusing more than `MAX_ENTRY_BYTES`.
+    pub fn read(&mut self, entry: usize) -> Result<Vec<u8>> {
+        let name = self.entries[entry].name.clone();
+        let display = &self.display_name;
+        let mut f = self.zip.by_index(self.entries[entry].index).map_err(|e| {
+            let hint = if e.to_string().to_lowercase().contains("password") {
+                "the ZIP is encrypted; make it again without a password"
+            } else {
+                "the ZIP may be damaged or use an unsupported compression"
+            };
+            input_error(format!("{display}: cannot read '{name}' ({e}): {hint}"))
+        })?;
+        let mut buf = Vec::with_capacity(f.size().min(MAX_ENTRY_BYTES) as usize);
+        (&mut f).take(MAX_ENTRY_BYTES + 1).read_to_end(&mut buf).map_err(|e| {
+            input_error(format!("{display}: '{name}' is damaged or truncated ({e})"))
+        })?;
+        if buf.len() as u64 > MAX_ENTRY_BYTES {
+            bail_input!(
+                "{display}: '{name}' decompresses to more than {} MiB; no image needs that (a ZIP bomb?)",
+                MAX_ENTRY_BYTES >> 20
+            );
+        }
+        Ok(buf)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::io::{Cursor, Write};
+
+    pub fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        for (name, data) in entries {
+            if name.ends_with('/') {
+                w.add_directory(*name, zip::write::SimpleFileOptions::default()).unwrap();
+            } else {
+                w.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
+                w.write_all(data).unwrap();
+            }
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    fn row(line: usize, image: &str) -> Row {
+        Row { line, image: image.into(), label: "x".into(), split: None, group: None }
+    }
+
+    #[test]
+    fn skips_macos_dotfiles_and_non_images() {
+        let z = zip_of(&[
+            ("imgs/", b""),
+            ("imgs/a.png", b"1"),
+            ("__MACOSX/imgs/._a.png", b"2"),
+            ("imgs/._b.png", b"3"),
+            ("imgs/notes.txt", b"4"),
+            ("imgs/B.JPG", b"5"),
+        ]);
+        let a = Archive::from_reader(Cursor::new(z), "t.zip").unwrap();
+        let names: Vec<_> = a.entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["imgs/a.png", "imgs/B.JPG"]);
+        assert_eq!(a.skipped, 4);
+    }
+
+    #[test]
+    fn matching_rules_in_order() {
+        let z = zip_of(&[("data/x/a.png", b"1"), ("data/y/a.png", b"2"), ("data/y/B.jpg", b"3"), ("c.tif", b"4"), ("spare.png", b"5")]);
+        let a = Archive::from_reader(Cursor::new(z), "t.zip").unwrap();
+        let rows = [
+            row(2, "data/y/a.png"),   // full path, although the name is ambiguous
+            row(3, "./DATA/X/A.PNG"), // full path, other case and a ./ prefix
+            row(4, "b.JPG"),          // file name, case-insensitive
+            row(5, "C"),              // stem
+            row(6, "elsewhere\\c.tif"), // file name after a Windows folder
+            row(7, "missing.png"),
+        ];
+        let r = a.match_rows(&rows).unwrap();
+        let got: Vec<_> = r.matched.iter().map(|&(row, e)| (row, a.entries[e].name.as_str())).collect();
+        assert_eq!(
+            got,
+            [(0, "data/y/a.png"), (1, "data/x/a.png"), (2, "data/y/B.jpg"), (3, "c.tif"), (4, "c.tif")]
+        );
+        assert_eq!(r.missing, [(7, "missing.png".to_string())]);
+        assert_eq!(r.unused, ["spare.png"]);
+    }
+
+    #[test]
+    fn ambiguous_file_name_is_an_error() {
+        let z = zip_of(&[("x/a.png", b"1"), ("y/a.png", b"2")]);
+        let a = Archive::from_reader(Cursor::new(z), "t.zip").unwrap();
+        let e = format!("{:#}", a.match_rows(&[row(2, "a.png")]).unwrap_err());
+        assert!(e.contains("matches 2 images") && e.contains("x/a.png") && e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn not_a_zip_and_empty_zip() {
+        let e = format!("{:#}", Archive::from_reader(Cursor::new(b"hello".to_vec()), "t.zip").err().unwrap());
+        assert!(e.contains("not a readable ZIP"), "{e}");
+        let z = zip_of(&[("readme.txt", b"1")]);
+        let e = format!("{:#}", Archive::from_reader(Cursor::new(z), "t.zip").err().unwrap());
+        assert!(e.contains("holds no images"), "{e}");
+    }
+
+    #[test]
+    fn reads_entry_bytes() {
+        let z = zip_of(&[("a.png", b"abc")]);
+        let mut a = Archive::from_reader(Cursor::new(z), "t.zip").unwrap();
+        assert_eq!(a.read(0).unwrap(), b"abc");
+    }
+}

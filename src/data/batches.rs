@@ -1,0 +1,188 @@
+//! Batches for the trainer: indices in a seeded order, augmented and normalised to float CHW in a
+//! background thread so that the model never waits on the data.
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::Augmentation;
+use crate::data::augment;
+use crate::data::ImageSet;
+
+/// Per-channel mean and standard deviation, on the 0..1 scale.
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Normalization {
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+pub const IMAGENET: Normalization =
+    Normalization { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+
+/// One batch: images as float N x 3 x S x S (row-major), labels, and which images.
+pub struct Batch {
+    pub pixels: Vec<f32>,
+    pub labels: Vec<i64>,
+    pub indices: Vec<usize>,
+}
+
+/// Converts images `indices` of `set` to a normalised float batch, augmenting when asked.
+pub fn make_batch(
+    set: &ImageSet,
+    indices: &[usize],
+    norm: &Normalization,
+    augs: &[Augmentation],
+    rng: &mut ChaCha8Rng,
+) -> Batch {
+    let s = set.size;
+    let plane = s * s;
+    let mut pixels = vec![0f32; indices.len() * 3 * plane];
+    let scale: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * norm.std[c]));
+    let shift: [f32; 3] = std::array::from_fn(|c| norm.mean[c] / norm.std[c]);
+    let mut scratch = Vec::new();
+    for (b, &i) in indices.iter().enumerate() {
+        let img: &[u8] = if augs.is_empty() {
+            set.image(i)
+        } else {
+            scratch.clear();
+            scratch.extend_from_slice(set.image(i));
+            augment::apply(&mut scratch, s, augs, rng);
+            &scratch
+        };
+        let out = &mut pixels[b * 3 * plane..(b + 1) * 3 * plane];
+        for (p, px) in img.chunks_exact(3).enumerate() {
+            for c in 0..3 {
+                out[c * plane + p] = px[c] as f32 * scale[c] - shift[c];
+            }
+        }
+    }
+    Batch { pixels, labels: indices.iter().map(|&i| set.labels[i] as i64).collect(), indices: indices.to_vec() }
+}
+
+/// The seed of epoch `epoch`'s order and augmentation stream.
+fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(epoch as u64 + 1)
+}
+
+/// The batches of one epoch, made in a background thread, at most `ahead` batches in advance.
+pub struct EpochBatches {
+    rx: Receiver<Batch>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl EpochBatches {
+    /// Training order: a seeded shuffle of `indices`, augmented. A last batch of one image is
+    /// dropped (batch norm cannot train on it).
+    pub fn training(
+        set: Arc<ImageSet>,
+        indices: &[usize],
+        batch_size: usize,
+        norm: Normalization,
+        augs: Vec<Augmentation>,
+        seed: u64,
+        epoch: usize,
+    ) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(epoch_seed(seed, epoch));
+        let mut order = indices.to_vec();
+        order.shuffle(&mut rng);
+        let mut chunks: Vec<Vec<usize>> = order.chunks(batch_size).map(<[usize]>::to_vec).collect();
+        if chunks.len() > 1 && chunks.last().is_some_and(|c| c.len() == 1) {
+            chunks.pop();
+        }
+        Self::spawn(set, chunks, norm, augs, rng)
+    }
+
+    /// Evaluation order: `indices` as given, no augmentation.
+    pub fn evaluation(set: Arc<ImageSet>, indices: &[usize], batch_size: usize, norm: Normalization) -> Self {
+        let chunks = indices.chunks(batch_size).map(<[usize]>::to_vec).collect();
+        Self::spawn(set, chunks, norm, Vec::new(), ChaCha8Rng::seed_from_u64(0))
+    }
+
+    fn spawn(
+        set: Arc<ImageSet>,
+        chunks: Vec<Vec<usize>>,
+        norm: Normalization,
+        augs: Vec<Augmentation>,
+        mut rng: ChaCha8Rng,
+    ) -> Self {
+        let (tx, rx) = sync_channel(3);
+        let handle = std::thread::spawn(move || {
+            for chunk in chunks {
+                if tx.send(make_batch(&set, &chunk, &norm, &augs, &mut rng)).is_err() {
+                    return;
+                }
+            }
+        });
+        EpochBatches { rx, handle: Some(handle) }
+    }
+}
+
+impl Iterator for EpochBatches {
+    type Item = Batch;
+    fn next(&mut self) -> Option<Batch> {
+        self.rx.recv().ok()
+    }
+}
+
+impl Drop for EpochBatches {
+    fn drop(&mut self) {
+        // Unblock the producer, then wait for it.
+        let (_, dummy) = sync_channel(0);
+        drop(std::mem::replace(&mut self.rx, dummy));
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set() -> Arc<ImageSet> {
+        let size = 2;
+        let n = 5;
+        Arc::new(ImageSet {
+            size,
+            pixels: (0..n * size * size * 3).map(|i| (i * 7 % 256) as u8).collect(),
+            labels: (0..n).map(|i| i % 2).collect(),
+            names: (0..n).map(|i| format!("{i}.png")).collect(),
+            entries: (0..n).map(|i| format!("{i}.png")).collect(),
+            classes: vec!["a".into(), "b".into()],
+        })
+    }
+
+    #[test]
+    fn normalises_to_chw() {
+        let s = set();
+        let norm = Normalization { mean: [0.5, 0.0, 0.0], std: [0.5, 1.0, 2.0] };
+        let b = make_batch(&s, &[1], &norm, &[], &mut ChaCha8Rng::seed_from_u64(0));
+        let img = s.image(1);
+        for p in 0..4 {
+            assert!((b.pixels[p] - (img[p * 3] as f32 / 255.0 - 0.5) / 0.5).abs() < 1e-6);
+            assert!((b.pixels[4 + p] - img[p * 3 + 1] as f32 / 255.0).abs() < 1e-6);
+            assert!((b.pixels[8 + p] - img[p * 3 + 2] as f32 / 255.0 / 2.0).abs() < 1e-6);
+        }
+        assert_eq!(b.labels, [1]);
+    }
+
+    #[test]
+    fn epochs_are_seeded_shuffles_covering_all() {
+        let s = set();
+        let order = |seed, epoch| -> Vec<usize> {
+            EpochBatches::training(s.clone(), &[0, 1, 2, 3, 4], 2, IMAGENET, vec![], seed, epoch)
+                .flat_map(|b| b.indices)
+                .collect()
+        };
+        let a = order(1, 0);
+        // Five images in batches of two: the last single image is dropped.
+        assert_eq!(a.len(), 4);
+        assert_eq!(a, order(1, 0));
+        assert!((0..5).any(|e| order(1, e) != a));
+        let eval: Vec<usize> = EpochBatches::evaluation(s, &[4, 0, 2], 2, IMAGENET).flat_map(|b| b.indices).collect();
+        assert_eq!(eval, [4, 0, 2]);
+    }
+}

@@ -1,0 +1,48 @@
+//! Exit codes and the error kinds that choose them. Galaxy's `<stdio>` maps these codes.
+use std::fmt;
+
+/// Exit code for a run that finished.
+pub const EXIT_OK: i32 = 0;
+/// Exit code for an unexpected internal failure.
+pub const EXIT_INTERNAL: i32 = 1;
+/// Exit code for input the user can fix: bad ZIP, CSV, options.
+pub const EXIT_BAD_INPUT: i32 = 2;
+/// Exit code when memory ran out (allocation failure reported by libtorch).
+pub const EXIT_OUT_OF_MEMORY: i32 = 3;
+
+/// An error caused by the user's input or options; the message says what to fix.
+#[derive(Debug)]
+pub struct InputError(pub String);
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InputError {}
+
+/// Builds an `anyhow::Error` tagged as bad input.
+pub fn input_error(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(InputError(msg.into()))
+}
+
+/// Returns early with a bad-input error formatted like `format!`.
+#[macro_export]
+macro_rules! bail_input {
+    ($($arg:tt)*) => {
+        return Err($crate::error::input_error(format!($($arg)*)))
+    };
+}
+
+/// Picks the exit code for an error chain.
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    if err.chain().any(|e| e.downcast_ref::<InputError>().is_some()) {
+        return EXIT_BAD_INPUT;
+    }
+    let text = format!("{err:#}").to_lowercase();
+    if text.contains("out of memory") || text.contains("defaultcpuallocator: can't allocate") {
+        return EXIT_OUT_OF_MEMORY;
+    }
+    EXIT_INTERNAL
+}

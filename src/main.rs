@@ -1,0 +1,59 @@
+//! Parses the command line and dispatches; the work happens in the library.
+use clap::Parser;
+
+use image_learner::cli::{Cli, Command};
+use image_learner::error::{exit_code, EXIT_OK};
+use image_learner::{models, pipeline, predict, synth};
+
+fn shell_quote(a: &str) -> String {
+    if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,".contains(c)) {
+        a.to_string()
+    } else {
+        format!("'{}'", a.replace('\'', "'\\''"))
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Train(args) => {
+            let line = std::env::args().map(|a| shell_quote(&a)).collect::<Vec<_>>().join(" ");
+            let s = pipeline::run_train(&args.into_config(line))?;
+            eprintln!(
+                "done in {:.1} s: best epoch {} of {}, test accuracy {:.4}, macro F1 {:.4}",
+                s.seconds, s.best_epoch, s.epochs_run, s.test.accuracy, s.test.macro_f1
+            );
+            println!("{}", s.output_dir.join(image_learner::outputs::REPORT).display());
+        }
+        Command::Predict(args) => {
+            let cfg = args.into_config();
+            let s = predict::run_predict(&cfg)?;
+            eprintln!("{} images predicted into {}", s.images, cfg.output.display());
+            if let Some(m) = s.metrics {
+                eprintln!("against the labels: accuracy {:.4}, macro F1 {:.4}", m.accuracy, m.macro_f1);
+            }
+        }
+        Command::Models => {
+            println!("{:<22} {:<14} {:>10} {:>12}  reference", "name", "family", "input", "parameters");
+            for spec in models::registry() {
+                let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+                let _ = (spec.build)(&vs.root(), 1000);
+                let size = format!("{0}x{0}", spec.default_size);
+                println!("{:<22} {:<14} {:>10} {:>12}  {}", spec.name, spec.family, size, models::parameter_count(&vs), spec.reference);
+            }
+        }
+        Command::Sample(a) => {
+            synth::write_sample(&a.output_dir, a.per_class, a.size, a.seed)?;
+            eprintln!("sample written to {}", a.output_dir.display());
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("image-learner: error: {e:#}");
+        std::process::exit(exit_code(&e));
+    }
+    std::process::exit(EXIT_OK);
+}

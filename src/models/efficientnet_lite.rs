@@ -1,0 +1,104 @@
+//! EfficientNet-Lite (Tan & Le, "EfficientNet: Rethinking Model Scaling for CNNs", 2019; the
+//! Lite variants drop squeeze-excitation and use ReLU6), with timm's `efficientnet_lite0`
+//! parameter names: conv_stem, bn1, blocks.S.B.*, conv_head, bn2, classifier.
+use tch::{nn, nn::ModuleT, Tensor};
+
+use super::Network;
+
+/// One stage: depthwise-separable first block or inverted residuals.
+struct Stage {
+    inverted_residual: bool,
+    repeats: i64,
+    kernel: i64,
+    stride: i64,
+    expand: i64,
+    channels: i64,
+}
+
+const LITE0: [Stage; 7] = [
+    Stage { inverted_residual: false, repeats: 1, kernel: 3, stride: 1, expand: 1, channels: 16 },
+    Stage { inverted_residual: true, repeats: 2, kernel: 3, stride: 2, expand: 6, channels: 24 },
+    Stage { inverted_residual: true, repeats: 2, kernel: 5, stride: 2, expand: 6, channels: 40 },
+    Stage { inverted_residual: true, repeats: 3, kernel: 3, stride: 2, expand: 6, channels: 80 },
+    Stage { inverted_residual: true, repeats: 3, kernel: 5, stride: 1, expand: 6, channels: 112 },
+    Stage { inverted_residual: true, repeats: 4, kernel: 5, stride: 2, expand: 6, channels: 192 },
+    Stage { inverted_residual: true, repeats: 1, kernel: 3, stride: 1, expand: 6, channels: 320 },
+];
+
+fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, groups: i64) -> nn::Conv2D {
+    let cfg = nn::ConvConfig { stride, padding: k / 2, groups, bias: false, ..Default::default() };
+    nn::conv2d(p, c_in, c_out, k, cfg)
+}
+
+fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
+    nn::batch_norm2d(p, c, Default::default())
+}
+
+fn relu6(xs: Tensor) -> Tensor {
+    xs.clamp(0.0, 6.0)
+}
+
+/// conv_dw, bn1 + ReLU6, conv_pw, bn2 (no activation); residual when shapes allow.
+fn depthwise_separable(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64) -> impl ModuleT {
+    let conv_dw = conv(&p / "conv_dw", c_in, c_in, k, stride, c_in);
+    let bn1 = bn(&p / "bn1", c_in);
+    let conv_pw = conv(&p / "conv_pw", c_in, c_out, 1, 1, 1);
+    let bn2 = bn(&p / "bn2", c_out);
+    let skip = stride == 1 && c_in == c_out;
+    nn::func_t(move |xs, train| {
+        let ys = relu6(xs.apply(&conv_dw).apply_t(&bn1, train)).apply(&conv_pw).apply_t(&bn2, train);
+        if skip { ys + xs } else { ys }
+    })
+}
+
+/// conv_pw (expand), bn1 + ReLU6, conv_dw, bn2 + ReLU6, conv_pwl (project), bn3; residual.
+fn inverted_residual(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, expand: i64) -> impl ModuleT {
+    let mid = c_in * expand;
+    let conv_pw = conv(&p / "conv_pw", c_in, mid, 1, 1, 1);
+    let bn1 = bn(&p / "bn1", mid);
+    let conv_dw = conv(&p / "conv_dw", mid, mid, k, stride, mid);
+    let bn2 = bn(&p / "bn2", mid);
+    let conv_pwl = conv(&p / "conv_pwl", mid, c_out, 1, 1, 1);
+    let bn3 = bn(&p / "bn3", c_out);
+    let skip = stride == 1 && c_in == c_out;
+    nn::func_t(move |xs, train| {
+        let ys = relu6(xs.apply(&conv_pw).apply_t(&bn1, train));
+        let ys = relu6(ys.apply(&conv_dw).apply_t(&bn2, train));
+        let ys = ys.apply(&conv_pwl).apply_t(&bn3, train);
+        if skip { ys + xs } else { ys }
+    })
+}
+
+fn backbone(p: &nn::Path, stages: &[Stage], stem: i64, features: i64) -> impl ModuleT {
+    let conv_stem = conv(p / "conv_stem", 3, stem, 3, 2, 1);
+    let bn1 = bn(p / "bn1", stem);
+    let mut blocks = nn::seq_t();
+    let mut c_in = stem;
+    for (s, st) in stages.iter().enumerate() {
+        for b in 0..st.repeats {
+            let bp = p / "blocks" / s / b;
+            let stride = if b == 0 { st.stride } else { 1 };
+            blocks = if st.inverted_residual {
+                blocks.add(inverted_residual(bp, c_in, st.channels, st.kernel, stride, st.expand))
+            } else {
+                blocks.add(depthwise_separable(bp, c_in, st.channels, st.kernel, stride))
+            };
+            c_in = st.channels;
+        }
+    }
+    let conv_head = conv(p / "conv_head", c_in, features, 1, 1, 1);
+    let bn2 = bn(p / "bn2", features);
+    nn::func_t(move |xs, train| {
+        let ys = relu6(xs.apply(&conv_stem).apply_t(&bn1, train)).apply_t(&blocks, train);
+        relu6(ys.apply(&conv_head).apply_t(&bn2, train)).adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+    })
+}
+
+pub fn efficientnet_lite0(p: &nn::Path, num_classes: i64) -> Network {
+    let features = 1280;
+    Network::new(
+        backbone(p, &LITE0, 32, features),
+        0.2,
+        nn::linear(p / "classifier", features, num_classes, Default::default()),
+    )
+}

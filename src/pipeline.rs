@@ -1,0 +1,376 @@
+//! The `train` command from end to end: options checked, data ingested and split, the model
+//! trained, every split evaluated, and the outputs written. Data flows one way:
+//! ZIP + CSV -> ImageSet -> splits -> trained model -> probabilities -> metrics -> files.
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Result;
+use tch::nn;
+
+use crate::bail_input;
+use crate::config::{Task, TrainConfig};
+use crate::data::metadata::ColumnChoice;
+use crate::data::split::{self, Split};
+use crate::data::{self, SizePolicy};
+use crate::metrics::{self, Metrics};
+use crate::models::{self, weights};
+use crate::outputs::{self, bundle, history, predictions};
+use crate::report::{self, ConfusionRow, Item, MetricRow, ReportPage};
+use crate::train::{self, TrainSettings};
+
+pub struct RunSummary {
+    pub output_dir: PathBuf,
+    pub test: Metrics,
+    pub best_epoch: usize,
+    pub epochs_run: usize,
+    pub seconds: f64,
+    pub input_size: usize,
+}
+
+/// Threads for libtorch and the decoders: `--threads`, else `GALAXY_SLOTS`, else all cores.
+pub fn configure_threads(threads: Option<usize>) -> usize {
+    let n = threads
+        .or_else(|| std::env::var("GALAXY_SLOTS").ok().and_then(|s| s.trim().parse().ok()))
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    tch::set_num_threads(n as i32);
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    n
+}
+
+fn split_of(cfg: &TrainConfig, ing: &data::Ingested, warnings: &mut Vec<String>) -> Result<(Vec<Split>, String)> {
+    let set = &ing.images;
+    let s = &ing.summary;
+    if let Some(col) = &s.split_column {
+        let values: Vec<(usize, Option<String>)> = ing.rows.iter().map(|r| (r.line, r.split.clone())).collect();
+        let (splits, carved) = split::from_column(&values, &set.labels, &set.classes, col, &cfg.split, cfg.seed)?;
+        let how = if carved {
+            format!("Split from the column '{col}'; it has no validation rows, so validation was carved from train (stratified, seed {}).", cfg.seed)
+        } else {
+            format!("Split from the column '{col}'.")
+        };
+        return Ok((splits, how));
+    }
+    if let Some(col) = &s.group_column {
+        let groups: Vec<String> = ing.rows.iter().map(|r| r.group.clone().unwrap_or_else(|| format!("row:{}", r.line))).collect();
+        let missing = ing.rows.iter().filter(|r| r.group.is_none()).count();
+        if missing > 0 {
+            warnings.push(format!("{missing} rows have no value in the group column '{col}'; each is its own group"));
+        }
+        let splits = split::grouped(&set.labels, &groups, &set.classes, &cfg.split, cfg.seed)?;
+        return Ok((
+            splits,
+            format!(
+                "Stratified {} split grouped by '{col}': all images of one group are in one split (seed {}).",
+                cfg.split, cfg.seed
+            ),
+        ));
+    }
+    let splits = split::stratified(&set.labels, &set.classes, &cfg.split, cfg.seed)?;
+    Ok((splits, format!("Stratified random {} split by class (seed {}).", cfg.split, cfg.seed)))
+}
+
+pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
+    let started = Instant::now();
+    cfg.validate()?;
+    let spec = models::find(&cfg.model)?;
+    outputs::prepare_output_dir(&cfg.output_dir)?;
+    let threads = configure_threads(cfg.threads);
+    let device = crate::device::resolve(cfg.device)?;
+    let weights_dir = weights::weights_dir(cfg.weights_dir.as_deref());
+    if cfg.use_pretrained {
+        // Fail before the data is read when the weights are missing.
+        if !weights::candidates(&weights_dir, spec).iter().any(|p| p.is_file()) {
+            let mut probe = nn::VarStore::new(tch::Device::Cpu);
+            weights::load_pretrained(&mut probe, spec, &weights_dir)?;
+        }
+    }
+
+    let choice = ColumnChoice {
+        image: cfg.image_column.clone(),
+        label: cfg.label_column.clone(),
+        split: cfg.split_column.clone(),
+        group: cfg.group_column.clone(),
+        label_optional: false,
+    };
+    let meta = data::read_metadata(&cfg.metadata, &choice)?;
+    let size = match cfg.image_size {
+        Some(s) => SizePolicy::Fixed(s as usize),
+        None => SizePolicy::FromImages { max: spec.default_size as usize },
+    };
+    let ing = data::ingest(&cfg.images, meta, size, None)?;
+    let mut warnings = ing.summary.warnings.clone();
+    let s = &ing.summary;
+    eprintln!(
+        "data: {} of {} rows matched an image in {}; {} rows without an image; {} images without a row",
+        s.matched, s.rows, s.archive_file, s.rows_without_image, s.images_without_row
+    );
+    if s.rows_without_image > 0 {
+        warnings.push(format!(
+            "{} rows of {} name no image in {} (e.g. {}); they are left out",
+            s.rows_without_image,
+            s.metadata_file,
+            s.archive_file,
+            s.missing_examples.join("; ")
+        ));
+    }
+    let set = &ing.images;
+    let k = set.classes.len();
+    if k < 2 {
+        bail_input!(
+            "{} has a single class ('{}'): a classifier needs at least two classes in the label column '{}'",
+            s.metadata_file,
+            set.classes[0],
+            s.label_column
+        );
+    }
+    if cfg.task == Task::Binary && k != 2 {
+        bail_input!(
+            "--task binary needs exactly two classes; the label column '{}' has {k} ({}). Use --task classification",
+            s.label_column,
+            set.classes.join(", ")
+        );
+    }
+
+    let (splits, split_method) = split_of(cfg, &ing, &mut warnings)?;
+    let groups: Option<Vec<String>> = s.group_column.as_ref().map(|_| ing.rows.iter().map(|r| r.group.clone().unwrap_or_default()).collect());
+    warnings.extend(split::leakage_warnings(&set.names, &splits, groups.as_deref(), s.group_column.as_deref()));
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    let idx = |which: Split| -> Vec<usize> { (0..splits.len()).filter(|&i| splits[i] == which).collect() };
+    let (train_idx, val_idx, test_idx) = (idx(Split::Train), idx(Split::Validation), idx(Split::Test));
+    let mut batch_size = cfg.batch_size;
+    if batch_size > train_idx.len() {
+        warnings.push(format!(
+            "--batch-size {batch_size} is larger than the training set ({} images); using {}",
+            train_idx.len(),
+            train_idx.len()
+        ));
+        batch_size = train_idx.len();
+    }
+    let input_size = set.size;
+    eprintln!(
+        "split: {} train, {} validation, {} test; {} classes; input {input_size}x{input_size}; model {} on {}",
+        train_idx.len(),
+        val_idx.len(),
+        test_idx.len(),
+        k,
+        spec.name,
+        crate::device::describe(device)
+    );
+
+    tch::manual_seed(cfg.seed as i64);
+    let mut vs = nn::VarStore::new(device);
+    let net = (spec.build)(&vs.root(), k as i64);
+    let pretrained_file = if cfg.use_pretrained {
+        Some(weights::load_pretrained(&mut vs, spec, &weights_dir)?)
+    } else {
+        None
+    };
+    let n_params = models::parameter_count(&vs);
+    let settings = TrainSettings {
+        epochs: cfg.epochs,
+        batch_size,
+        learning_rate: cfg.learning_rate,
+        optimizer: cfg.optimizer,
+        weight_decay: cfg.weight_decay,
+        early_stop: cfg.early_stop,
+        validation_metric: cfg.validation_metric,
+        frozen_backbone: !cfg.fine_tune,
+        head_prefix: spec.head_prefix.to_string(),
+        augmentation: cfg.augmentation.clone(),
+        seed: cfg.seed,
+        device,
+        normalization: spec.normalization,
+    };
+    let set = Arc::new(ing.images);
+    let outcome = train::fit(&net, &mut vs, &set, &train_idx, &val_idx, &settings)?;
+    if let Some(e) = outcome.diverged_at {
+        warnings.push(format!(
+            "the training loss became NaN or infinite in epoch {e}; training stopped and the best earlier epoch ({}) was kept",
+            outcome.best_epoch
+        ));
+    }
+
+    let eval_batch = batch_size.max(64);
+    let evaluate = |indices: &[usize]| -> (Vec<Vec<f32>>, Metrics) {
+        let probs = train::predict_probs(&net, &set, indices, eval_batch, spec.normalization, device);
+        let truth: Vec<usize> = indices.iter().map(|&i| set.labels[i]).collect();
+        let m = metrics::compute(&truth, &probs, &set.classes);
+        (probs, m)
+    };
+    let (_, train_m) = evaluate(&train_idx);
+    let val_m = (!val_idx.is_empty()).then(|| evaluate(&val_idx).1);
+    let (test_probs, test_m) = evaluate(&test_idx);
+
+    // Outputs.
+    let out = &cfg.output_dir;
+    let test_names: Vec<String> = test_idx.iter().map(|&i| set.names[i].clone()).collect();
+    let test_truth: Vec<String> = test_idx.iter().map(|&i| set.classes[set.labels[i]].clone()).collect();
+    let preds = predictions::to_csv(&test_names, Some(&test_truth), &test_probs, &set.classes)?;
+    let hist = history::to_csv(&outcome.history, outcome.best_epoch)?;
+    let bundle_cfg = bundle::BundleConfig {
+        format_version: bundle::FORMAT_VERSION,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        architecture: spec.name.to_string(),
+        task: cfg.task,
+        classes: set.classes.clone(),
+        input_size: input_size as i64,
+        normalization: spec.normalization,
+        best_epoch: outcome.best_epoch,
+        eval_batch_size: eval_batch,
+        options: cfg.clone(),
+    };
+    let model_zip = bundle::to_zip(&vs, &bundle_cfg)?;
+    let metrics_json = serde_json::json!({
+        "test": &test_m,
+        "validation": &val_m,
+        "train": &train_m,
+        "best_epoch": outcome.best_epoch,
+        "classes": &set.classes,
+    });
+    let seconds = started.elapsed().as_secs_f64();
+
+    let mut per_split: Vec<(Split, &Metrics)> = vec![(Split::Train, &train_m)];
+    if let Some(v) = &val_m {
+        per_split.push((Split::Validation, v));
+    }
+    per_split.push((Split::Test, &test_m));
+    let (headline_header, headline) = report::headline_rows(&per_split);
+    let item = |l: &str, v: String| Item { label: l.to_string(), value: v };
+    let size_note = match cfg.image_size {
+        Some(_) => format!("{input_size}x{input_size} (--image-size)"),
+        None => format!(
+            "{input_size}x{input_size} (from the images; {}'s default is {}x{})",
+            spec.name, spec.default_size, spec.default_size
+        ),
+    };
+    let augs: Vec<&str> = cfg.augmentation.iter().map(|a| a.name()).collect();
+    let run = vec![
+        item("Model", format!("{} ({})", spec.name, spec.reference)),
+        item("Parameters", n_params.to_string()),
+        item("Input size", size_note),
+        item("Task", format!("{:?}", cfg.task).to_lowercase()),
+        item("Epochs", format!("{} requested, {} run", cfg.epochs, outcome.history.len())),
+        item("Batch size", batch_size.to_string()),
+        item("Pretrained weights", pretrained_file.map_or("no (random initialisation)".into(), |p| p.display().to_string())),
+        item("Fine-tune", if cfg.fine_tune { "all layers".into() } else { "head only (backbone frozen)".into() }),
+        item("Optimizer", format!("{:?}, learning rate {}, weight decay {}", cfg.optimizer, cfg.learning_rate, cfg.weight_decay)),
+        item("Augmentation", if augs.is_empty() { "none".into() } else { augs.join(", ") }),
+        item("Best epoch chosen by", format!("validation {}", cfg.validation_metric.name())),
+        item("Early stopping", cfg.early_stop.map_or("off".into(), |n| format!("after {n} epochs without improvement"))),
+        item("Random seed", cfg.seed.to_string()),
+        item("Device", format!("{} ({threads} threads)", crate::device::describe(device))),
+        item("Wall time", format!("{seconds:.1} s")),
+        item("Software", format!("image-learner {}, libtorch {}", env!("CARGO_PKG_VERSION"), "2.13.0")),
+    ];
+    let s = &ing.summary;
+    let data_items = vec![
+        item("Images", s.archive_file.clone()),
+        item("Metadata", format!("{} ({}, delimiter '{}')", s.metadata_file, s.encoding, s.delimiter)),
+        item("Columns", format!("image: '{}', label: '{}'{}{}", s.image_column, s.label_column,
+            s.split_column.as_ref().map_or(String::new(), |c| format!(", split: '{c}'")),
+            s.group_column.as_ref().map_or(String::new(), |c| format!(", group: '{c}'")))),
+        item("Rows matched to an image", format!("{} of {}", s.matched, s.rows)),
+        item("Rows without an image", s.rows_without_image.to_string()),
+        item("Images without a row", s.images_without_row.to_string()),
+        item("ZIP entries skipped (folders, __MACOSX, dot-files, non-images)", s.skipped_entries.to_string()),
+    ];
+    let mut split_counts: Vec<MetricRow> = (0..k)
+        .map(|c| MetricRow {
+            name: set.classes[c].clone(),
+            values: [&train_idx, &val_idx, &test_idx]
+                .iter()
+                .map(|ix| ix.iter().filter(|&&i| set.labels[i] == c).count().to_string())
+                .collect(),
+        })
+        .collect();
+    split_counts.push(MetricRow {
+        name: "all".into(),
+        values: [&train_idx, &val_idx, &test_idx].iter().map(|ix| ix.len().to_string()).collect(),
+    });
+    let epochs = outcome
+        .history
+        .iter()
+        .map(|r| MetricRow {
+            name: if r.epoch == outcome.best_epoch { format!("{} *", r.epoch) } else { r.epoch.to_string() },
+            values: vec![
+                report::f4(r.train_loss),
+                report::f4(r.train_accuracy),
+                report::opt4(r.validation_loss),
+                report::opt4(r.validation_accuracy),
+                format!("{}", r.learning_rate),
+                format!("{:.1}", r.seconds),
+            ],
+        })
+        .collect();
+    let mut training_note = format!("Best epoch: {} (marked *), chosen by validation {}; its weights are the Best Model.", outcome.best_epoch, cfg.validation_metric.name());
+    if outcome.stopped_early {
+        training_note.push_str(" Training stopped early: no validation improvement.");
+    }
+    let per_class = test_m
+        .per_class
+        .iter()
+        .map(|c| MetricRow {
+            name: c.class.clone(),
+            values: vec![report::f4(c.precision), report::f4(c.recall), report::f4(c.f1), report::opt4(c.roc_auc), c.support.to_string()],
+        })
+        .collect();
+    let confusion = test_m
+        .confusion_matrix
+        .iter()
+        .zip(&set.classes)
+        .map(|(row, c)| ConfusionRow { class: c.clone(), cells: row.iter().map(|v| v.to_string()).collect() })
+        .collect();
+    let page = ReportPage {
+        title: format!("Image Learner report: {} on {}", spec.name, s.archive_file),
+        generated: format!("by image-learner {}", env!("CARGO_PKG_VERSION")),
+        run,
+        command_line: cfg.command_line.clone(),
+        data: data_items,
+        warnings: warnings.clone(),
+        split_header: ["Class", "Train", "Validation", "Test"].map(String::from).to_vec(),
+        split_counts,
+        split_method,
+        headline_header,
+        headline,
+        epoch_header: ["Epoch", "Train loss", "Train accuracy", "Validation loss", "Validation accuracy", "Learning rate", "Seconds"].map(String::from).to_vec(),
+        epochs,
+        training_note,
+        per_class_header: ["Class", "Precision", "Recall", "F1", "ROC-AUC", "Support"].map(String::from).to_vec(),
+        per_class,
+        classes: set.classes.clone(),
+        confusion,
+        test_note: format!(
+            "{} test images, evaluated with the best epoch's weights. Averages are macro (each class counts equally).",
+            test_idx.len()
+        ),
+    };
+    let html = report::render(&page)?;
+
+    outputs::write_atomic(&out.join(outputs::PREDICTIONS), &preds)?;
+    outputs::write_atomic(&out.join(outputs::HISTORY), &hist)?;
+    outputs::write_atomic(&out.join(outputs::METRICS), &serde_json::to_vec_pretty(&metrics_json)?)?;
+    outputs::write_atomic(&out.join(outputs::BEST_MODEL), &model_zip)?;
+    outputs::write_atomic(&out.join(outputs::REPORT), html.as_bytes())?;
+    Ok(RunSummary {
+        output_dir: out.clone(),
+        test: test_m,
+        best_epoch: outcome.best_epoch,
+        epochs_run: outcome.history.len(),
+        seconds,
+        input_size,
+    })
+}
+
+/// Used by `predict` and tests: the model of a bundle, ready for evaluation.
+pub fn network_from_bundle(b: &bundle::Bundle, device: tch::Device) -> Result<(nn::VarStore, models::Network, &'static models::ModelSpec)> {
+    let spec = models::find(&b.config.architecture)?;
+    let mut vs = nn::VarStore::new(device);
+    let net = (spec.build)(&vs.root(), b.config.classes.len() as i64);
+    weights::copy_variables(&mut vs, None, &b.tensors)?;
+    Ok((vs, net, spec))
+}
+

@@ -1,0 +1,242 @@
+//! The training loop: optimiser, epochs, validation, best-epoch selection, early stopping, and
+//! the evaluation pass that every split and `predict` share.
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
+
+use crate::bail_input;
+use crate::config::{Augmentation, OptimizerKind, ValidationMetric};
+use crate::data::batches::{Batch, EpochBatches, Normalization};
+use crate::data::ImageSet;
+use crate::metrics;
+use crate::models::Network;
+
+pub struct TrainSettings {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub optimizer: OptimizerKind,
+    pub weight_decay: f64,
+    pub early_stop: Option<usize>,
+    pub validation_metric: ValidationMetric,
+    /// Freeze everything but the head (`--fine-tune false`).
+    pub frozen_backbone: bool,
+    pub head_prefix: String,
+    pub augmentation: Vec<Augmentation>,
+    pub seed: u64,
+    pub device: Device,
+    pub normalization: Normalization,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub validation_loss: Option<f64>,
+    pub validation_accuracy: Option<f64>,
+    /// The figure that picks the best epoch (validation loss, accuracy, ...).
+    pub validation_score: Option<f64>,
+    pub learning_rate: f64,
+    pub seconds: f64,
+    /// Seconds the trainer spent waiting for batches.
+    pub data_wait_seconds: f64,
+}
+
+pub struct TrainOutcome {
+    pub history: Vec<EpochRecord>,
+    pub best_epoch: usize,
+    pub stopped_early: bool,
+    /// Set when the loss became NaN or infinite: the epoch, and training stopped there.
+    pub diverged_at: Option<usize>,
+}
+
+fn snapshot(vs: &nn::VarStore) -> HashMap<String, Tensor> {
+    tch::no_grad(|| vs.variables().into_iter().map(|(k, v)| (k, v.detach().copy())).collect())
+}
+
+fn restore(vs: &nn::VarStore, state: &HashMap<String, Tensor>) {
+    tch::no_grad(|| {
+        for (k, mut v) in vs.variables() {
+            v.copy_(&state[&k]);
+        }
+    });
+}
+
+fn to_device(b: &Batch, size: usize, device: Device) -> (Tensor, Tensor) {
+    let n = b.labels.len() as i64;
+    let s = size as i64;
+    let x = Tensor::from_slice(&b.pixels).view([n, 3, s, s]);
+    let y = Tensor::from_slice(&b.labels);
+    (x.to_device(device), y.to_device(device))
+}
+
+/// Softmax probabilities for images `indices` of `set`, in that order, in eval mode.
+pub fn predict_probs(
+    net: &Network,
+    set: &Arc<ImageSet>,
+    indices: &[usize],
+    batch_size: usize,
+    norm: Normalization,
+    device: Device,
+) -> Vec<Vec<f32>> {
+    let k = set.classes.len();
+    let mut out = Vec::with_capacity(indices.len());
+    tch::no_grad(|| {
+        for b in EpochBatches::evaluation(set.clone(), indices, batch_size, norm) {
+            let (x, _) = to_device(&b, set.size, device);
+            let p = net.forward(&x, false, false).softmax(-1, Kind::Float).to_device(Device::Cpu);
+            let flat: Vec<f32> = Vec::<f32>::try_from(p.flatten(0, -1)).expect("float probabilities");
+            out.extend(flat.chunks(k).map(<[f32]>::to_vec));
+        }
+    });
+    out
+}
+
+fn validation_score(metric: ValidationMetric, m: &metrics::Metrics) -> Option<f64> {
+    match metric {
+        ValidationMetric::Loss => Some(m.log_loss),
+        ValidationMetric::Accuracy => Some(m.accuracy),
+        ValidationMetric::MacroF1 => Some(m.macro_f1),
+        ValidationMetric::RocAuc => m.roc_auc_macro,
+    }
+}
+
+/// Trains `net` (whose variables live in `vs`) and leaves the best epoch's weights in `vs`.
+pub fn fit(
+    net: &Network,
+    vs: &mut nn::VarStore,
+    set: &Arc<ImageSet>,
+    train_idx: &[usize],
+    val_idx: &[usize],
+    s: &TrainSettings,
+) -> Result<TrainOutcome> {
+    if s.frozen_backbone {
+        let head = format!("{}.", s.head_prefix);
+        for (name, var) in vs.variables() {
+            if !name.starts_with(&head) {
+                let _ = var.set_requires_grad(false);
+            }
+        }
+    }
+    let mut opt = match s.optimizer {
+        OptimizerKind::Adam => nn::Adam { wd: s.weight_decay, ..Default::default() }.build(vs, s.learning_rate)?,
+        OptimizerKind::AdamW => nn::AdamW { wd: s.weight_decay, ..Default::default() }.build(vs, s.learning_rate)?,
+        OptimizerKind::Sgd => nn::Sgd { momentum: 0.9, wd: s.weight_decay, ..Default::default() }.build(vs, s.learning_rate)?,
+    };
+    let mut history = Vec::new();
+    let mut best: Option<(usize, f64)> = None;
+    let mut best_state = None;
+    let mut since_best = 0;
+    let mut stopped_early = false;
+    let mut diverged_at = None;
+    for epoch in 1..=s.epochs {
+        let started = Instant::now();
+        let batches = EpochBatches::training(
+            set.clone(),
+            train_idx,
+            s.batch_size,
+            s.normalization,
+            s.augmentation.clone(),
+            s.seed,
+            epoch,
+        );
+        let n_batches = train_idx.len().div_ceil(s.batch_size) as u64;
+        let bar = ProgressBar::new(n_batches).with_style(
+            ProgressStyle::with_template("  epoch {msg} [{bar:30}] {pos}/{len} batches, {eta} left")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(format!("{epoch}/{}", s.epochs));
+        let (mut loss_sum, mut correct, mut seen) = (0f64, 0i64, 0usize);
+        let mut wait = 0f64;
+        let mut waited = Instant::now();
+        for b in batches {
+            wait += waited.elapsed().as_secs_f64();
+            let (x, y) = to_device(&b, set.size, s.device);
+            let logits = net.forward(&x, true, s.frozen_backbone);
+            let loss = logits.cross_entropy_for_logits(&y);
+            opt.backward_step(&loss);
+            let l = loss.double_value(&[]);
+            if !l.is_finite() {
+                diverged_at = Some(epoch);
+                break;
+            }
+            let n = b.labels.len();
+            loss_sum += l * n as f64;
+            correct += logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[]);
+            seen += n;
+            bar.inc(1);
+            waited = Instant::now();
+        }
+        bar.finish_and_clear();
+        if let Some(e) = diverged_at {
+            eprintln!("epoch {e}: the training loss became NaN or infinite; training stops here (try a lower --learning-rate)");
+            break;
+        }
+        let (val_loss, val_acc, score) = if val_idx.is_empty() {
+            (None, None, None)
+        } else {
+            let probs = predict_probs(net, set, val_idx, s.batch_size.max(64), s.normalization, s.device);
+            let truth: Vec<usize> = val_idx.iter().map(|&i| set.labels[i]).collect();
+            let m = metrics::compute(&truth, &probs, &set.classes);
+            (Some(m.log_loss), Some(m.accuracy), validation_score(s.validation_metric, &m))
+        };
+        let record = EpochRecord {
+            epoch,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: correct as f64 / seen.max(1) as f64,
+            validation_loss: val_loss,
+            validation_accuracy: val_acc,
+            validation_score: score,
+            learning_rate: s.learning_rate,
+            seconds: started.elapsed().as_secs_f64(),
+            data_wait_seconds: wait,
+        };
+        let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+        eprintln!(
+            "epoch {epoch}/{}: train loss {:.4} acc {:.4} | validation loss {} acc {} | {:.1} s",
+            s.epochs,
+            record.train_loss,
+            record.train_accuracy,
+            fmt(val_loss),
+            fmt(val_acc),
+            record.seconds
+        );
+        history.push(record);
+        // Without validation images (or a score), the last epoch counts as the best.
+        let improved = match (score, best) {
+            (None, _) => true,
+            (Some(_), None) => true,
+            (Some(v), Some((_, b))) => {
+                if s.validation_metric.higher_is_better() { v > b } else { v < b }
+            }
+        };
+        if improved {
+            best = Some((epoch, score.unwrap_or(f64::NAN)));
+            best_state = Some(snapshot(vs));
+            since_best = 0;
+        } else {
+            since_best += 1;
+            if s.early_stop.is_some_and(|patience| since_best >= patience) {
+                eprintln!("early stopping: no validation improvement for {since_best} epochs");
+                stopped_early = true;
+                break;
+            }
+        }
+    }
+    let Some((best_epoch, _)) = best else {
+        bail_input!(
+            "the training loss became NaN in the first epoch, so there is no model to keep; \
+             lower --learning-rate (now {}) and check the images",
+            s.learning_rate
+        );
+    };
+    restore(vs, best_state.as_ref().expect("state saved with the best epoch"));
+    Ok(TrainOutcome { history, best_epoch, stopped_early, diverged_at })
+}
