@@ -1,0 +1,46 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use image_learner::config::TrainConfig;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn sample_zip() -> PathBuf {
+    repo().join("test-data/sample_images.zip")
+}
+
+pub fn sample_csv() -> PathBuf {
+    repo().join("test-data/sample_metadata.csv")
+}
+
+/// A small, quick configuration on the bundled sample.
+pub fn quick_config(out: &Path, epochs: usize) -> TrainConfig {
+    let mut cfg = TrainConfig::new(sample_zip(), sample_csv(), out.to_path_buf(), "resnet18");
+    cfg.epochs = epochs;
+    cfg.batch_size = 16;
+    cfg.image_size = Some(32);
+    cfg.threads = Some(2);
+    cfg
+}
+
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_image-learner"))
+}
+
+pub fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("the binary runs")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Rows of a CSV file as string vectors, header first.
+pub fn csv_rows(path: &Path) -> Vec<Vec<String>> {
+    let mut r = csv::ReaderBuilder::new().has_headers(false).from_path(path).unwrap();
+    r.records().map(|rec| rec.unwrap().iter().map(String::from).collect()).collect()
+}

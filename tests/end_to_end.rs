@@ -1,0 +1,137 @@
+//! Training on the bundled sample through the library and the binary: the four outputs, their
+//! columns, `predict` reproducing the test predictions, and repeatability.
+mod common;
+
+use std::collections::HashSet;
+
+use common::*;
+use image_learner::outputs::{self, bundle};
+use image_learner::pipeline::run_train;
+
+#[test]
+fn train_writes_all_outputs_and_predict_reproduces_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let mut cfg = quick_config(&out, 3);
+    cfg.augmentation = vec![image_learner::config::Augmentation::HorizontalFlip];
+    let summary = run_train(&cfg).unwrap();
+    assert_eq!(summary.epochs_run, 3);
+    assert_eq!(summary.input_size, 32);
+
+    let hist = csv_rows(&out.join(outputs::HISTORY));
+    assert_eq!(hist[0], outputs::history::COLUMNS);
+    assert_eq!(hist.len(), 4);
+    let best: Vec<&Vec<String>> = hist[1..].iter().filter(|r| r[8] == "true").collect();
+    assert_eq!(best.len(), 1);
+    assert_eq!(best[0][0], summary.best_epoch.to_string());
+    for r in &hist[1..] {
+        let loss: f64 = r[1].parse().unwrap();
+        let acc: f64 = r[2].parse().unwrap();
+        assert!(loss.is_finite() && loss > 0.0 && (0.0..=1.0).contains(&acc));
+    }
+
+    let preds = csv_rows(&out.join(outputs::PREDICTIONS));
+    assert_eq!(
+        preds[0],
+        ["image_path", "true_label", "predicted_label", "confidence", "prob_circle", "prob_square", "prob_triangle", "correct"]
+    );
+    // 60 per class, 20% test each.
+    assert_eq!(preds.len() - 1, 36);
+    for r in &preds[1..] {
+        let p: Vec<f64> = r[4..7].iter().map(|v| v.parse().unwrap()).collect();
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-4);
+        let conf: f64 = r[3].parse().unwrap();
+        assert_eq!(conf, p.iter().cloned().fold(f64::MIN, f64::max));
+        assert_eq!(r[7], (r[1] == r[2]).to_string());
+    }
+    let correct = preds[1..].iter().filter(|r| r[7] == "true").count() as f64 / 36.0;
+    let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join(outputs::METRICS)).unwrap()).unwrap();
+    assert!((metrics["test"]["accuracy"].as_f64().unwrap() - correct).abs() < 1e-12);
+    for key in ["macro_precision", "macro_recall", "macro_f1", "roc_auc_macro", "cohen_kappa", "confusion_matrix"] {
+        assert!(!metrics["test"][key].is_null(), "{key}");
+    }
+
+    let html = std::fs::read_to_string(out.join(outputs::REPORT)).unwrap();
+    for heading in ["Config and Overall Performance Summary", "Training and Validation Results", "Test Results", "Confusion matrix"] {
+        assert!(html.contains(heading), "{heading}");
+    }
+    assert!(html.contains("resnet18") && html.contains("32x32 (--image-size)"));
+
+    let b = bundle::read(&out.join(outputs::BEST_MODEL)).unwrap();
+    assert_eq!(b.config.classes, ["circle", "square", "triangle"]);
+    assert_eq!(b.config.architecture, "resnet18");
+    assert_eq!(b.config.best_epoch, summary.best_epoch);
+    assert!(b.tensors.contains_key("layer4.1.bn2.running_var") && b.tensors.contains_key("fc.weight"));
+
+    // predict, through the binary, on exactly the test images: the same probabilities.
+    let test_csv = dir.path().join("test_images.csv");
+    let mut listing = String::from("image_path,label\n");
+    for r in &preds[1..] {
+        listing.push_str(&format!("{},{}\n", r[0], r[1]));
+    }
+    std::fs::write(&test_csv, listing).unwrap();
+    let predicted = dir.path().join("again.csv");
+    let o = run(&[
+        "predict", "--model", out.join(outputs::BEST_MODEL).to_str().unwrap(),
+        "--images", sample_zip().to_str().unwrap(), "--metadata", test_csv.to_str().unwrap(),
+        "--output", predicted.to_str().unwrap(), "--threads", "2", "--device", "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(csv_rows(&predicted), preds, "predict must reproduce the test predictions exactly");
+    assert!(stderr(&o).contains("against the labels"));
+
+    // Without a CSV: every image of the ZIP, no truth columns.
+    let all = dir.path().join("all.csv");
+    let o = run(&[
+        "predict", "--model", out.join(outputs::BEST_MODEL).to_str().unwrap(),
+        "--images", sample_zip().to_str().unwrap(), "--output", all.to_str().unwrap(), "--device", "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = csv_rows(&all);
+    assert_eq!(rows.len(), 181);
+    assert_eq!(rows[0][..3], ["image_path", "predicted_label", "confidence"]);
+}
+
+/// Through the binary: each run is its own process, as in use (libtorch's random generator is
+/// global to a process, and the test harness runs tests in parallel threads).
+#[test]
+fn same_seed_repeats_and_another_seed_splits_differently() {
+    let dir = tempfile::tempdir().unwrap();
+    let go = |name: &str, seed: &str| {
+        let out = dir.path().join(name);
+        let o = run(&[
+            "train", "--images", sample_zip().to_str().unwrap(), "--metadata", sample_csv().to_str().unwrap(),
+            "--model", "resnet18", "--epochs", "2", "--batch-size", "16", "--image-size", "32",
+            "--seed", seed, "--threads", "2", "--device", "cpu",
+            "--augmentation", "horizontal_flip,vertical_flip,rotate,blur,brightness,contrast",
+            "--output-dir", out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        out
+    };
+    let (a, b, c) = (go("a", "42"), go("b", "42"), go("c", "7"));
+    let text = |p: &std::path::Path, f: &str| std::fs::read_to_string(p.join(f)).unwrap();
+    assert!(text(&a, outputs::PREDICTIONS) == text(&b, outputs::PREDICTIONS), "same seed, other predictions");
+    assert!(text(&a, outputs::METRICS) == text(&b, outputs::METRICS), "same seed, other metrics");
+    let timeless = |p: &std::path::Path| -> Vec<Vec<String>> {
+        csv_rows(&p.join(outputs::HISTORY)).into_iter().map(|mut r| { r.drain(6..8); r }).collect()
+    };
+    assert_eq!(timeless(&a), timeless(&b));
+    let names = |p: &std::path::Path| -> HashSet<String> {
+        csv_rows(&p.join(outputs::PREDICTIONS)).into_iter().skip(1).map(|r| r[0].clone()).collect()
+    };
+    assert_ne!(names(&a), names(&c), "another seed gives another split");
+}
+
+#[test]
+fn bundled_sample_is_what_the_generator_makes() {
+    let dir = tempfile::tempdir().unwrap();
+    image_learner::synth::write_sample(dir.path(), 60, 48, 1).unwrap();
+    for f in ["sample_images.zip", "sample_metadata.csv"] {
+        assert_eq!(
+            std::fs::read(dir.path().join(f)).unwrap(),
+            std::fs::read(repo().join("test-data").join(f)).unwrap(),
+            "{f}: regenerate with `image-learner sample`"
+        );
+    }
+}
