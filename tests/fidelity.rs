@@ -1,0 +1,56 @@
+//! Numerical fidelity: each architecture, given the reference implementation's weights by name,
+//! gives the reference's logits and first-parameter gradient. The reference outputs are made at
+//! test time by tests/reference/models.py with the set-up's torch, torchvision and timm.
+mod common;
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use image_learner::models;
+use tch::{nn, Device, Kind, Tensor};
+
+const MODELS: &[(&str, &str)] = &[("resnet18", "conv1.weight"), ("efficientnet_lite0", "conv_stem.weight")];
+
+fn python() -> String {
+    std::env::var("IMAGE_LEARNER_PYTHON")
+        .expect("IMAGE_LEARNER_PYTHON is set by scripts/setup.sh: run the tests through scripts/test.sh")
+}
+
+fn read_all(path: &std::path::Path) -> HashMap<String, Tensor> {
+    Tensor::read_safetensors(path).unwrap().into_iter().collect()
+}
+
+#[test]
+fn logits_and_gradients_match_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(python());
+    cmd.arg(common::repo().join("tests/reference/models.py")).arg(dir.path());
+    cmd.args(MODELS.iter().map(|(n, _)| *n));
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "reference script failed: {}", String::from_utf8_lossy(&o.stderr));
+
+    for (name, first) in MODELS {
+        let refs = read_all(&dir.path().join(format!("{name}.safetensors")));
+        let spec = models::find(name).unwrap();
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let net = (spec.build)(&vs.root(), 5);
+        // Every parameter of ours exists in the reference with the same shape, and vice versa.
+        let ours = vs.variables();
+        let theirs: Vec<&String> = refs.keys().filter(|k| !k.starts_with("__")).collect();
+        assert_eq!(ours.len(), theirs.len(), "{name}: parameter count");
+        models::weights::copy_variables(&mut vs, None, &refs).unwrap();
+
+        let x = &refs["__input"];
+        let logits = net.forward(x, false, false);
+        let diff = (&logits - &refs["__logits"]).abs().max().double_value(&[]);
+        assert!(diff < 1e-4, "{name}: logits differ by {diff}");
+
+        let loss = logits.cross_entropy_for_logits(&refs["__labels"].to_kind(Kind::Int64));
+        loss.backward();
+        let grad = vs.variables()[*first].grad();
+        let reference = &refs["__grad"];
+        let gdiff = (&grad - reference).abs().max().double_value(&[]);
+        let scale = reference.abs().max().double_value(&[]).max(1e-6);
+        assert!(gdiff / scale < 1e-3 && gdiff < 1e-4, "{name}: gradient of {first} differs by {gdiff} (scale {scale})");
+    }
+}

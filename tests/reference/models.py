@@ -1,0 +1,56 @@
+"""Reference outputs for the numerical fidelity tests.
+
+For each architecture, builds the reference model (torchvision or timm) with fixed random weights
+(batch-norm statistics randomised too, so eval mode is not an identity), runs a fixed input through
+it in eval mode, and writes one safetensors file holding the state dict under the reference's own
+parameter names plus `__input`, `__logits`, `__labels` and `__grad` (the cross-entropy gradient
+of the first parameter). Usage: models.py OUT_DIR NAME [NAME ...]
+"""
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+NUM_CLASSES = 5
+
+
+def build(name):
+    if name.startswith("resnet"):
+        import torchvision
+
+        return getattr(torchvision.models, name)(weights=None, num_classes=NUM_CLASSES)
+    import timm
+
+    return timm.create_model(name, pretrained=False, num_classes=NUM_CLASSES)
+
+
+def main():
+    out = Path(sys.argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    for name in sys.argv[2:]:
+        torch.manual_seed(0)
+        model = build(name)
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.running_mean.uniform_(-0.2, 0.2)
+                    m.running_var.uniform_(0.5, 1.5)
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.uniform_(-0.2, 0.2)
+        model.eval()
+        x = torch.randn(2, 3, 64, 64)
+        labels = torch.tensor([1, 3])
+        logits = model(x)
+        loss = torch.nn.functional.cross_entropy(logits, labels)
+        first_name, first = next(iter(model.named_parameters()))
+        (grad,) = torch.autograd.grad(loss, first)
+        tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items() if v.dtype == torch.float32}
+        tensors.update(
+            {"__input": x, "__logits": logits.detach(), "__labels": labels, "__grad": grad.contiguous()}
+        )
+        save_file(tensors, str(out / f"{name}.safetensors"), metadata={"first_parameter": first_name})
+
+
+if __name__ == "__main__":
+    main()
