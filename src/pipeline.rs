@@ -163,7 +163,7 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
 
     tch::manual_seed(cfg.seed as i64);
     let mut vs = nn::VarStore::new(device);
-    let net = (spec.build)(&vs.root(), k as i64);
+    let net = spec.build(&vs.root(), k as i64);
     let pretrained_file = if cfg.use_pretrained {
         Some(weights::load_pretrained(&mut vs, spec, &weights_dir)?)
     } else {
@@ -369,7 +369,7 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
 pub fn network_from_bundle(b: &bundle::Bundle, device: tch::Device) -> Result<(nn::VarStore, models::Network, &'static models::ModelSpec)> {
     let spec = models::find(&b.config.architecture)?;
     let mut vs = nn::VarStore::new(device);
-    let net = (spec.build)(&vs.root(), b.config.classes.len() as i64);
+    let net = spec.build(&vs.root(), b.config.classes.len() as i64);
     weights::copy_variables(&mut vs, None, &b.tensors)?;
     Ok((vs, net, spec))
 }

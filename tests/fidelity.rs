@@ -9,7 +9,13 @@ use std::process::Command;
 use image_learner::models;
 use tch::{nn, Device, Kind, Tensor};
 
-const MODELS: &[(&str, &str)] = &[("resnet18", "conv1.weight"), ("efficientnet_lite0", "conv_stem.weight")];
+const MODELS: &[(&str, &str)] = &[
+    ("resnet18", "conv1.weight"),
+    ("efficientnet_lite0", "conv_stem.weight"),
+    ("caformer_s18", "stem.conv.weight"),
+    ("convformer_s18", "stem.conv.weight"),
+    ("poolformerv2_s12", "stem.conv.weight"),
+];
 
 fn python() -> String {
     std::env::var("IMAGE_LEARNER_PYTHON")
@@ -33,7 +39,7 @@ fn logits_and_gradients_match_the_reference() {
         let refs = read_all(&dir.path().join(format!("{name}.safetensors")));
         let spec = models::find(name).unwrap();
         let mut vs = nn::VarStore::new(Device::Cpu);
-        let net = (spec.build)(&vs.root(), 5);
+        let net = spec.build(&vs.root(), 5);
         // Every parameter of ours exists in the reference with the same shape, and vice versa.
         let ours = vs.variables();
         let theirs: Vec<&String> = refs.keys().filter(|k| !k.starts_with("__")).collect();

@@ -12,7 +12,7 @@ fn weights_dir(dir: &std::path::Path, name: &str) -> std::collections::HashMap<S
     tch::manual_seed(3);
     let spec = models::find(name).unwrap();
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-    let _ = (spec.build)(&vs.root(), 1000);
+    let _ = spec.build(&vs.root(), 1000);
     let bytes = bundle::safetensors_bytes(&vs).unwrap();
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join(format!("{name}.safetensors")), &bytes).unwrap();

@@ -2,6 +2,7 @@
 //! per family. Parameter names follow the reference implementations (torchvision, timm) so that
 //! their state dicts load by name.
 pub mod efficientnet_lite;
+pub mod metaformer;
 pub mod resnet;
 pub mod weights;
 
@@ -36,58 +37,95 @@ impl Network {
     }
 }
 
+/// How a family builds its network.
+#[derive(Clone, Copy)]
+pub enum Arch {
+    /// A builder of a fixed architecture.
+    Fixed(fn(&nn::Path, i64) -> Network),
+    MetaFormer(&'static metaformer::Config),
+}
+
 /// Facts about one architecture; `build` makes it with a head of `num_classes`.
 pub struct ModelSpec {
     pub name: &'static str,
     pub family: &'static str,
-    pub reference: &'static str,
+    pub reference: String,
     pub default_size: i64,
     pub normalization: Normalization,
     /// The state-dict prefix of the classifier head, dropped from pretrained checkpoints.
     pub head_prefix: &'static str,
-    pub build: fn(&nn::Path, i64) -> Network,
+    pub arch: Arch,
+}
+
+impl ModelSpec {
+    pub fn build(&self, p: &nn::Path, num_classes: i64) -> Network {
+        match self.arch {
+            Arch::Fixed(f) => f(p, num_classes),
+            Arch::MetaFormer(cfg) => metaformer::build(p, cfg, num_classes),
+        }
+    }
+}
+
+/// The path `a.b.c` under `p` (tch takes one component at a time).
+pub fn sub_path<'a>(p: &nn::Path<'a>, dotted: &str) -> nn::Path<'a> {
+    let mut parts = dotted.split('.');
+    let first = p / parts.next().unwrap_or_default();
+    parts.fold(first, |acc, c| acc / c)
+}
+
+fn fixed(name: &'static str, family: &'static str, reference: &str, norm: Normalization, head: &'static str, f: fn(&nn::Path, i64) -> Network) -> ModelSpec {
+    ModelSpec { name, family, reference: reference.to_string(), default_size: 224, normalization: norm, head_prefix: head, arch: Arch::Fixed(f) }
+}
+
+fn family_of(name: &str) -> &'static str {
+    if name.starts_with("caformer") {
+        "CAFormer"
+    } else if name.starts_with("convformer") {
+        "ConvFormer"
+    } else {
+        "PoolFormerV2"
+    }
 }
 
 pub fn registry() -> &'static [ModelSpec] {
-    const R: &[ModelSpec] = &[
-        ModelSpec {
-            name: "resnet18",
-            family: "ResNet",
-            reference: "torchvision.models.resnet18",
-            default_size: 224,
-            normalization: IMAGENET,
-            head_prefix: "fc",
-            build: resnet::resnet18,
-        },
-        ModelSpec {
-            name: "resnet34",
-            family: "ResNet",
-            reference: "torchvision.models.resnet34",
-            default_size: 224,
-            normalization: IMAGENET,
-            head_prefix: "fc",
-            build: resnet::resnet34,
-        },
-        ModelSpec {
-            name: "resnet50",
-            family: "ResNet",
-            reference: "torchvision.models.resnet50",
-            default_size: 224,
-            normalization: IMAGENET,
-            head_prefix: "fc",
-            build: resnet::resnet50,
-        },
-        ModelSpec {
-            name: "efficientnet_lite0",
-            family: "EfficientNet",
-            reference: "timm efficientnet_lite0",
-            default_size: 224,
-            normalization: Normalization { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] },
-            head_prefix: "classifier",
-            build: efficientnet_lite::efficientnet_lite0,
-        },
-    ];
-    R
+    static REGISTRY: std::sync::OnceLock<Vec<ModelSpec>> = std::sync::OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let mut r = vec![
+            fixed("resnet18", "ResNet", "torchvision.models.resnet18", IMAGENET, "fc", resnet::resnet18),
+            fixed("resnet34", "ResNet", "torchvision.models.resnet34", IMAGENET, "fc", resnet::resnet34),
+            fixed("resnet50", "ResNet", "torchvision.models.resnet50", IMAGENET, "fc", resnet::resnet50),
+            fixed(
+                "efficientnet_lite0",
+                "EfficientNet",
+                "timm efficientnet_lite0",
+                Normalization { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] },
+                "classifier",
+                efficientnet_lite::efficientnet_lite0,
+            ),
+        ];
+        for (base, cfg) in metaformer::VARIANTS {
+            // CAFormer and ConvFormer come with 384x384 and ImageNet-21k-pretrained weight tags;
+            // each is its own name (as in the existing tool), with its own default size.
+            let tags: &[(&str, i64, &str)] = if cfg.mlp_head {
+                &[("", 224, "sail_in1k"), ("_384", 384, "sail_in1k_384"), ("_in21ft1k", 224, "sail_in22k_ft_in1k"), ("_384_in21ft1k", 384, "sail_in22k_ft_in1k_384")]
+            } else {
+                &[("", 224, "sail_in1k")]
+            };
+            for (suffix, size, tag) in tags {
+                let name: &'static str = Box::leak(format!("{base}{suffix}").into_boxed_str());
+                r.push(ModelSpec {
+                    name,
+                    family: family_of(base),
+                    reference: format!("timm {base}.{tag}"),
+                    default_size: *size,
+                    normalization: IMAGENET,
+                    head_prefix: metaformer::head_prefix(cfg),
+                    arch: Arch::MetaFormer(cfg),
+                });
+            }
+        }
+        r
+    })
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -136,9 +174,10 @@ mod tests {
 
     #[test]
     fn every_model_builds_and_classifies() {
-        for spec in registry() {
+        // The largest variants are left to `image-learner models`; one per family here.
+        for spec in registry().iter().filter(|s| !s.name.contains("36") && !s.name.contains("48") && !s.name.contains("_s24")) {
             let vs = nn::VarStore::new(tch::Device::Cpu);
-            let net = (spec.build)(&vs.root(), 3);
+            let net = spec.build(&vs.root(), 3);
             let x = Tensor::zeros([2, 3, 64, 64], (tch::Kind::Float, tch::Device::Cpu));
             let y = net.forward(&x, false, false);
             assert_eq!(y.size(), [2, 3], "{}", spec.name);

@@ -32,12 +32,18 @@ def main():
         torch.manual_seed(0)
         model = build(name)
         with torch.no_grad():
+            # Norm weights, biases, residual scales and StarReLU's scalars away from their initial
+            # 1 and 0, so that a port that swaps or drops one of them is caught.
+            for pname, p in model.named_parameters():
+                if p.ndim <= 1:
+                    if pname.endswith("bias"):
+                        p.uniform_(-0.2, 0.2)
+                    else:
+                        p.uniform_(0.5, 1.5)
             for m in model.modules():
                 if isinstance(m, torch.nn.BatchNorm2d):
                     m.running_mean.uniform_(-0.2, 0.2)
                     m.running_var.uniform_(0.5, 1.5)
-                    m.weight.uniform_(0.5, 1.5)
-                    m.bias.uniform_(-0.2, 0.2)
         model.eval()
         x = torch.randn(2, 3, 64, 64)
         labels = torch.tensor([1, 3])
