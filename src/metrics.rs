@@ -1,6 +1,14 @@
 //! Classification metrics as pure functions of true labels and predicted probabilities, defined
-//! as scikit-learn defines them (macro averages over the labels present in either the truth or
-//! the predictions; 0 where a ratio divides by zero).
+//! as scikit-learn 1.9 defines them, so that every figure matches it on the same inputs:
+//! - precision / recall / F1 averages run over the labels present in the truth or the
+//!   predictions (sklearn's default `labels=None`); a ratio with a zero denominator is 0
+//!   (`zero_division="warn"` returns 0);
+//! - ROC-AUC and average precision are undefined for a class with no positive or no negative in
+//!   the truth: sklearn raises an error there, we give `None` for that class and average the
+//!   one-vs-rest figures over the classes where they are defined;
+//! - balanced accuracy is the mean recall over the classes present in the truth.
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]
@@ -9,22 +17,44 @@ pub struct ClassMetrics {
     pub precision: f64,
     pub recall: f64,
     pub f1: f64,
+    /// True negatives over all negatives.
+    pub specificity: f64,
+    /// Images of this class in the truth.
     pub support: usize,
     /// One-vs-rest ROC-AUC; `None` when the class has no positives or no negatives.
     pub roc_auc: Option<f64>,
+    /// Average precision (area under the precision-recall curve, sklearn's step definition).
+    pub average_precision: Option<f64>,
+}
+
+/// A 95% confidence interval.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Interval {
+    pub low: f64,
+    pub high: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Metrics {
     pub n: usize,
     pub accuracy: f64,
+    pub balanced_accuracy: f64,
     pub macro_precision: f64,
     pub macro_recall: f64,
     pub macro_f1: f64,
-    /// Mean one-vs-rest ROC-AUC over the classes present in the truth; `None` if none qualifies.
+    pub weighted_precision: f64,
+    pub weighted_recall: f64,
+    pub weighted_f1: f64,
+    pub micro_precision: f64,
+    pub micro_recall: f64,
+    pub micro_f1: f64,
+    /// One-vs-rest ROC-AUC averaged over the classes where it is defined (binary: of class 1).
     pub roc_auc_macro: Option<f64>,
+    /// The same, weighted by each class's support.
+    pub roc_auc_weighted: Option<f64>,
     pub cohen_kappa: f64,
-    /// Mean negative log-likelihood of the true class (probabilities clipped at 1e-15).
+    pub matthews_corrcoef: f64,
+    /// Mean negative log-likelihood of the true class (probabilities clipped at machine epsilon).
     pub log_loss: f64,
     /// Rows: true class; columns: predicted class.
     pub confusion_matrix: Vec<Vec<usize>>,
@@ -46,7 +76,8 @@ fn ratio(a: f64, b: f64) -> f64 {
     if b == 0.0 { 0.0 } else { a / b }
 }
 
-/// Binary ROC-AUC of `scores` for `positive` flags, ties counted half (Mann-Whitney U).
+/// Binary ROC-AUC of `scores` for `positive` flags, ties counted half (Mann-Whitney U), which
+/// equals sklearn's trapezoidal area under the ROC curve.
 pub fn roc_auc(scores: &[f64], positive: &[bool]) -> Option<f64> {
     let n_pos = positive.iter().filter(|&&p| p).count();
     let n_neg = positive.len() - n_pos;
@@ -70,92 +101,197 @@ pub fn roc_auc(scores: &[f64], positive: &[bool]) -> Option<f64> {
     Some((rank_sum - p * (p + 1.0) / 2.0) / (p * n))
 }
 
+/// Points of a curve swept over the distinct scores, highest first: (false positives, true
+/// positives) cumulated at each threshold.
+fn sweep(scores: &[f64], positive: &[bool]) -> Vec<(f64, f64, f64)> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let (mut tp, mut fp) = (0.0, 0.0);
+    let mut out = Vec::new();
+    for (k, &i) in order.iter().enumerate() {
+        if positive[i] { tp += 1.0 } else { fp += 1.0 }
+        let last_of_tie = k + 1 == order.len() || scores[order[k + 1]] != scores[i];
+        if last_of_tie {
+            out.push((scores[i], fp, tp));
+        }
+    }
+    out
+}
+
+/// Average precision as sklearn: sum over thresholds of (recall step) x precision.
+pub fn average_precision(scores: &[f64], positive: &[bool]) -> Option<f64> {
+    let n_pos = positive.iter().filter(|&&p| p).count() as f64;
+    if n_pos == 0.0 {
+        return None;
+    }
+    let mut ap = 0.0;
+    let mut prev_recall = 0.0;
+    for (_, fp, tp) in sweep(scores, positive) {
+        let recall = tp / n_pos;
+        ap += (recall - prev_recall) * tp / (tp + fp);
+        prev_recall = recall;
+    }
+    Some(ap)
+}
+
+/// ROC curve points (false positive rate, true positive rate), starting at (0, 0).
+pub fn roc_curve(scores: &[f64], positive: &[bool]) -> Vec<(f64, f64)> {
+    let n_pos = positive.iter().filter(|&&p| p).count() as f64;
+    let n_neg = positive.len() as f64 - n_pos;
+    let mut pts = vec![(0.0, 0.0)];
+    for (_, fp, tp) in sweep(scores, positive) {
+        pts.push((ratio(fp, n_neg), ratio(tp, n_pos)));
+    }
+    pts
+}
+
+/// Precision-recall curve points (recall, precision), from the highest threshold down.
+pub fn pr_curve(scores: &[f64], positive: &[bool]) -> Vec<(f64, f64)> {
+    let n_pos = positive.iter().filter(|&&p| p).count() as f64;
+    let mut pts = vec![(0.0, 1.0)];
+    for (_, fp, tp) in sweep(scores, positive) {
+        pts.push((ratio(tp, n_pos), tp / (tp + fp)));
+    }
+    pts
+}
+
+fn column(probs: &[Vec<f32>], c: usize) -> Vec<f64> {
+    probs.iter().map(|p| p[c] as f64).collect()
+}
+
 pub fn compute(y_true: &[usize], probs: &[Vec<f32>], classes: &[String]) -> Metrics {
     let k = classes.len();
     let n = y_true.len();
+    let total = n as f64;
     let y_pred: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
     let mut cm = vec![vec![0usize; k]; k];
     for (&t, &p) in y_true.iter().zip(&y_pred) {
         cm[t][p] += 1;
     }
-    let present: Vec<usize> = (0..k)
-        .filter(|&c| cm[c].iter().sum::<usize>() > 0 || (0..k).any(|t| cm[t][c] > 0))
-        .collect();
+    let row: Vec<f64> = (0..k).map(|i| cm[i].iter().sum::<usize>() as f64).collect();
+    let col: Vec<f64> = (0..k).map(|j| (0..k).map(|i| cm[i][j] as f64).sum()).collect();
+    let present: Vec<usize> = (0..k).filter(|&c| row[c] > 0.0 || col[c] > 0.0).collect();
     let mut per_class = Vec::with_capacity(k);
     for c in 0..k {
         let tp = cm[c][c] as f64;
-        let predicted: f64 = (0..k).map(|t| cm[t][c] as f64).sum();
-        let actual: f64 = cm[c].iter().sum::<usize>() as f64;
-        let precision = ratio(tp, predicted);
-        let recall = ratio(tp, actual);
-        let f1 = ratio(2.0 * tp, predicted + actual);
-        let scores: Vec<f64> = probs.iter().map(|p| p[c] as f64).collect();
+        let (predicted, actual) = (col[c], row[c]);
+        let scores = column(probs, c);
         let positive: Vec<bool> = y_true.iter().map(|&t| t == c).collect();
         per_class.push(ClassMetrics {
             class: classes[c].clone(),
-            precision,
-            recall,
-            f1,
+            precision: ratio(tp, predicted),
+            recall: ratio(tp, actual),
+            f1: ratio(2.0 * tp, predicted + actual),
+            specificity: ratio(total - actual - predicted + tp, total - actual),
             support: actual as usize,
             roc_auc: roc_auc(&scores, &positive),
+            average_precision: average_precision(&scores, &positive),
         });
     }
-    let macro_of = |f: fn(&ClassMetrics) -> f64| {
-        if present.is_empty() { 0.0 } else { present.iter().map(|&c| f(&per_class[c])).sum::<f64>() / present.len() as f64 }
+    let mean_over = |idx: &[usize], f: &dyn Fn(&ClassMetrics) -> f64| {
+        if idx.is_empty() { 0.0 } else { idx.iter().map(|&c| f(&per_class[c])).sum::<f64>() / idx.len() as f64 }
     };
-    let aucs: Vec<f64> = per_class.iter().filter_map(|m| m.roc_auc).collect();
-    let roc_auc_macro = if k == 2 {
-        per_class[1].roc_auc
-    } else if aucs.is_empty() {
-        None
+    let weighted = |f: &dyn Fn(&ClassMetrics) -> f64| ratio(present.iter().map(|&c| f(&per_class[c]) * row[c]).sum(), total);
+    let in_truth: Vec<usize> = (0..k).filter(|&c| row[c] > 0.0).collect();
+    let correct: f64 = (0..k).map(|c| cm[c][c] as f64).sum();
+    let accuracy = ratio(correct, total);
+
+    let defined: Vec<(usize, f64)> = (0..k).filter_map(|c| per_class[c].roc_auc.map(|a| (c, a))).collect();
+    let (roc_auc_macro, roc_auc_weighted) = if k == 2 {
+        (per_class[1].roc_auc, per_class[1].roc_auc)
+    } else if defined.is_empty() {
+        (None, None)
     } else {
-        Some(aucs.iter().sum::<f64>() / aucs.len() as f64)
+        let macro_ = defined.iter().map(|(_, a)| a).sum::<f64>() / defined.len() as f64;
+        let w: f64 = defined.iter().map(|&(c, _)| row[c]).sum();
+        (Some(macro_), Some(defined.iter().map(|&(c, a)| a * row[c]).sum::<f64>() / w))
     };
-    let correct = (0..k).map(|c| cm[c][c]).sum::<usize>() as f64;
+
     // Cohen's kappa from the confusion matrix, as sklearn.metrics.cohen_kappa_score.
-    let total = n as f64;
-    let kappa = if n == 0 {
-        0.0
-    } else {
-        let row: Vec<f64> = (0..k).map(|i| cm[i].iter().sum::<usize>() as f64).collect();
-        let col: Vec<f64> = (0..k).map(|j| (0..k).map(|i| cm[i][j] as f64).sum()).collect();
-        let mut observed_off = 0.0;
-        let mut expected_off = 0.0;
-        for i in 0..k {
-            for j in 0..k {
-                if i != j {
-                    observed_off += cm[i][j] as f64;
-                    expected_off += row[i] * col[j] / total;
-                }
+    let (mut observed_off, mut expected_off) = (0.0, 0.0);
+    for i in 0..k {
+        for j in 0..k {
+            if i != j {
+                observed_off += cm[i][j] as f64;
+                expected_off += row[i] * col[j] / total;
             }
         }
-        1.0 - observed_off / expected_off
-    };
-    let log_loss = if n == 0 {
-        0.0
-    } else {
-        y_true
-            .iter()
-            .zip(probs)
-            .map(|(&t, p)| {
-                let sum: f64 = p.iter().map(|&v| v as f64).sum();
-                -((p[t] as f64 / sum).clamp(1e-15, 1.0 - 1e-15)).ln()
-            })
-            .sum::<f64>()
-            / total
-    };
+    }
+    let cohen_kappa = if n == 0 { 0.0 } else { 1.0 - observed_off / expected_off };
+    // Matthews correlation, multiclass form (Gorodkin's R_K), as sklearn.metrics.matthews_corrcoef.
+    let t_dot_p: f64 = (0..k).map(|c| row[c] * col[c]).sum();
+    let cov_ytyp = correct * total - t_dot_p;
+    let cov_ypyp = total * total - col.iter().map(|v| v * v).sum::<f64>();
+    let cov_ytyt = total * total - row.iter().map(|v| v * v).sum::<f64>();
+    let matthews_corrcoef = if cov_ypyp * cov_ytyt == 0.0 { 0.0 } else { cov_ytyp / (cov_ytyt * cov_ypyp).sqrt() };
+    let eps = f64::EPSILON;
+    let log_loss = ratio(
+        y_true.iter().zip(probs).map(|(&t, p)| -(p[t] as f64).clamp(eps, 1.0 - eps).ln()).sum(),
+        total,
+    );
     Metrics {
         n,
-        accuracy: ratio(correct, total),
-        macro_precision: macro_of(|m| m.precision),
-        macro_recall: macro_of(|m| m.recall),
-        macro_f1: macro_of(|m| m.f1),
+        accuracy,
+        balanced_accuracy: mean_over(&in_truth, &|m| m.recall),
+        macro_precision: mean_over(&present, &|m| m.precision),
+        macro_recall: mean_over(&present, &|m| m.recall),
+        macro_f1: mean_over(&present, &|m| m.f1),
+        weighted_precision: weighted(&|m| m.precision),
+        weighted_recall: weighted(&|m| m.recall),
+        weighted_f1: weighted(&|m| m.f1),
+        micro_precision: accuracy,
+        micro_recall: accuracy,
+        micro_f1: accuracy,
         roc_auc_macro,
-        cohen_kappa: kappa,
+        roc_auc_weighted,
+        cohen_kappa,
+        matthews_corrcoef,
         log_loss,
         confusion_matrix: cm,
         per_class,
     }
+}
+
+/// 95% percentile intervals from a seeded bootstrap over images for accuracy, macro F1 and
+/// macro ROC-AUC (`None` where the resamples leave it undefined).
+#[derive(Clone, Debug, Serialize)]
+pub struct Intervals {
+    pub resamples: usize,
+    pub accuracy: Interval,
+    pub macro_f1: Interval,
+    pub roc_auc_macro: Option<Interval>,
+}
+
+fn percentile_interval(mut v: Vec<f64>) -> Interval {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((q * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)];
+    Interval { low: at(0.025), high: at(0.975) }
+}
+
+pub fn bootstrap(y_true: &[usize], probs: &[Vec<f32>], classes: &[String], resamples: usize, seed: u64) -> Option<Intervals> {
+    let n = y_true.len();
+    if n < 2 || resamples == 0 {
+        return None;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xB007_57A9);
+    let (mut acc, mut f1, mut auc) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..resamples {
+        let idx: Vec<usize> = (0..n).map(|_| rng.random_range(0..n)).collect();
+        let t: Vec<usize> = idx.iter().map(|&i| y_true[i]).collect();
+        let p: Vec<Vec<f32>> = idx.iter().map(|&i| probs[i].clone()).collect();
+        let m = compute(&t, &p, classes);
+        acc.push(m.accuracy);
+        f1.push(m.macro_f1);
+        if let Some(a) = m.roc_auc_macro {
+            auc.push(a);
+        }
+    }
+    Some(Intervals {
+        resamples,
+        accuracy: percentile_interval(acc),
+        macro_f1: percentile_interval(f1),
+        roc_auc_macro: (auc.len() * 2 > resamples).then(|| percentile_interval(auc)),
+    })
 }
 
 #[cfg(test)]
@@ -170,14 +306,14 @@ mod tests {
         pred.iter().map(|&p| (0..k).map(|c| if c == p { 0.7 } else { 0.3 / (k - 1) as f32 }).collect()).collect()
     }
 
-    // Expected figures computed with scikit-learn 1.x on the same inputs.
+    // Expected figures computed with scikit-learn 1.9 on the same inputs (the full parity test
+    // against scikit-learn itself is tests/sklearn_parity.rs).
     #[test]
     fn matches_sklearn_multiclass() {
         let y_true = [0, 1, 2, 2, 1, 0, 2, 1];
         let y_pred = [0, 2, 2, 2, 1, 0, 1, 1];
         let m = compute(&y_true, &onehotish(&y_pred, 3), &classes(3));
         assert!((m.accuracy - 0.75).abs() < 1e-12);
-        // precision: c0 2/2, c1 2/3, c2 2/3 ; recall: 1, 2/3, 2/3
         assert!((m.macro_precision - (1.0 + 2.0 / 3.0 + 2.0 / 3.0) / 3.0).abs() < 1e-12);
         assert!((m.macro_recall - (1.0 + 2.0 / 3.0 + 2.0 / 3.0) / 3.0).abs() < 1e-12);
         // sklearn.metrics.cohen_kappa_score(y_true, y_pred) = 0.6190476190476191
@@ -186,11 +322,14 @@ mod tests {
     }
 
     #[test]
-    fn roc_auc_with_ties() {
+    fn roc_auc_and_average_precision_with_ties() {
         // sklearn.metrics.roc_auc_score([0,0,1,1,1], [0.1,0.4,0.4,0.8,0.4]) = 5/6
-        let auc = roc_auc(&[0.1, 0.4, 0.4, 0.8, 0.4], &[false, false, true, true, true]).unwrap();
-        assert!((auc - 5.0 / 6.0).abs() < 1e-12, "{auc}");
+        let (s, p) = ([0.1, 0.4, 0.4, 0.8, 0.4], [false, false, true, true, true]);
+        assert!((roc_auc(&s, &p).unwrap() - 5.0 / 6.0).abs() < 1e-12);
+        // sklearn.metrics.average_precision_score(...) = 1/3 * 1 + 2/3 * 3/4 = 0.8333...
+        assert!((average_precision(&s, &p).unwrap() - (1.0 / 3.0 + 2.0 / 3.0 * 0.75)).abs() < 1e-12);
         assert_eq!(roc_auc(&[0.1, 0.2], &[true, true]), None);
+        assert_eq!(roc_curve(&s, &p), [(0.0, 0.0), (0.0, 1.0 / 3.0), (0.5, 1.0), (1.0, 1.0)]);
     }
 
     #[test]
@@ -201,5 +340,18 @@ mod tests {
         assert!((m.macro_precision - (2.0 / 3.0 + 1.0) / 2.0).abs() < 1e-12);
         assert_eq!(m.per_class[2].support, 0);
         assert_eq!(m.per_class[2].roc_auc, None);
+    }
+
+    #[test]
+    fn bootstrap_is_seeded_and_brackets_the_estimate() {
+        let y: Vec<usize> = (0..60).map(|i| i % 3).collect();
+        let pred: Vec<usize> = (0..60).map(|i| if i % 5 == 0 { (i + 1) % 3 } else { i % 3 }).collect();
+        let p = onehotish(&pred, 3);
+        let a = bootstrap(&y, &p, &classes(3), 200, 1).unwrap();
+        let b = bootstrap(&y, &p, &classes(3), 200, 1).unwrap();
+        assert_eq!((a.accuracy.low, a.accuracy.high), (b.accuracy.low, b.accuracy.high));
+        let m = compute(&y, &p, &classes(3));
+        assert!(a.accuracy.low <= m.accuracy && m.accuracy <= a.accuracy.high);
+        assert!(a.accuracy.high - a.accuracy.low > 0.05);
     }
 }
