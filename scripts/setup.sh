@@ -24,6 +24,13 @@ if [ ! -f "$stamp" ]; then
     touch "$stamp" || { echo "setup: failed; see the messages above" >&2; return 1 2>/dev/null || exit 1; }
 fi
 
+# The report test renders in headless Chromium (Debian's package; needs root, as on CI).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "setup: installing Debian's chromium for the report test" >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ||
+    echo "setup: could not install chromium; the report rendering test will fail" >&2
+fi
+
 # What the callers need: tch builds against this torch, and the tests find their Python here.
 export LIBTORCH_USE_PYTORCH=1
 export IMAGE_LEARNER_PYTHON="$venv/bin/python"

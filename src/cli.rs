@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::config::{
-    Augmentation, ColumnRef, DeviceChoice, OptimizerKind, SplitFractions, Task, TrainConfig, ValidationMetric,
+    Augmentation, ColumnRef, DeviceChoice, OptimizerKind, PredictionsScope, SplitFractions, Task, TrainConfig,
+    ValidationMetric,
 };
 use crate::predict::PredictConfig;
 
@@ -112,6 +113,9 @@ pub struct TrainArgs {
     /// Folder of pretrained weights (default: IMAGE_LEARNER_WEIGHTS, else the user cache).
     #[arg(long)]
     pub weights_dir: Option<PathBuf>,
+    /// Predictions CSV for the test images (test) or every image with its split (all).
+    #[arg(long, default_value = "test", value_parser = parse_with::<PredictionsScope>)]
+    pub predictions: PredictionsScope,
 }
 
 impl TrainArgs {
@@ -142,6 +146,7 @@ impl TrainArgs {
             threads: self.threads,
             device: self.device,
             weights_dir: self.weights_dir,
+            predictions: self.predictions,
             command_line,
         }
     }

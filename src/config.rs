@@ -243,6 +243,25 @@ impl FromStr for DeviceChoice {
     }
 }
 
+/// Which images the Predictions CSV covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PredictionsScope {
+    Test,
+    All,
+}
+
+impl FromStr for PredictionsScope {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "test" => Ok(PredictionsScope::Test),
+            "all" => Ok(PredictionsScope::All),
+            other => Err(input_error(format!("--predictions '{other}': use test or all"))),
+        }
+    }
+}
+
 /// Everything one training run needs.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -271,6 +290,7 @@ pub struct TrainConfig {
     pub threads: Option<usize>,
     pub device: DeviceChoice,
     pub weights_dir: Option<PathBuf>,
+    pub predictions: PredictionsScope,
     /// The command line as typed, for the report.
     pub command_line: String,
 }
@@ -304,6 +324,7 @@ impl TrainConfig {
             threads: None,
             device: DeviceChoice::Cpu,
             weights_dir: None,
+            predictions: PredictionsScope::Test,
             command_line: String::new(),
         }
     }

@@ -9,14 +9,14 @@ use anyhow::Result;
 use tch::nn;
 
 use crate::bail_input;
-use crate::config::{Task, TrainConfig};
+use crate::config::{PredictionsScope, Task, TrainConfig};
 use crate::data::metadata::ColumnChoice;
 use crate::data::split::{self, Split};
 use crate::data::{self, SizePolicy};
 use crate::metrics::{self, Metrics};
 use crate::models::{self, weights};
 use crate::outputs::{self, bundle, history, predictions};
-use crate::report::{self, ConfusionRow, Item, MetricRow, ReportPage};
+use crate::report::{self, Item, ReportInput};
 use crate::train::{self, TrainSettings};
 
 pub struct RunSummary {
@@ -207,9 +207,25 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
 
     // Outputs.
     let out = &cfg.output_dir;
-    let test_names: Vec<String> = test_idx.iter().map(|&i| set.names[i].clone()).collect();
-    let test_truth: Vec<String> = test_idx.iter().map(|&i| set.classes[set.labels[i]].clone()).collect();
-    let preds = predictions::to_csv(&test_names, Some(&test_truth), &test_probs, &set.classes)?;
+    let name_of = |ix: &[usize]| -> Vec<String> { ix.iter().map(|&i| set.names[i].clone()).collect() };
+    let truth_of = |ix: &[usize]| -> Vec<String> { ix.iter().map(|&i| set.classes[set.labels[i]].clone()).collect() };
+    let preds = match cfg.predictions {
+        PredictionsScope::Test => predictions::to_csv(&name_of(&test_idx), Some(&truth_of(&test_idx)), &test_probs, &set.classes, None)?,
+        PredictionsScope::All => {
+            let mut names = Vec::new();
+            let mut truth = Vec::new();
+            let mut probs = Vec::new();
+            let mut split_names = Vec::new();
+            for (which, ix) in [(Split::Train, &train_idx), (Split::Validation, &val_idx), (Split::Test, &test_idx)] {
+                let p = if which == Split::Test { test_probs.clone() } else { evaluate(ix).0 };
+                names.extend(name_of(ix));
+                truth.extend(truth_of(ix));
+                probs.extend(p);
+                split_names.extend(std::iter::repeat_n(which.name().to_string(), ix.len()));
+            }
+            predictions::to_csv(&names, Some(&truth), &probs, &set.classes, Some(&split_names))?
+        }
+    };
     let hist = history::to_csv(&outcome.history, outcome.best_epoch)?;
     let bundle_cfg = bundle::BundleConfig {
         format_version: bundle::FORMAT_VERSION,
@@ -224,8 +240,11 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
         options: cfg.clone(),
     };
     let model_zip = bundle::to_zip(&vs, &bundle_cfg)?;
+    let test_truth: Vec<usize> = test_idx.iter().map(|&i| set.labels[i]).collect();
+    let intervals = metrics::bootstrap(&test_truth, &test_probs, &set.classes, 1000, cfg.seed);
     let metrics_json = serde_json::json!({
         "test": &test_m,
+        "test_95ci": &intervals,
         "validation": &val_m,
         "train": &train_m,
         "best_epoch": outcome.best_epoch,
@@ -238,7 +257,6 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
         per_split.push((Split::Validation, v));
     }
     per_split.push((Split::Test, &test_m));
-    let (headline_header, headline) = report::headline_rows(&per_split);
     let item = |l: &str, v: String| Item { label: l.to_string(), value: v };
     let size_note = match cfg.image_size {
         Some(_) => format!("{input_size}x{input_size} (--image-size)"),
@@ -259,15 +277,16 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
         item("Fine-tune", if cfg.fine_tune { "all layers".into() } else { "head only (backbone frozen)".into() }),
         item("Optimizer", format!("{:?}, learning rate {}, weight decay {}", cfg.optimizer, cfg.learning_rate, cfg.weight_decay)),
         item("Augmentation", if augs.is_empty() { "none".into() } else { augs.join(", ") }),
+        item("Data split", cfg.split.to_string()),
         item("Best epoch chosen by", format!("validation {}", cfg.validation_metric.name())),
         item("Early stopping", cfg.early_stop.map_or("off".into(), |n| format!("after {n} epochs without improvement"))),
         item("Random seed", cfg.seed.to_string()),
-        item("Device", format!("{} ({threads} threads)", crate::device::describe(device))),
+        item("Device", crate::device::describe(device)),
         item("Wall time", format!("{seconds:.1} s")),
-        item("Software", format!("image-learner {}, libtorch {}", env!("CARGO_PKG_VERSION"), "2.13.0")),
+        item("Software", format!("image-learner {}, libtorch 2.13.0 (tch 0.26)", env!("CARGO_PKG_VERSION"))),
     ];
     let s = &ing.summary;
-    let data_items = vec![
+    let mut data_items = vec![
         item("Images", s.archive_file.clone()),
         item("Metadata", format!("{} ({}, delimiter '{}')", s.metadata_file, s.encoding, s.delimiter)),
         item("Columns", format!("image: '{}', label: '{}'{}{}", s.image_column, s.label_column,
@@ -278,77 +297,38 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
         item("Images without a row", s.images_without_row.to_string()),
         item("ZIP entries skipped (folders, __MACOSX, dot-files, non-images)", s.skipped_entries.to_string()),
     ];
-    let mut split_counts: Vec<MetricRow> = (0..k)
-        .map(|c| MetricRow {
-            name: set.classes[c].clone(),
-            values: [&train_idx, &val_idx, &test_idx]
-                .iter()
-                .map(|ix| ix.iter().filter(|&&i| set.labels[i] == c).count().to_string())
-                .collect(),
-        })
-        .collect();
-    split_counts.push(MetricRow {
-        name: "all".into(),
-        values: [&train_idx, &val_idx, &test_idx].iter().map(|ix| ix.len().to_string()).collect(),
-    });
-    let epochs = outcome
-        .history
-        .iter()
-        .map(|r| MetricRow {
-            name: if r.epoch == outcome.best_epoch { format!("{} *", r.epoch) } else { r.epoch.to_string() },
-            values: vec![
-                report::f4(r.train_loss),
-                report::f4(r.train_accuracy),
-                report::opt4(r.validation_loss),
-                report::opt4(r.validation_accuracy),
-                format!("{}", r.learning_rate),
-                format!("{:.1}", r.seconds),
-            ],
-        })
-        .collect();
-    let mut training_note = format!("Best epoch: {} (marked *), chosen by validation {}; its weights are the Best Model.", outcome.best_epoch, cfg.validation_metric.name());
-    if outcome.stopped_early {
-        training_note.push_str(" Training stopped early: no validation improvement.");
+    if !s.missing_examples.is_empty() {
+        data_items.push(item("Rows without an image, e.g.", s.missing_examples.join("; ")));
     }
-    let per_class = test_m
-        .per_class
-        .iter()
-        .map(|c| MetricRow {
-            name: c.class.clone(),
-            values: vec![report::f4(c.precision), report::f4(c.recall), report::f4(c.f1), report::opt4(c.roc_auc), c.support.to_string()],
-        })
+    if !s.unused_examples.is_empty() {
+        data_items.push(item("Images without a row, e.g.", s.unused_examples.join("; ")));
+    }
+    let split_counts: Vec<[usize; 3]> = (0..k)
+        .map(|c| [&train_idx, &val_idx, &test_idx].map(|ix| ix.iter().filter(|&&i| set.labels[i] == c).count()))
         .collect();
-    let confusion = test_m
-        .confusion_matrix
-        .iter()
-        .zip(&set.classes)
-        .map(|(row, c)| ConfusionRow { class: c.clone(), cells: row.iter().map(|v| v.to_string()).collect() })
-        .collect();
-    let page = ReportPage {
+    let test_names = name_of(&test_idx);
+    let pixels = |pos: usize| set.image(test_idx[pos]).to_vec();
+    let html = report::build(&ReportInput {
         title: format!("Image Learner report: {} on {}", spec.name, s.archive_file),
-        generated: format!("by image-learner {}", env!("CARGO_PKG_VERSION")),
         run,
         command_line: cfg.command_line.clone(),
         data: data_items,
         warnings: warnings.clone(),
-        split_header: ["Class", "Train", "Validation", "Test"].map(String::from).to_vec(),
-        split_counts,
         split_method,
-        headline_header,
-        headline,
-        epoch_header: ["Epoch", "Train loss", "Train accuracy", "Validation loss", "Validation accuracy", "Learning rate", "Seconds"].map(String::from).to_vec(),
-        epochs,
-        training_note,
-        per_class_header: ["Class", "Precision", "Recall", "F1", "ROC-AUC", "Support"].map(String::from).to_vec(),
-        per_class,
-        classes: set.classes.clone(),
-        confusion,
-        test_note: format!(
-            "{} test images, evaluated with the best epoch's weights. Averages are macro (each class counts equally).",
-            test_idx.len()
-        ),
-    };
-    let html = report::render(&page)?;
+        classes: &set.classes,
+        split_counts,
+        history: &outcome.history,
+        best_epoch: outcome.best_epoch,
+        validation_metric: cfg.validation_metric.name(),
+        stopped_early: outcome.stopped_early,
+        per_split,
+        test_intervals: intervals.as_ref(),
+        test_truth: &test_truth,
+        test_probs: &test_probs,
+        test_names: &test_names,
+        test_pixels: &pixels,
+        image_size: input_size,
+    })?;
 
     outputs::write_atomic(&out.join(outputs::PREDICTIONS), &preds)?;
     outputs::write_atomic(&out.join(outputs::HISTORY), &hist)?;

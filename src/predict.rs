@@ -82,7 +82,7 @@ pub fn run_predict(cfg: &PredictConfig) -> Result<PredictSummary> {
     let batch = cfg.batch_size.unwrap_or(b.config.eval_batch_size).max(1);
     let probs = train::predict_probs(&net, &set, &indices, batch, b.config.normalization, device);
     let truth: Option<Vec<String>> = ing.labelled.then(|| set.labels.iter().map(|&l| set.classes[l].clone()).collect());
-    let csv = predictions::to_csv(&set.names, truth.as_deref(), &probs, &set.classes)?;
+    let csv = predictions::to_csv(&set.names, truth.as_deref(), &probs, &set.classes, None)?;
     outputs::write_atomic(&cfg.output, &csv)?;
     let metrics = ing.labelled.then(|| metrics::compute(&set.labels, &probs, &set.classes));
     Ok(PredictSummary { images: set.len(), metrics })

@@ -38,8 +38,13 @@ pub struct EpochRecord {
     pub epoch: usize,
     pub train_loss: f64,
     pub train_accuracy: f64,
+    /// Train figures come from the epoch's own (augmented, train-mode) batches.
+    pub train_macro_f1: f64,
+    pub train_roc_auc: Option<f64>,
     pub validation_loss: Option<f64>,
     pub validation_accuracy: Option<f64>,
+    pub validation_macro_f1: Option<f64>,
+    pub validation_roc_auc: Option<f64>,
     /// The figure that picks the best epoch (validation loss, accuracy, ...).
     pub validation_score: Option<f64>,
     pub learning_rate: f64,
@@ -153,7 +158,9 @@ pub fn fit(
                 .progress_chars("=> "),
         );
         bar.set_message(format!("{epoch}/{}", s.epochs));
-        let (mut loss_sum, mut correct, mut seen) = (0f64, 0i64, 0usize);
+        let (mut loss_sum, mut seen) = (0f64, 0usize);
+        let mut epoch_truth: Vec<usize> = Vec::with_capacity(train_idx.len());
+        let mut epoch_probs: Vec<Vec<f32>> = Vec::with_capacity(train_idx.len());
         let mut wait = 0f64;
         let mut waited = Instant::now();
         for b in batches {
@@ -169,8 +176,11 @@ pub fn fit(
             }
             let n = b.labels.len();
             loss_sum += l * n as f64;
-            correct += logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[]);
             seen += n;
+            let probs = logits.detach().softmax(-1, Kind::Float).to_device(Device::Cpu);
+            let flat = Vec::<f32>::try_from(probs.flatten(0, -1)).expect("float probabilities");
+            epoch_probs.extend(flat.chunks(set.classes.len()).map(<[f32]>::to_vec));
+            epoch_truth.extend(b.labels.iter().map(|&l| l as usize));
             bar.inc(1);
             waited = Instant::now();
         }
@@ -179,20 +189,24 @@ pub fn fit(
             eprintln!("epoch {e}: the training loss became NaN or infinite; training stops here (try a lower --learning-rate)");
             break;
         }
-        let (val_loss, val_acc, score) = if val_idx.is_empty() {
-            (None, None, None)
-        } else {
+        let val = (!val_idx.is_empty()).then(|| {
             let probs = predict_probs(net, set, val_idx, s.batch_size.max(64), s.normalization, s.device);
             let truth: Vec<usize> = val_idx.iter().map(|&i| set.labels[i]).collect();
-            let m = metrics::compute(&truth, &probs, &set.classes);
-            (Some(m.log_loss), Some(m.accuracy), validation_score(s.validation_metric, &m))
-        };
+            metrics::compute(&truth, &probs, &set.classes)
+        });
+        let (val_loss, val_acc) = (val.as_ref().map(|m| m.log_loss), val.as_ref().map(|m| m.accuracy));
+        let score = val.as_ref().and_then(|m| validation_score(s.validation_metric, m));
+        let train_m = metrics::compute(&epoch_truth, &epoch_probs, &set.classes);
         let record = EpochRecord {
             epoch,
             train_loss: loss_sum / seen.max(1) as f64,
-            train_accuracy: correct as f64 / seen.max(1) as f64,
+            train_accuracy: train_m.accuracy,
+            train_macro_f1: train_m.macro_f1,
+            train_roc_auc: train_m.roc_auc_macro,
             validation_loss: val_loss,
             validation_accuracy: val_acc,
+            validation_macro_f1: val.as_ref().map(|m| m.macro_f1),
+            validation_roc_auc: val.as_ref().and_then(|m| m.roc_auc_macro),
             validation_score: score,
             learning_rate: s.learning_rate,
             seconds: started.elapsed().as_secs_f64(),

@@ -21,7 +21,7 @@ fn train_writes_all_outputs_and_predict_reproduces_them() {
     let hist = csv_rows(&out.join(outputs::HISTORY));
     assert_eq!(hist[0], outputs::history::COLUMNS);
     assert_eq!(hist.len(), 4);
-    let best: Vec<&Vec<String>> = hist[1..].iter().filter(|r| r[8] == "true").collect();
+    let best: Vec<&Vec<String>> = hist[1..].iter().filter(|r| r[10] == "true").collect();
     assert_eq!(best.len(), 1);
     assert_eq!(best[0][0], summary.best_epoch.to_string());
     for r in &hist[1..] {
@@ -114,7 +114,7 @@ fn same_seed_repeats_and_another_seed_splits_differently() {
     assert!(text(&a, outputs::PREDICTIONS) == text(&b, outputs::PREDICTIONS), "same seed, other predictions");
     assert!(text(&a, outputs::METRICS) == text(&b, outputs::METRICS), "same seed, other metrics");
     let timeless = |p: &std::path::Path| -> Vec<Vec<String>> {
-        csv_rows(&p.join(outputs::HISTORY)).into_iter().map(|mut r| { r.drain(6..8); r }).collect()
+        csv_rows(&p.join(outputs::HISTORY)).into_iter().map(|mut r| { r.drain(outputs::history::TIME_COLUMNS); r }).collect()
     };
     assert_eq!(timeless(&a), timeless(&b));
     let names = |p: &std::path::Path| -> HashSet<String> {

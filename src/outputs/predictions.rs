@@ -4,15 +4,20 @@ use anyhow::Result;
 
 use crate::metrics::argmax;
 
-/// `truth`: the true class of each image where known.
+/// `truth`: the true class of each image where known; `splits`: each image's split, when the
+/// predictions cover every split.
 pub fn to_csv(
     images: &[String],
     truth: Option<&[String]>,
     probs: &[Vec<f32>],
     classes: &[String],
+    splits: Option<&[String]>,
 ) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let mut header = vec!["image_path".to_string()];
+    if splits.is_some() {
+        header.push("split".into());
+    }
     if truth.is_some() {
         header.push("true_label".into());
     }
@@ -25,6 +30,9 @@ pub fn to_csv(
     for (i, p) in probs.iter().enumerate() {
         let pred = argmax(p);
         let mut rec = vec![images[i].clone()];
+        if let Some(s) = splits {
+            rec.push(s[i].clone());
+        }
         if let Some(t) = truth {
             rec.push(t[i].clone());
         }

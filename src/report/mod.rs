@@ -1,9 +1,16 @@
-//! The HTML Model Report: a view model of pre-formatted text filled into an Askama template.
-//! Self-contained: inline CSS, no script or resource from elsewhere.
+//! The HTML Model Report: one self-contained page (inline CSS and SVG, thumbnails as data URIs,
+//! no external resource). A view model of pre-formatted text is filled into
+//! `templates/report.html`; an optional inline script adds tabs, sorting and a class filter, and
+//! everything stays readable when Galaxy strips scripts.
+pub mod plots;
+
 use askama::Template;
+use base64::Engine;
 
 use crate::data::split::Split;
-use crate::metrics::Metrics;
+use crate::metrics::{self, Intervals, Metrics};
+use crate::train::EpochRecord;
+use plots::{colour, hex, LineChart, Series};
 
 /// A label and value row.
 pub struct Item {
@@ -11,38 +18,67 @@ pub struct Item {
     pub value: String,
 }
 
-pub struct MetricRow {
+/// A table row: its first cell, then the others.
+pub struct Row {
     pub name: String,
     pub values: Vec<String>,
+    pub class: String,
 }
 
-pub struct ConfusionRow {
+pub struct Table {
+    pub header: Vec<String>,
+    pub rows: Vec<Row>,
+}
+
+/// One confusion-matrix cell with its heat colour and hover text.
+pub struct Cell {
+    pub text: String,
+    pub style: String,
+    pub title: String,
+}
+
+pub struct MatrixRow {
     pub class: String,
-    pub cells: Vec<String>,
+    pub cells: Vec<Cell>,
+}
+
+pub struct Thumb {
+    pub uri: String,
+    pub caption: String,
+}
+
+pub struct Plot {
+    pub svg: String,
+    pub guide: String,
 }
 
 #[derive(Template)]
 #[template(path = "report.html")]
 pub struct ReportPage {
     pub title: String,
-    pub generated: String,
+    pub subtitle: String,
+    pub warnings: Vec<String>,
+    pub headline: Table,
+    pub headline_note: String,
     pub run: Vec<Item>,
     pub command_line: String,
     pub data: Vec<Item>,
-    pub warnings: Vec<String>,
-    pub split_header: Vec<String>,
-    pub split_counts: Vec<MetricRow>,
     pub split_method: String,
-    pub headline_header: Vec<String>,
-    pub headline: Vec<MetricRow>,
-    pub epoch_header: Vec<String>,
-    pub epochs: Vec<MetricRow>,
+    pub split_counts: Table,
     pub training_note: String,
-    pub per_class_header: Vec<String>,
-    pub per_class: Vec<MetricRow>,
-    pub classes: Vec<String>,
-    pub confusion: Vec<ConfusionRow>,
+    pub training_plots: Vec<Plot>,
+    pub epochs: Table,
     pub test_note: String,
+    pub test_table: Table,
+    pub classes: Vec<String>,
+    pub class_colours: Vec<String>,
+    pub matrix_counts: Vec<MatrixRow>,
+    pub matrix_percent: Vec<MatrixRow>,
+    pub test_plots: Vec<Plot>,
+    pub confidence_plot: Plot,
+    pub per_class: Table,
+    pub gallery: Vec<Thumb>,
+    pub gallery_note: String,
 }
 
 pub fn f4(v: f64) -> String {
@@ -53,27 +89,390 @@ pub fn opt4(v: Option<f64>) -> String {
     v.map_or_else(|| "n/a".to_string(), f4)
 }
 
-/// Headline metrics, one row per metric, one column per split.
-pub fn headline_rows(per_split: &[(Split, &Metrics)]) -> (Vec<String>, Vec<MetricRow>) {
+fn with_ci(v: f64, ci: Option<metrics::Interval>) -> String {
+    match ci {
+        Some(i) => format!("{v:.4} [{:.4}, {:.4}]", i.low, i.high),
+        None => f4(v),
+    }
+}
+
+/// What the report is made from.
+pub struct ReportInput<'a> {
+    pub title: String,
+    pub run: Vec<Item>,
+    pub command_line: String,
+    pub data: Vec<Item>,
+    pub warnings: Vec<String>,
+    pub split_method: String,
+    pub classes: &'a [String],
+    /// Images per class in train, validation, test.
+    pub split_counts: Vec<[usize; 3]>,
+    pub history: &'a [EpochRecord],
+    pub best_epoch: usize,
+    pub validation_metric: &'a str,
+    pub stopped_early: bool,
+    pub per_split: Vec<(Split, &'a Metrics)>,
+    pub test_intervals: Option<&'a Intervals>,
+    pub test_truth: &'a [usize],
+    pub test_probs: &'a [Vec<f32>],
+    pub test_names: &'a [String],
+    /// RGB pixels (size x size x 3) of the test image at each position.
+    pub test_pixels: &'a dyn Fn(usize) -> Vec<u8>,
+    pub image_size: usize,
+}
+
+fn headline(input: &ReportInput) -> Table {
     let header = std::iter::once("Metric".to_string())
-        .chain(per_split.iter().map(|(s, m)| format!("{} (n={})", s.name(), m.n)))
+        .chain(input.per_split.iter().map(|(s, m)| format!("{} (n={})", s.name(), m.n)))
         .collect();
-    let rows: [(&str, fn(&Metrics) -> String); 7] = [
-        ("Accuracy", |m| f4(m.accuracy)),
-        ("Precision (macro)", |m| f4(m.macro_precision)),
-        ("Recall (macro)", |m| f4(m.macro_recall)),
-        ("F1 (macro)", |m| f4(m.macro_f1)),
-        ("ROC-AUC (one-vs-rest, macro)", |m| opt4(m.roc_auc_macro)),
-        ("Cohen's kappa", |m| f4(m.cohen_kappa)),
-        ("Log loss", |m| f4(m.log_loss)),
+    let ci = |s: Split| if s == Split::Test { input.test_intervals } else { None };
+    type F = fn(&Metrics, Option<&Intervals>) -> String;
+    let rows: [(&str, F); 11] = [
+        ("Accuracy", |m, c| with_ci(m.accuracy, c.map(|c| c.accuracy))),
+        ("Balanced accuracy", |m, _| f4(m.balanced_accuracy)),
+        ("Precision (macro)", |m, _| f4(m.macro_precision)),
+        ("Recall (macro)", |m, _| f4(m.macro_recall)),
+        ("F1 (macro)", |m, c| with_ci(m.macro_f1, c.map(|c| c.macro_f1))),
+        ("F1 (weighted)", |m, _| f4(m.weighted_f1)),
+        ("ROC-AUC (one-vs-rest, macro)", |m, c| match m.roc_auc_macro {
+            Some(v) => with_ci(v, c.and_then(|c| c.roc_auc_macro)),
+            None => "n/a".into(),
+        }),
+        ("Cohen's kappa", |m, _| f4(m.cohen_kappa)),
+        ("Matthews correlation", |m, _| f4(m.matthews_corrcoef)),
+        ("Log loss", |m, _| f4(m.log_loss)),
+        ("Images", |m, _| m.n.to_string()),
     ];
     let rows = rows
         .iter()
-        .map(|(name, f)| MetricRow { name: name.to_string(), values: per_split.iter().map(|(_, m)| f(m)).collect() })
+        .map(|(name, f)| Row {
+            name: name.to_string(),
+            values: input.per_split.iter().map(|(s, m)| f(m, ci(*s))).collect(),
+            class: String::new(),
+        })
         .collect();
-    (header, rows)
+    Table { header, rows }
 }
 
-pub fn render(page: &ReportPage) -> anyhow::Result<String> {
+fn epoch_plots(input: &ReportInput) -> Vec<Plot> {
+    let h = input.history;
+    let last = h.last().map_or(1.0, |r| r.epoch as f64);
+    let x_range = (1.0, last.max(2.0));
+    let best = Some((input.best_epoch as f64, format!("best epoch ({})", input.best_epoch)));
+    let series = |label: &str, i: usize, dashed: bool, f: &dyn Fn(&EpochRecord) -> Option<f64>| -> Option<Series> {
+        let pts: Vec<(f64, f64)> = h.iter().filter_map(|r| f(r).map(|v| (r.epoch as f64, v))).collect();
+        (!pts.is_empty()).then(|| Series {
+            label: label.to_string(),
+            hover: pts.iter().map(|(e, v)| format!("{label}, epoch {e}: {v:.4}")).collect(),
+            points: pts,
+            colour: colour(i),
+            dashed,
+        })
+    };
+    let range = |ss: &[Series], floor0: bool| -> (f64, f64) {
+        let vals = ss.iter().flat_map(|s| s.points.iter().map(|p| p.1));
+        let (lo, hi) = vals.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+        let lo = if floor0 { 0.0 } else { lo };
+        (lo, if hi > lo { hi + (hi - lo) * 0.05 } else { lo + 1.0 })
+    };
+    let mut out = Vec::new();
+    let loss: Vec<Series> = [
+        series("train loss", 0, false, &|r| Some(r.train_loss)),
+        series("validation loss", 1, false, &|r| r.validation_loss),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let yr = range(&loss, true);
+    out.push(Plot {
+        svg: plots::line_chart(&LineChart { title: "Loss per epoch", x_label: "epoch", y_label: "cross-entropy", x_range, y_range: yr, series: loss, marker: best.clone(), diagonal: false, integer_x: true }),
+        guide: "Both curves should fall. A validation loss that rises while the training loss keeps falling means the model is memorising the training images (overfitting); the best epoch is the one kept.".into(),
+    });
+    let acc: Vec<Series> = [
+        series("train accuracy", 0, false, &|r| Some(r.train_accuracy)),
+        series("validation accuracy", 1, false, &|r| r.validation_accuracy),
+        series("validation macro F1", 2, true, &|r| r.validation_macro_f1),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    out.push(Plot {
+        svg: plots::line_chart(&LineChart { title: "Accuracy per epoch", x_label: "epoch", y_label: "fraction", x_range, y_range: (0.0, 1.02), series: acc, marker: best, diagonal: false, integer_x: true }),
+        guide: "Higher is better. A large gap between train and validation accuracy is a sign of overfitting; validation figures rising and falling from epoch to epoch mean the validation set is small.".into(),
+    });
+    let lr: Vec<Series> = series("learning rate", 3, false, &|r| Some(r.learning_rate)).into_iter().collect();
+    let yr = range(&lr, true);
+    out.push(Plot {
+        svg: plots::line_chart(&LineChart { title: "Learning rate", x_label: "epoch", y_label: "learning rate", x_range, y_range: (0.0, yr.1), series: lr, marker: None, diagonal: false, integer_x: true }),
+        guide: "The step size of the optimiser in each epoch.".into(),
+    });
+    out
+}
+
+fn heat(v: f64) -> String {
+    // White to blue; dark cells get white text.
+    let t = v.clamp(0.0, 1.0);
+    let (r, g, b) = (255.0 - t * 225.0, 255.0 - t * 155.0, 255.0 - t * 75.0);
+    let fg = if t > 0.55 { "#fff" } else { "#222" };
+    format!("background:rgb({r:.0},{g:.0},{b:.0});color:{fg}")
+}
+
+fn matrices(m: &Metrics, classes: &[String]) -> (Vec<MatrixRow>, Vec<MatrixRow>) {
+    let max = m.confusion_matrix.iter().flatten().copied().max().unwrap_or(1).max(1) as f64;
+    let mut counts = Vec::new();
+    let mut percent = Vec::new();
+    for (t, row) in m.confusion_matrix.iter().enumerate() {
+        let total: usize = row.iter().sum();
+        counts.push(MatrixRow {
+            class: classes[t].clone(),
+            cells: row
+                .iter()
+                .enumerate()
+                .map(|(p, &n)| Cell { text: n.to_string(), style: heat(n as f64 / max), title: format!("true {}, predicted {}: {n} images", classes[t], classes[p]) })
+                .collect(),
+        });
+        percent.push(MatrixRow {
+            class: classes[t].clone(),
+            cells: row
+                .iter()
+                .enumerate()
+                .map(|(p, &n)| {
+                    let f = if total == 0 { 0.0 } else { n as f64 / total as f64 };
+                    Cell {
+                        text: if total == 0 { "-".into() } else { format!("{:.1}%", 100.0 * f) },
+                        style: heat(f),
+                        title: format!("{:.2}% of the true {} images were predicted {} ({n} of {total})", 100.0 * f, classes[t], classes[p]),
+                    }
+                })
+                .collect(),
+        });
+    }
+    (counts, percent)
+}
+
+fn curve_series(label: String, i: usize, pts: Vec<(f64, f64)>, dashed: bool, what: (&str, &str)) -> Series {
+    // Hover on every point would flood large test sets: about 60 evenly spread points per curve.
+    let step = (pts.len() / 60).max(1);
+    let hover = pts
+        .iter()
+        .enumerate()
+        .map(|(k, (x, y))| if k % step == 0 || k + 1 == pts.len() { format!("{label}: {} {x:.3}, {} {y:.3}", what.0, what.1) } else { String::new() })
+        .collect();
+    Series { label, points: pts, colour: colour(i), dashed, hover }
+}
+
+/// ROC and precision-recall curves per class, then the confidence histogram.
+fn test_plots(input: &ReportInput, m: &Metrics) -> (Vec<Plot>, Plot) {
+    let k = input.classes.len();
+    let probs = input.test_probs;
+    let mut roc = Vec::new();
+    let mut pr = Vec::new();
+    let mut grid: Vec<f64> = Vec::new();
+    let mut per_class_roc = Vec::new();
+    for c in 0..k {
+        let scores: Vec<f64> = probs.iter().map(|p| p[c] as f64).collect();
+        let pos: Vec<bool> = input.test_truth.iter().map(|&t| t == c).collect();
+        let cm = &m.per_class[c];
+        if let Some(auc) = cm.roc_auc {
+            let pts = metrics::roc_curve(&scores, &pos);
+            grid.extend(pts.iter().map(|p| p.0));
+            per_class_roc.push(pts.clone());
+            roc.push(curve_series(format!("{} (AUC {auc:.3})", input.classes[c]), c, pts, false, ("FPR", "TPR")));
+        }
+        if let Some(ap) = cm.average_precision {
+            pr.push(curve_series(format!("{} (AP {ap:.3})", input.classes[c]), c, metrics::pr_curve(&scores, &pos), false, ("recall", "precision")));
+        }
+    }
+    if k > 2 && !per_class_roc.is_empty() {
+        // Micro average: every (image, class) pair as one binary decision.
+        let scores: Vec<f64> = probs.iter().flat_map(|p| p.iter().map(|&v| v as f64)).collect();
+        let pos: Vec<bool> = input.test_truth.iter().flat_map(|&t| (0..k).map(move |c| c == t)).collect();
+        let micro_auc = metrics::roc_auc(&scores, &pos).unwrap_or(f64::NAN);
+        roc.push(curve_series(format!("micro average (AUC {micro_auc:.3})"), 7, metrics::roc_curve(&scores, &pos), true, ("FPR", "TPR")));
+        // Macro average: the mean of the per-class curves on a common FPR grid.
+        grid.sort_by(f64::total_cmp);
+        grid.dedup();
+        let interp = |pts: &[(f64, f64)], x: f64| -> f64 {
+            // The highest TPR reached at or before FPR x (step interpolation from the right).
+            let mut y = 0.0;
+            for w in pts.windows(2) {
+                if w[1].0 <= x {
+                    y = w[1].1;
+                } else if w[0].0 <= x && w[1].0 > x {
+                    let t = if w[1].0 > w[0].0 { (x - w[0].0) / (w[1].0 - w[0].0) } else { 1.0 };
+                    y = y.max(w[0].1 + t * (w[1].1 - w[0].1));
+                }
+            }
+            y
+        };
+        let macro_pts: Vec<(f64, f64)> = grid.iter().map(|&x| (x, per_class_roc.iter().map(|c| interp(c, x)).sum::<f64>() / per_class_roc.len() as f64)).collect();
+        let auc = m.roc_auc_macro.map_or(String::new(), |a| format!(" (AUC {a:.3})"));
+        roc.push(curve_series(format!("macro average{auc}"), 9, macro_pts, true, ("FPR", "TPR")));
+    }
+    let out = vec![
+        Plot {
+            svg: plots::line_chart(&LineChart { title: "ROC curves (one class vs the rest)", x_label: "false positive rate", y_label: "true positive rate", x_range: (0.0, 1.0), y_range: (0.0, 1.02), series: roc, marker: None, diagonal: true, integer_x: false }),
+            guide: "Each curve shows how many images of a class are found (up) against how many others are wrongly flagged (right) as the threshold moves. A curve hugging the top-left corner (AUC near 1) is good; the grey diagonal (AUC 0.5) is guessing.".into(),
+        },
+        Plot {
+            svg: plots::line_chart(&LineChart { title: "Precision-recall curves", x_label: "recall", y_label: "precision", x_range: (0.0, 1.0), y_range: (0.0, 1.02), series: pr, marker: None, diagonal: false, integer_x: false }),
+            guide: "For rare classes this is more telling than the ROC curve: a good curve stays high (precise) as it moves right (finding more of the class). AP is the area under it; a class's prevalence is what guessing would give.".into(),
+        },
+    ];
+    let bins: Vec<f64> = (0..=10).map(|i| i as f64 / 10.0).collect();
+    let mut right = vec![0usize; 10];
+    let mut wrong = vec![0usize; 10];
+    for (p, &t) in probs.iter().zip(input.test_truth) {
+        let pred = metrics::argmax(p);
+        let b = ((p[pred] * 10.0) as usize).min(9);
+        if pred == t { right[b] += 1 } else { wrong[b] += 1 }
+    }
+    let confidence = Plot {
+        svg: plots::histogram("Confidence of correct and wrong predictions", "confidence (probability of the predicted class)", &bins, &[("correct".into(), right, colour(2)), ("wrong".into(), wrong, colour(3))]),
+        guide: "A trustworthy model is confident when right (green bars to the right) and unsure when wrong (red bars to the left). Many confident wrong predictions mean the confidence should not be taken at face value.".into(),
+    };
+    (out, confidence)
+}
+
+fn png_uri(pixels: &[u8], size: usize) -> String {
+    let img = image::RgbImage::from_raw(size as u32, size as u32, pixels.to_vec()).expect("RGB image of the set's size");
+    let img = if size > 96 { image::imageops::thumbnail(&img, 96, 96) } else { img };
+    let mut png = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut png, image::ImageFormat::Png).expect("PNG encoding in memory");
+    format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png.get_ref()))
+}
+
+fn gallery(input: &ReportInput) -> Vec<Thumb> {
+    let mut wrong: Vec<(usize, f32)> = input
+        .test_probs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let pred = metrics::argmax(p);
+            (pred != input.test_truth[i]).then_some((i, p[pred]))
+        })
+        .collect();
+    wrong.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    wrong
+        .iter()
+        .take(12)
+        .map(|&(i, conf)| {
+            let pred = metrics::argmax(&input.test_probs[i]);
+            Thumb {
+                uri: png_uri(&(input.test_pixels)(i), input.image_size),
+                caption: format!(
+                    "{}: true {}, predicted {} ({:.1}%)",
+                    input.test_names[i],
+                    input.classes[input.test_truth[i]],
+                    input.classes[pred],
+                    100.0 * conf
+                ),
+            }
+        })
+        .collect()
+}
+
+pub fn build(input: &ReportInput) -> anyhow::Result<String> {
+    let test = input.per_split.iter().find(|(s, _)| *s == Split::Test).map(|(_, m)| *m).expect("test metrics");
+    let k = input.classes.len();
+    let split_counts = Table {
+        header: ["Class", "Train", "Validation", "Test"].map(String::from).to_vec(),
+        rows: input
+            .classes
+            .iter()
+            .zip(&input.split_counts)
+            .map(|(c, n)| Row { name: c.clone(), values: n.iter().map(|v| v.to_string()).collect(), class: String::new() })
+            .chain(std::iter::once(Row {
+                name: "all".into(),
+                values: (0..3).map(|s| input.split_counts.iter().map(|n| n[s]).sum::<usize>().to_string()).collect(),
+                class: String::new(),
+            }))
+            .collect(),
+    };
+    let epochs = Table {
+        header: ["Epoch", "Train loss", "Train accuracy", "Train macro F1", "Validation loss", "Validation accuracy", "Validation macro F1", "Validation ROC-AUC", "Learning rate", "Seconds"].map(String::from).to_vec(),
+        rows: input
+            .history
+            .iter()
+            .map(|r| Row {
+                name: r.epoch.to_string(),
+                values: vec![
+                    f4(r.train_loss),
+                    f4(r.train_accuracy),
+                    f4(r.train_macro_f1),
+                    opt4(r.validation_loss),
+                    opt4(r.validation_accuracy),
+                    opt4(r.validation_macro_f1),
+                    opt4(r.validation_roc_auc),
+                    format!("{}", r.learning_rate),
+                    format!("{:.1}", r.seconds),
+                ],
+                class: if r.epoch == input.best_epoch { "best".into() } else { String::new() },
+            })
+            .collect(),
+    };
+    let mut training_note = format!(
+        "The best epoch, {} (highlighted), was chosen by validation {} and its weights are the Best Model and the ones tested.",
+        input.best_epoch, input.validation_metric
+    );
+    if input.stopped_early {
+        training_note.push_str(" Training stopped early: the validation figure had stopped improving.");
+    }
+    if input.history.iter().all(|r| r.validation_loss.is_none()) {
+        training_note.push_str(" There was no validation split, so the last epoch was kept.");
+    }
+    let per_class = Table {
+        header: ["Class", "Precision", "Recall (sensitivity)", "F1", "Specificity", "ROC-AUC", "Average precision", "Support"].map(String::from).to_vec(),
+        rows: test
+            .per_class
+            .iter()
+            .map(|c| Row {
+                name: c.class.clone(),
+                values: vec![f4(c.precision), f4(c.recall), f4(c.f1), f4(c.specificity), opt4(c.roc_auc), opt4(c.average_precision), c.support.to_string()],
+                class: String::new(),
+            })
+            .collect(),
+    };
+    let test_table = Table {
+        header: vec!["Metric".into(), "Test".into()],
+        rows: headline(input).rows.into_iter().map(|mut r| Row { values: vec![r.values.pop().unwrap_or_default()], ..r }).collect(),
+    };
+    let (matrix_counts, matrix_percent) = matrices(test, input.classes);
+    let mut training_plots = epoch_plots(input);
+    training_plots.retain(|p| !p.svg.is_empty());
+    let gallery = gallery(input);
+    let (test_plots, confidence_plot) = test_plots(input, test);
+    let page = ReportPage {
+        title: input.title.clone(),
+        subtitle: format!("image-learner {}", env!("CARGO_PKG_VERSION")),
+        warnings: input.warnings.clone(),
+        headline: headline(input),
+        headline_note: format!(
+            "Test figures carry a 95% confidence interval in brackets ({} bootstrap resamples of the test images). \
+             Macro averages weigh every class equally, weighted averages by class size. Following scikit-learn, \
+             macro averages run over the classes present in the truth or the predictions, a ratio whose denominator \
+             is zero counts as 0, and ROC-AUC is averaged over the classes that have both positive and negative test images.",
+            input.test_intervals.map_or(0, |c| c.resamples)
+        ),
+        run: input.run.iter().map(|i| Item { label: i.label.clone(), value: i.value.clone() }).collect(),
+        command_line: input.command_line.clone(),
+        data: input.data.iter().map(|i| Item { label: i.label.clone(), value: i.value.clone() }).collect(),
+        split_method: input.split_method.clone(),
+        split_counts,
+        training_note,
+        training_plots,
+        epochs,
+        test_note: format!("{} test images, never seen in training or in choosing the best epoch.", test.n),
+        test_table,
+        classes: input.classes.to_vec(),
+        class_colours: (0..k).map(|c| hex(colour(c))).collect(),
+        matrix_counts,
+        matrix_percent,
+        test_plots,
+        confidence_plot,
+        per_class,
+        gallery_note: if gallery.is_empty() { "No test image was misclassified.".into() } else { format!("The {} misclassified test images the model was most sure about: worth a look for label errors or confusing cases.", gallery.len()) },
+        gallery,
+    };
     Ok(page.render()?)
 }
