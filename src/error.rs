@@ -7,8 +7,26 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_INTERNAL: i32 = 1;
 /// Exit code for input the user can fix: bad ZIP, CSV, options.
 pub const EXIT_BAD_INPUT: i32 = 2;
-/// Exit code when memory ran out (allocation failure reported by libtorch).
+/// Exit code when memory ran out (allocation failure reported by libtorch), or the run would not
+/// fit the memory Galaxy grants.
 pub const EXIT_OUT_OF_MEMORY: i32 = 3;
+/// Exit code when an output cannot be written (full disk, no permission).
+pub const EXIT_OUTPUT: i32 = 4;
+/// Exit codes for a run stopped by SIGINT / SIGTERM (128 + signal number), as shells report them.
+pub const EXIT_SIGINT: i32 = 130;
+pub const EXIT_SIGTERM: i32 = 143;
+
+/// The run needs more memory than it may use.
+#[derive(Debug)]
+pub struct MemoryError(pub String);
+
+impl fmt::Display for MemoryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for MemoryError {}
 
 /// An error caused by the user's input or options; the message says what to fix.
 #[derive(Debug)]
@@ -39,6 +57,12 @@ macro_rules! bail_input {
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     if err.chain().any(|e| e.downcast_ref::<InputError>().is_some()) {
         return EXIT_BAD_INPUT;
+    }
+    if err.chain().any(|e| e.downcast_ref::<MemoryError>().is_some()) {
+        return EXIT_OUT_OF_MEMORY;
+    }
+    if err.chain().any(|e| e.downcast_ref::<crate::outputs::OutputError>().is_some()) {
+        return EXIT_OUTPUT;
     }
     let text = format!("{err:#}").to_lowercase();
     if text.contains("out of memory") || text.contains("defaultcpuallocator: can't allocate") {

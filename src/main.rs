@@ -2,7 +2,7 @@
 use clap::Parser;
 
 use image_learner::cli::{Cli, Command};
-use image_learner::error::{exit_code, EXIT_OK};
+use image_learner::error::{exit_code, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM};
 use image_learner::{models, pipeline, predict, synth};
 
 fn shell_quote(a: &str) -> String {
@@ -53,7 +53,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// SIGINT / SIGTERM: outputs are either all committed or none. A signal during the final renames
+/// waits for them; otherwise the staged files are removed and the process exits at once with
+/// 128 + the signal number.
+fn install_signal_handlers() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else { return };
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            while image_learner::outputs::COMMITTING.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            image_learner::outputs::abandon_staging();
+            let code = if sig == SIGINT { EXIT_SIGINT } else { EXIT_SIGTERM };
+            if image_learner::outputs::COMMITTED.load(std::sync::atomic::Ordering::SeqCst) {
+                eprintln!("image-learner: stopped by signal {sig} after every output was written");
+            } else {
+                eprintln!("image-learner: stopped by signal {sig}; no output was written");
+            }
+            // SAFETY: _exit ends the process without running destructors of libtorch's globals,
+            // which may be in use by the training thread.
+            unsafe { libc::_exit(code) };
+        }
+    });
+}
+
 fn main() {
+    install_signal_handlers();
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("image-learner: error: {e:#}");

@@ -76,7 +76,7 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
     cfg.validate()?;
     let spec = models::find(&cfg.model)?;
     outputs::prepare_output_dir(&cfg.output_dir)?;
-    let threads = configure_threads(cfg.threads);
+    configure_threads(cfg.threads);
     let device = crate::device::resolve(cfg.device)?;
     let weights_dir = weights::weights_dir(cfg.weights_dir.as_deref());
     if cfg.use_pretrained {
@@ -136,9 +136,6 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
     let (splits, split_method) = split_of(cfg, &ing, &mut warnings)?;
     let groups: Option<Vec<String>> = s.group_column.as_ref().map(|_| ing.rows.iter().map(|r| r.group.clone().unwrap_or_default()).collect());
     warnings.extend(split::leakage_warnings(&set.names, &splits, groups.as_deref(), s.group_column.as_deref()));
-    for w in &warnings {
-        eprintln!("warning: {w}");
-    }
     let idx = |which: Split| -> Vec<usize> { (0..splits.len()).filter(|&i| splits[i] == which).collect() };
     let (train_idx, val_idx, test_idx) = (idx(Split::Train), idx(Split::Validation), idx(Split::Test));
     let mut batch_size = cfg.batch_size;
@@ -149,6 +146,9 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
             train_idx.len()
         ));
         batch_size = train_idx.len();
+    }
+    for w in &warnings {
+        eprintln!("warning: {w}");
     }
     let input_size = set.size;
     eprintln!(
@@ -330,11 +330,13 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
         image_size: input_size,
     })?;
 
-    outputs::write_atomic(&out.join(outputs::PREDICTIONS), &preds)?;
-    outputs::write_atomic(&out.join(outputs::HISTORY), &hist)?;
-    outputs::write_atomic(&out.join(outputs::METRICS), &serde_json::to_vec_pretty(&metrics_json)?)?;
-    outputs::write_atomic(&out.join(outputs::BEST_MODEL), &model_zip)?;
-    outputs::write_atomic(&out.join(outputs::REPORT), html.as_bytes())?;
+    let mut staging = outputs::Staging::new(out)?;
+    staging.write(outputs::PREDICTIONS, &preds)?;
+    staging.write(outputs::HISTORY, &hist)?;
+    staging.write(outputs::METRICS, &serde_json::to_vec_pretty(&metrics_json)?)?;
+    staging.write(outputs::BEST_MODEL, &model_zip)?;
+    staging.write(outputs::REPORT, html.as_bytes())?;
+    staging.commit()?;
     Ok(RunSummary {
         output_dir: out.clone(),
         test: test_m,

@@ -103,6 +103,12 @@ pub fn predict_probs(
     out
 }
 
+/// Test hook: `IMAGE_LEARNER_FAULT_NAN_EPOCH=N` makes the loss of epoch N read as NaN, so the
+/// divergence handling can be tested without waiting for a real divergence.
+fn fault_nan_epoch() -> Option<usize> {
+    std::env::var("IMAGE_LEARNER_FAULT_NAN_EPOCH").ok().and_then(|v| v.parse().ok())
+}
+
 fn validation_score(metric: ValidationMetric, m: &metrics::Metrics) -> Option<f64> {
     match metric {
         ValidationMetric::Loss => Some(m.log_loss),
@@ -169,7 +175,10 @@ pub fn fit(
             let logits = net.forward(&x, true, s.frozen_backbone);
             let loss = logits.cross_entropy_for_logits(&y);
             opt.backward_step(&loss);
-            let l = loss.double_value(&[]);
+            let mut l = loss.double_value(&[]);
+            if fault_nan_epoch() == Some(epoch) {
+                l = f64::NAN;
+            }
             if !l.is_finite() {
                 diverged_at = Some(epoch);
                 break;

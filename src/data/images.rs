@@ -11,8 +11,9 @@ use crate::error::input_error;
 /// Images above this many pixels are refused (about 10,000 x 10,000).
 pub const MAX_PIXELS: u64 = 100_000_000;
 
-/// Decodes `bytes` to an RGB8 image of `size` x `size`, laid out height x width x 3.
-pub fn decode_rgb(bytes: &[u8], name: &str, size: u32) -> Result<Vec<u8>> {
+/// Decodes `bytes` to an RGB8 image of `size` x `size`, laid out height x width x 3; the flag
+/// says the original was smaller than 8x8 pixels.
+pub fn decode_rgb(bytes: &[u8], name: &str, size: u32) -> Result<(Vec<u8>, bool)> {
     if bytes.is_empty() {
         return Err(input_error(format!("'{name}' is an empty file (0 bytes)")));
     }
@@ -40,12 +41,13 @@ pub fn decode_rgb(bytes: &[u8], name: &str, size: u32) -> Result<Vec<u8>> {
         .decode()
         .map_err(|e| input_error(format!("'{name}' is damaged or truncated: {e}")))?;
     let rgb = img.to_rgb8();
+    let tiny = rgb.width() < 8 || rgb.height() < 8;
     let rgb = if rgb.width() == size && rgb.height() == size {
         rgb
     } else {
         image::imageops::resize(&rgb, size, size, FilterType::Triangle)
     };
-    Ok(rgb.into_raw())
+    Ok((rgb.into_raw(), tiny))
 }
 
 #[cfg(test)]
@@ -76,27 +78,28 @@ mod tests {
             (DynamicImage::ImageLuma16(rgb.to_luma16()), ImageFormat::Png),
         ];
         for (img, fmt) in variants {
-            let out = decode_rgb(&encode(&img, fmt), "x", 8).unwrap();
+            let out = decode_rgb(&encode(&img, fmt), "x", 8).unwrap().0;
             assert_eq!(out.len(), 8 * 8 * 3);
             if matches!(img, DynamicImage::ImageRgb8(_) | DynamicImage::ImageRgba8(_) | DynamicImage::ImageRgb16(_)) {
                 assert_eq!(out, sample().into_raw(), "{fmt:?} {:?}", img.color());
             }
         }
-        let jpeg = decode_rgb(&encode(&rgb, ImageFormat::Jpeg), "x", 8).unwrap();
+        let jpeg = decode_rgb(&encode(&rgb, ImageFormat::Jpeg), "x", 8).unwrap().0;
         let err: i32 = jpeg.iter().zip(sample().into_raw()).map(|(&a, b)| (a as i32 - b as i32).abs()).max().unwrap();
         assert!(err < 40, "jpeg error {err}");
-        let webp = decode_rgb(&encode(&rgb, ImageFormat::WebP), "x", 8).unwrap();
+        let webp = decode_rgb(&encode(&rgb, ImageFormat::WebP), "x", 8).unwrap().0;
         assert_eq!(webp.len(), 192);
     }
 
     #[test]
     fn resizes_to_square() {
         let img = DynamicImage::ImageRgb8(RgbImage::from_pixel(30, 10, Rgb([200, 10, 10])));
-        let out = decode_rgb(&encode(&img, ImageFormat::Png), "x", 16).unwrap();
+        let (out, tiny) = decode_rgb(&encode(&img, ImageFormat::Png), "x", 16).unwrap();
+        assert!(!tiny);
         assert_eq!(out.len(), 16 * 16 * 3);
         assert!(out.chunks(3).all(|p| p == [200, 10, 10]));
         let one = DynamicImage::ImageRgb8(RgbImage::from_pixel(1, 1, Rgb([1, 2, 3])));
-        assert_eq!(decode_rgb(&encode(&one, ImageFormat::Png), "x", 4).unwrap(), [1u8, 2, 3].repeat(16));
+        assert_eq!(decode_rgb(&encode(&one, ImageFormat::Png), "x", 4).unwrap(), ([1u8, 2, 3].repeat(16), true));
     }
 
     #[test]

@@ -136,34 +136,78 @@ pub fn ingest(
             ),
         }
     }
-    let mut raw = Vec::with_capacity(report.matched.len());
-    for &(_, e) in &report.matched {
-        raw.push(archive.read(e)?);
-    }
     let size = match size {
         SizePolicy::Fixed(s) => s,
         SizePolicy::FromImages { max } => {
-            let first = image::ImageReader::new(std::io::Cursor::new(&raw[0]))
+            let first = archive.read(report.matched[0].1)?;
+            let dims = image::ImageReader::new(std::io::Cursor::new(&first))
                 .with_guessed_format()
                 .ok()
                 .and_then(|r| r.into_dimensions().ok());
-            first.map_or(max, |(w, h)| (w.max(h) as usize).clamp(32, max))
+            dims.map_or(max, |(w, h)| (w.max(h) as usize).clamp(32, max))
         }
     };
-    let entries: Vec<String> = report.matched.iter().map(|&(_, e)| archive.entries[e].name.clone()).collect();
-    let decoded: Vec<Vec<u8>> = raw
-        .par_iter()
-        .zip(&entries)
-        .map(|(bytes, name)| {
-            images::decode_rgb(bytes, name, size as u32)
-                .map_err(|e| crate::error::input_error(format!("{}: {e:#}", archive.display_name)))
-        })
-        .collect::<Result<_>>()?;
-    drop(raw);
-    let mut pixels = Vec::with_capacity(decoded.len() * size * size * 3);
-    for d in decoded {
-        pixels.extend_from_slice(&d);
+    check_memory(report.matched.len(), size, memory_limit_mb())?;
+
+    // Read and decode in chunks, so that at most one chunk of compressed bytes is held at once.
+    // An image that cannot be decoded is left out with a warning naming it.
+    let mut pixels = Vec::with_capacity(report.matched.len() * size * size * 3);
+    let mut kept = Vec::with_capacity(report.matched.len());
+    let mut skipped: Vec<String> = Vec::new();
+    let mut tiny = 0usize;
+    // Chunks of at most 256 images or 512 MiB of decompressed bytes.
+    const CHUNK: usize = 256;
+    const CHUNK_BYTES: usize = 512 << 20;
+    let mut next = 0;
+    while next < report.matched.len() {
+        let start = next;
+        let mut raw = Vec::new();
+        let mut bytes = 0;
+        while next < report.matched.len() && raw.len() < CHUNK && bytes < CHUNK_BYTES {
+            let data = archive.read(report.matched[next].1)?;
+            bytes += data.len();
+            raw.push(data);
+            next += 1;
+        }
+        let decoded: Vec<Result<(Vec<u8>, bool), String>> = raw
+            .par_iter()
+            .zip(&report.matched[start..next])
+            .map(|(bytes, &(_, e))| {
+                let name = &archive.entries[e].name;
+                images::decode_rgb(bytes, name, size as u32).map_err(|err| format!("{err:#}"))
+            })
+            .collect();
+        for (j, d) in decoded.into_iter().enumerate() {
+            match d {
+                Ok((px, small)) => {
+                    pixels.extend_from_slice(&px);
+                    kept.push(start + j);
+                    tiny += usize::from(small);
+                }
+                Err(msg) => skipped.push(msg),
+            }
+        }
     }
+    let mut warnings = meta.warnings.clone();
+    if !skipped.is_empty() {
+        warnings.push(format!(
+            "{} image(s) in {} could not be used and were left out: {}{}",
+            skipped.len(),
+            archive.display_name,
+            skipped.iter().take(5).cloned().collect::<Vec<_>>().join("; "),
+            if skipped.len() > 5 { "; ..." } else { "" }
+        ));
+    }
+    if tiny > 0 {
+        warnings.push(format!("{tiny} image(s) are smaller than 8x8 pixels and were enlarged to {size}x{size}"));
+    }
+    if kept.is_empty() {
+        bail_input!("none of the {} matched images in {} could be decoded: {}", report.matched.len(), archive.display_name, skipped.iter().take(3).cloned().collect::<Vec<_>>().join("; "));
+    }
+    let labels: Vec<usize> = kept.iter().map(|&k| labels[k]).collect();
+    let matched: Vec<(usize, usize)> = kept.iter().map(|&k| report.matched[k]).collect();
+    let entries: Vec<String> = matched.iter().map(|&(_, e)| archive.entries[e].name.clone()).collect();
+    let report = archive::MatchReport { matched, missing: report.missing, unused: report.unused };
     let rows: Vec<metadata::Row> = report.matched.iter().map(|&(r, _)| meta.rows[r].clone()).collect();
     let summary = IngestSummary {
         metadata_file: meta.file_name.clone(),
@@ -184,7 +228,7 @@ pub fn ingest(
             d => (d as char).to_string(),
         },
         encoding: meta.encoding.to_string(),
-        warnings: meta.warnings.clone(),
+        warnings,
     };
     Ok(Ingested {
         images: ImageSet { size, pixels, labels, names: rows.iter().map(|r| r.image.clone()).collect(), entries, classes },
@@ -192,6 +236,26 @@ pub fn ingest(
         rows,
         summary,
     })
+}
+
+/// `GALAXY_MEMORY_MB`, the memory Galaxy grants the job, if set.
+fn memory_limit_mb() -> Option<u64> {
+    std::env::var("GALAXY_MEMORY_MB").ok().and_then(|v| v.trim().parse().ok()).filter(|&v| v > 0)
+}
+
+/// Refuses, before decoding, a data set whose decoded images alone would not leave room for
+/// libtorch and the model in the memory granted (a 1 GiB allowance).
+pub fn check_memory(images: usize, size: usize, limit_mb: Option<u64>) -> Result<()> {
+    let Some(limit) = limit_mb else { return Ok(()) };
+    let need = (images * size * size * 3) as u64 / (1 << 20) + 1024;
+    if need > limit {
+        let fits = (((limit.saturating_sub(1024)) << 20) as f64 / (images as f64 * 3.0)).sqrt() as usize;
+        return Err(anyhow::Error::new(crate::error::MemoryError(format!(
+            "{images} images at {size}x{size} need about {need} MB of memory but the job may use {limit} MB \
+             (GALAXY_MEMORY_MB); use a smaller --image-size (about {fits} would fit) or ask for more memory"
+        ))));
+    }
+    Ok(())
 }
 
 /// Reads the metadata file with the given column choice.

@@ -5,7 +5,9 @@ pub mod history;
 pub mod predictions;
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 
@@ -14,6 +16,94 @@ pub const HISTORY: &str = "training_history.csv";
 pub const PREDICTIONS: &str = "predictions.csv";
 pub const REPORT: &str = "report.html";
 pub const METRICS: &str = "metrics.json";
+
+/// The staging folder of the run in progress, for the signal handler to remove.
+static STAGING: Mutex<Option<PathBuf>> = Mutex::new(None);
+/// Set while the staged outputs are being renamed into place: a signal then waits for it.
+pub static COMMITTING: AtomicBool = AtomicBool::new(false);
+/// Set once a run's outputs are all in place.
+pub static COMMITTED: AtomicBool = AtomicBool::new(false);
+
+/// The outputs of one run, written into a hidden folder inside the output folder and moved into
+/// place together at the end, so that a run stopped at any moment leaves all of them or none.
+pub struct Staging {
+    dir: PathBuf,
+    out: PathBuf,
+    files: Vec<String>,
+}
+
+impl Staging {
+    pub fn new(out: &Path) -> Result<Staging> {
+        let dir = out.join(format!(".image-learner-staging-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| output_error(&dir, e))?;
+        *STAGING.lock().unwrap_or_else(|e| e.into_inner()) = Some(dir.clone());
+        Ok(Staging { dir, out: out.to_path_buf(), files: Vec::new() })
+    }
+
+    /// Writes one output file into the staging folder.
+    pub fn write(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.dir.join(name);
+        let result = std::fs::File::create(&path).and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_all()
+        });
+        result.map_err(|e| output_error(&self.out.join(name), e))?;
+        self.files.push(name.to_string());
+        Ok(())
+    }
+
+    /// Moves every staged file into the output folder. Signals wait until this is done.
+    pub fn commit(mut self) -> Result<()> {
+        COMMITTING.store(true, Ordering::SeqCst);
+        let result = self.files.iter().try_for_each(|name| {
+            std::fs::rename(self.dir.join(name), self.out.join(name)).map_err(|e| output_error(&self.out.join(name), e))
+        });
+        self.files.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        *STAGING.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        COMMITTED.store(result.is_ok(), Ordering::SeqCst);
+        COMMITTING.store(false, Ordering::SeqCst);
+        result
+    }
+}
+
+impl Drop for Staging {
+    /// A run that fails before committing leaves nothing behind.
+    fn drop(&mut self) {
+        if !self.files.is_empty() || self.dir.exists() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+            *STAGING.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
+}
+
+/// Removes the staging folder of an interrupted run (called from the signal handler).
+pub fn abandon_staging() {
+    if let Some(dir) = STAGING.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// An output that cannot be written: a full disk, a read-only folder.
+#[derive(Debug)]
+pub struct OutputError(pub String);
+
+impl std::fmt::Display for OutputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for OutputError {}
+
+fn output_error(path: &Path, e: std::io::Error) -> anyhow::Error {
+    let hint = match e.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => " (the disk is full: free space or choose another --output-dir)",
+        Some(libc::EACCES) | Some(libc::EROFS) | Some(libc::EPERM) => " (no permission: choose another --output-dir)",
+        _ => "",
+    };
+    anyhow::Error::new(OutputError(format!("cannot write {}: {e}{hint}", path.display())))
+}
 
 /// Writes `bytes` to `path` through a temporary file in the same folder, then renames it, so
 /// that `path` is either absent or complete.
@@ -29,20 +119,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
-        return Err(crate::error::input_error(format!("cannot write {}: {e}", path.display())));
+        return Err(output_error(path, e));
     }
     Ok(())
 }
 
 /// Makes sure the output folder exists and is writable before any work starts.
 pub fn prepare_output_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| {
-        crate::error::input_error(format!("cannot create the output folder {}: {e}", dir.display()))
-    })?;
+    std::fs::create_dir_all(dir).map_err(|e| output_error(dir, e))?;
     let probe = dir.join(format!(".image-learner-probe-{}", std::process::id()));
-    std::fs::write(&probe, b"").map_err(|e| {
-        crate::error::input_error(format!("the output folder {} is not writable: {e}", dir.display()))
-    })?;
+    std::fs::write(&probe, b"").map_err(|e| output_error(dir, e))?;
     let _ = std::fs::remove_file(probe);
     Ok(())
 }

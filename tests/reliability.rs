@@ -1,0 +1,233 @@
+//! The README's bad-input table, end to end through the binary: images and ZIPs that are
+//! damaged or hostile, divergence, full disks, unwritable folders, signals and memory limits.
+//! (Table and option problems with a one-line error are in tests/bad_input.rs and the unit tests.)
+mod common;
+
+use std::io::{Cursor, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::*;
+
+/// The sample's images plus `extra` entries, and a CSV naming all of them.
+fn zip_with(dir: &Path, extra: &[(&str, Vec<u8>, &str)]) -> (PathBuf, PathBuf) {
+    let mut src = zip::ZipArchive::new(std::fs::File::open(sample_zip()).unwrap()).unwrap();
+    let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default();
+    let mut csv = std::fs::read_to_string(sample_csv()).unwrap();
+    for i in 0..src.len() {
+        let mut f = src.by_index(i).unwrap();
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf).unwrap();
+        w.start_file(f.name(), opts).unwrap();
+        w.write_all(&buf).unwrap();
+    }
+    for (name, data, label) in extra {
+        w.start_file(*name, opts).unwrap();
+        w.write_all(data).unwrap();
+        let base = name.rsplit('/').next().unwrap();
+        csv.push_str(&format!("{base},{label}\n"));
+    }
+    let zip = dir.join("images.zip");
+    std::fs::write(&zip, w.finish().unwrap().into_inner()).unwrap();
+    let meta = dir.join("meta.csv");
+    std::fs::write(&meta, csv).unwrap();
+    (zip, meta)
+}
+
+fn train(zip: &Path, meta: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "train", "--images", zip.to_str().unwrap(), "--metadata", meta.to_str().unwrap(),
+        "--epochs", "1", "--image-size", "32", "--device", "cpu", "--threads", "2",
+        "--output-dir", out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+fn png(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_pixel(w, h, image::Rgb([120, 30, 200]));
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+fn outputs_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default()
+}
+
+const OUTPUTS: [&str; 5] = ["best_model.zip", "metrics.json", "predictions.csv", "report.html", "training_history.csv"];
+
+#[test]
+fn damaged_images_are_left_out_with_a_warning_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = png(20, 20);
+    let mut bomb = png(8, 8);
+    bomb[16..20].copy_from_slice(&40000u32.to_be_bytes());
+    bomb[20..24].copy_from_slice(&40000u32.to_be_bytes());
+    let crc = crc32fast::hash(&bomb[12..29]);
+    bomb[29..33].copy_from_slice(&crc.to_be_bytes());
+    let (zip, meta) = zip_with(dir.path(), &[
+        ("images/truncated.png", full[..full.len() / 2].to_vec(), "circle"),
+        ("images/empty.png", Vec::new(), "circle"),
+        ("images/text.png", b"this is not a picture".to_vec(), "square"),
+        ("images/bomb.png", bomb, "square"),
+        ("images/tiny.png", png(1, 1), "triangle"),
+        ("../escape/evil.png", png(16, 16), "triangle"),
+        ("/absolute/abs.png", png(16, 16), "circle"),
+    ]);
+    let out = dir.path().join("out");
+    let o = train(&zip, &meta, &out, &[]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("4 image(s) in images.zip could not be used and were left out"), "{err}");
+    for (name, why) in [("truncated.png", "damaged or truncated"), ("empty.png", "empty file"), ("text.png", "not an image"), ("bomb.png", "above the limit")] {
+        assert!(err.contains(name) && err.contains(why), "{name}: {why}: {err}");
+    }
+    assert!(err.contains("1 image(s) are smaller than 8x8 pixels"), "{err}");
+    assert!(err.contains("183 of 187 rows matched"), "the ../ and absolute entries are matched by name: {err}");
+    // Nothing is ever extracted: no file appears outside the output folder.
+    assert!(!dir.path().join("escape").exists() && !Path::new("/absolute").exists() && !Path::new("../escape").exists());
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("could not be used and were left out"));
+}
+
+#[test]
+fn hostile_and_damaged_zips_stop_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fails = |zip: &Path, meta: &Path, expect: &str| {
+        let out = d.join("out");
+        let o = train(zip, meta, &out, &[]);
+        assert_eq!(o.status.code(), Some(2), "{expect}: {}", stderr(&o));
+        assert!(stderr(&o).contains(expect), "expected '{expect}': {}", stderr(&o));
+        assert!(outputs_in(&out).is_empty(), "{:?}", outputs_in(&out));
+    };
+    // A ZIP bomb: one entry that inflates past the per-entry limit, refused while reading.
+    let sub = d.join("bomb");
+    std::fs::create_dir_all(&sub).unwrap();
+    let (zip, meta) = zip_with(&sub, &[("images/huge.png", vec![0u8; (256 << 20) + 4096], "circle")]);
+    assert!(std::fs::metadata(&zip).unwrap().len() < 5 << 20, "the bomb is small on disk");
+    fails(&zip, &meta, "decompresses to more than 256 MiB");
+    // Truncated ZIP.
+    let bytes = std::fs::read(sample_zip()).unwrap();
+    let cut = d.join("cut.zip");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    fails(&cut, &sample_csv(), "is not a readable ZIP archive");
+    // Encrypted ZIP: the encryption flag set on every entry.
+    let mut enc = bytes.clone();
+    for sig in [&b"PK\x03\x04"[..], &b"PK\x01\x02"[..]] {
+        let off = if sig[2] == 3 { 6 } else { 8 };
+        let mut i = 0;
+        while let Some(p) = enc[i..].windows(4).position(|w| w == sig) {
+            enc[i + p + off] |= 1;
+            i += p + 4;
+        }
+    }
+    let enc_path = d.join("enc.zip");
+    std::fs::write(&enc_path, &enc).unwrap();
+    fails(&enc_path, &sample_csv(), "encrypted");
+}
+
+#[test]
+fn nan_loss_keeps_the_best_earlier_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = bin()
+        .env("IMAGE_LEARNER_FAULT_NAN_EPOCH", "2")
+        .args(["train", "--images", sample_zip().to_str().unwrap(), "--metadata", sample_csv().to_str().unwrap(),
+               "--epochs", "4", "--image-size", "32", "--device", "cpu", "--output-dir", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("epoch 2: the training loss became NaN"));
+    let hist = csv_rows(&out.join("training_history.csv"));
+    assert_eq!(hist.len(), 2, "one epoch recorded before the divergence");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("became NaN or infinite in epoch 2"));
+    // NaN in the very first epoch leaves no model to keep: an error, no outputs.
+    let out1 = dir.path().join("out1");
+    let o = bin()
+        .env("IMAGE_LEARNER_FAULT_NAN_EPOCH", "1")
+        .args(["train", "--images", sample_zip().to_str().unwrap(), "--metadata", sample_csv().to_str().unwrap(),
+               "--epochs", "2", "--image-size", "32", "--device", "cpu", "--output-dir", out1.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no model to keep"));
+    assert!(outputs_in(&out1).is_empty());
+}
+
+#[test]
+fn unwritable_folder_and_full_disk_exit_4_and_leave_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let o = train(&sample_zip(), &sample_csv(), &file.join("out"), &[]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot write"));
+
+    // A 2 MB disk: the Best Model does not fit.
+    let small = dir.path().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"]).arg(&small).status().unwrap();
+    assert!(mounted.success(), "mounting a small tmpfs needs root, as on CI");
+    let o = train(&sample_zip(), &sample_csv(), &small, &[]);
+    let listing = outputs_in(&small);
+    let _ = Command::new("umount").arg(&small).status();
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("the disk is full"), "{}", stderr(&o));
+    assert!(listing.is_empty(), "nothing half-written: {listing:?}");
+}
+
+#[test]
+fn signals_leave_all_outputs_or_none() {
+    use std::time::{Duration, Instant};
+    for (sig, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let mut child = bin()
+            .args(["train", "--images", sample_zip().to_str().unwrap(), "--metadata", sample_csv().to_str().unwrap(),
+                   "--epochs", "50", "--image-size", "48", "--device", "cpu", "--output-dir", out.to_str().unwrap()])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until training has started, then stop it.
+        let started = Instant::now();
+        while !out.exists() && started.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "signal {sig}");
+        let mut err = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        assert!(err.contains("no output was written"), "{err}");
+        assert!(outputs_in(&out).is_empty(), "{:?}", outputs_in(&out));
+    }
+}
+
+#[test]
+fn memory_limit_and_oversized_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = bin()
+        .env("GALAXY_MEMORY_MB", "1100")
+        .args(["train", "--images", sample_zip().to_str().unwrap(), "--metadata", sample_csv().to_str().unwrap(),
+               "--epochs", "1", "--image-size", "512", "--device", "cpu", "--output-dir", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("GALAXY_MEMORY_MB") && stderr(&o).contains("smaller --image-size"));
+    assert!(outputs_in(&out).is_empty());
+
+    let o = train(&sample_zip(), &sample_csv(), &out, &["--batch-size", "1000"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("--batch-size 1000 is larger than the training set (126 images); using 126"));
+    for f in OUTPUTS {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    assert_eq!(outputs_in(&out).len(), OUTPUTS.len(), "no staging folder or temporary file is left");
+}
