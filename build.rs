@@ -1,5 +1,5 @@
-//! Bakes the location of libtorch into the binary (rpath), so that it runs without LD_LIBRARY_PATH.
-//! tch's own rpath covers only its C++ wrapper; the executable itself needs this one.
+// Bakes the location of libtorch into the binary (rpath), so that it runs without LD_LIBRARY_PATH.
+// tch's own rpath covers only its C++ wrapper; the executable itself needs this one.
 use std::path::PathBuf;
 use std::process::Command;
 

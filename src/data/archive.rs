@@ -168,7 +168,8 @@ impl<R: Read + Seek> Archive<R> {
             };
             input_error(format!("{display}: cannot read '{name}' ({e}): {hint}"))
         })?;
-        let mut buf = Vec::with_capacity(f.size().min(MAX_ENTRY_BYTES) as usize);
+        // The header's size is not trusted for the allocation (a forged one could be huge).
+        let mut buf = Vec::with_capacity(f.size().min(16 << 20) as usize);
         (&mut f).take(MAX_ENTRY_BYTES + 1).read_to_end(&mut buf).map_err(|e| {
             input_error(format!("{display}: '{name}' is damaged or truncated ({e})"))
         })?;
