@@ -39,6 +39,26 @@ pub enum Command {
     Models,
     /// Write the bundled synthetic sample (images ZIP + metadata CSV).
     Sample(SampleArgs),
+    /// Install pretrained weights into the weights folder.
+    #[command(subcommand)]
+    Weights(WeightsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WeightsCommand {
+    /// Download a model's published ImageNet weights (timm's hub, torchvision's URLs).
+    Fetch {
+        model: String,
+        #[arg(long)]
+        weights_dir: Option<PathBuf>,
+    },
+    /// Install a weights file you have (safetensors or a PyTorch state dict).
+    Import {
+        model: String,
+        file: PathBuf,
+        #[arg(long)]
+        weights_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -1,7 +1,7 @@
 //! Parses the command line and dispatches; the work happens in the library.
 use clap::Parser;
 
-use image_learner::cli::{Cli, Command};
+use image_learner::cli::{Cli, Command, WeightsCommand};
 use image_learner::error::{exit_code, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM};
 use image_learner::{models, pipeline, predict, synth};
 
@@ -35,15 +35,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models => {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
-            let mut lines = vec![format!("{:<26} {:<13} {:>8} {:>11}  reference", "name", "family", "input", "parameters")];
+            let dir = models::weights::weights_dir(None);
+            let mut lines = vec![format!("{:<26} {:<13} {:>8} {:>11} {:>10}  reference", "name", "family", "input", "parameters", "pretrained")];
             for spec in models::registry() {
                 let vs = tch::nn::VarStore::new(tch::Device::Cpu);
                 let _ = spec.build(&vs.root(), 1000);
                 let size = format!("{0}x{0}", spec.default_size);
-                lines.push(format!("{:<26} {:<13} {:>8} {:>11}  {}", spec.name, spec.family, size, models::parameter_count(&vs), spec.reference));
+                let local = models::weights::candidates(&dir, spec).iter().any(|p| p.is_file());
+                lines.push(format!(
+                    "{:<26} {:<13} {:>8} {:>11} {:>10}  {}",
+                    spec.name, spec.family, size, models::parameter_count(&vs), if local { "local" } else { "-" }, spec.reference
+                ));
             }
+            lines.push(format!("(pretrained: weights present in {}; see `image-learner weights`)", dir.display()));
             // A closed pipe (`| head`) is not an error worth reporting.
             let _ = writeln!(out, "{}", lines.join("\n"));
+        }
+        Command::Weights(w) => {
+            let (model, dir) = match &w {
+                WeightsCommand::Fetch { model, weights_dir } | WeightsCommand::Import { model, weights_dir, .. } => {
+                    (models::find(model)?, models::weights::weights_dir(weights_dir.as_deref()))
+                }
+            };
+            let path = match &w {
+                WeightsCommand::Fetch { .. } => models::weights::fetch(model, &dir)?,
+                WeightsCommand::Import { file, .. } => models::weights::import(model, file, &dir)?,
+            };
+            eprintln!("{} weights installed: {}", model.name, path.display());
         }
         Command::Sample(a) => {
             synth::write_sample(&a.output_dir, a.per_class, a.size, a.seed)?;

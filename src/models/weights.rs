@@ -56,8 +56,10 @@ pub fn load_pretrained(vs: &mut nn::VarStore, spec: &ModelSpec, dir: &Path) -> R
 /// Copies every variable of `vs` from `tensors`, by name, except those under `skip_prefix`.
 pub fn copy_variables(vs: &mut nn::VarStore, skip_prefix: Option<&str>, tensors: &HashMap<String, Tensor>) -> Result<()> {
     let skip = skip_prefix.map(|p| format!("{p}."));
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
     tch::no_grad(|| -> Result<()> {
-        for (name, mut var) in vs.variables() {
+        for (name, mut var) in vars {
             if skip.as_ref().is_some_and(|s| name.starts_with(s)) {
                 continue;
             }
@@ -75,4 +77,140 @@ pub fn copy_variables(vs: &mut nn::VarStore, skip_prefix: Option<&str>, tensors:
         }
         Ok(())
     })
+}
+
+/// Where each architecture's published ImageNet weights live, as safetensors on timm's hub
+/// (torchvision's own ResNet weights are published there as `.tv_in1k`, with the same names).
+pub fn published_url(spec: &ModelSpec) -> Option<String> {
+    let timm_repo = |id: &str| format!("https://huggingface.co/timm/{id}/resolve/main/model.safetensors");
+    match spec.name {
+        "resnet18" | "resnet34" | "resnet50" => Some(timm_repo(&format!("{}.tv_in1k", spec.name))),
+        "efficientnet_lite0" => Some(timm_repo("efficientnet_lite0.ra_in1k")),
+        _ => spec.reference.strip_prefix("timm ").map(timm_repo),
+    }
+}
+
+/// Renames a checkpoint's keys to this model's (reference) names where it follows another
+/// naming scheme: efficientnet_pytorch's EfficientNet-Lite (`_conv_stem`, `_blocks.N`, ...).
+fn map_names(spec: &ModelSpec, tensors: HashMap<String, Tensor>) -> HashMap<String, Tensor> {
+    if spec.name != "efficientnet_lite0" || !tensors.contains_key("_conv_stem.weight") {
+        return tensors;
+    }
+    // efficientnet_pytorch numbers blocks 0..15 in one run; timm as stage.block.
+    const STAGES: [usize; 7] = [1, 2, 2, 3, 3, 4, 1];
+    let position = |flat: usize| {
+        let mut left = flat;
+        for (s, &n) in STAGES.iter().enumerate() {
+            if left < n {
+                return (s, left);
+            }
+            left -= n;
+        }
+        (usize::MAX, 0)
+    };
+    tensors
+        .into_iter()
+        .map(|(k, v)| {
+            let name = if let Some(rest) = k.strip_prefix("_blocks.") {
+                let (flat, tail) = rest.split_once('.').unwrap_or((rest, ""));
+                let flat: usize = flat.parse().unwrap_or(usize::MAX);
+                let (s, b) = position(flat);
+                let (layer, param) = tail.split_once('.').unwrap_or((tail, ""));
+                let layer = match (s, layer) {
+                    (0, "_depthwise_conv") => "conv_dw",
+                    (0, "_bn1") => "bn1",
+                    (0, "_project_conv") => "conv_pw",
+                    (0, "_bn2") => "bn2",
+                    (_, "_expand_conv") => "conv_pw",
+                    (_, "_bn0") => "bn1",
+                    (_, "_depthwise_conv") => "conv_dw",
+                    (_, "_bn1") => "bn2",
+                    (_, "_project_conv") => "conv_pwl",
+                    (_, "_bn2") => "bn3",
+                    (_, other) => other,
+                };
+                format!("blocks.{s}.{b}.{layer}.{param}")
+            } else {
+                let (layer, param) = k.split_once('.').unwrap_or((&k, ""));
+                let layer = match layer {
+                    "_conv_stem" => "conv_stem",
+                    "_bn0" => "bn1",
+                    "_conv_head" => "conv_head",
+                    "_bn1" => "bn2",
+                    "_fc" => "classifier",
+                    other => other,
+                };
+                format!("{layer}.{param}")
+            };
+            (name, v)
+        })
+        .collect()
+}
+
+/// Reads a checkpoint: safetensors, or a PyTorch `.pth`/`.pt` state dict in the zip format that
+/// `torch.save` has written since PyTorch 1.6.
+fn read_checkpoint(file: &Path) -> Result<HashMap<String, Tensor>> {
+    let is_safetensors = std::fs::read(file)
+        .map(|b| b.len() > 8 && b[8] == b'{')
+        .map_err(|e| crate::error::input_error(format!("cannot read {}: {e}", file.display())))?;
+    let tensors = if is_safetensors {
+        Tensor::read_safetensors(file).with_context(|| format!("{} is not a valid safetensors file", file.display()))?
+    } else {
+        Tensor::loadz_multi(file).map_err(|e| {
+            crate::error::input_error(format!(
+                "{} is neither safetensors nor a PyTorch state dict that libtorch can read ({}). Convert it once \
+                 with PyTorch: python -c \"import torch,sys; torch.save(dict(torch.load(sys.argv[1], \
+                 map_location='cpu')), sys.argv[2])\" OLD.pth NEW.pth",
+                file.display(),
+                e.to_string().lines().next().unwrap_or_default()
+            ))
+        })?
+    };
+    Ok(tensors.into_iter().filter(|(_, t)| t.kind() == tch::Kind::Float).collect())
+}
+
+/// `weights import`: checks that `file` holds every backbone parameter of `spec` (after mapping
+/// foreign names), and installs it as `<dir>/<model>.safetensors`. Returns the installed path.
+pub fn import(spec: &ModelSpec, file: &Path, dir: &Path) -> Result<PathBuf> {
+    let tensors = map_names(spec, read_checkpoint(file)?);
+    let mut vs = nn::VarStore::new(tch::Device::Cpu);
+    let _ = spec.build(&vs.root(), 1000);
+    copy_variables(&mut vs, Some(spec.head_prefix), &tensors)
+        .with_context(|| format!("{} does not fit {}", file.display(), spec.name))?;
+    std::fs::create_dir_all(dir).map_err(|e| crate::error::input_error(format!("cannot create {}: {e}", dir.display())))?;
+    let target = dir.join(format!("{}.safetensors", spec.name));
+    let named: Vec<(String, Tensor)> = tensors.into_iter().map(|(k, t)| (k, t.contiguous())).collect();
+    let tmp = dir.join(format!(".{}.safetensors.partial", spec.name));
+    Tensor::write_safetensors(&named, &tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &target)?;
+    Ok(target)
+}
+
+/// `weights fetch`: downloads the published weights and imports them. Fails within seconds
+/// where the network does not reach the hub.
+pub fn fetch(spec: &ModelSpec, dir: &Path) -> Result<PathBuf> {
+    let Some(url) = published_url(spec) else {
+        bail_input!("no published weights are known for {}", spec.name);
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(std::time::Duration::from_secs(10)))
+        .timeout_global(Some(std::time::Duration::from_secs(1800)))
+        .build()
+        .into();
+    let fail = |e: &dyn std::fmt::Display| {
+        crate::error::input_error(format!(
+            "cannot download the {} weights from {url} ({e}). Where this machine has no internet, download \
+             the file elsewhere and install it with `image-learner weights import {} FILE`",
+            spec.name, spec.name
+        ))
+    };
+    let mut response = agent.get(&url).call().map_err(|e| fail(&e))?;
+    let bytes = response.body_mut().with_config().limit(2 << 30).read_to_vec().map_err(|e| fail(&e))?;
+    std::fs::create_dir_all(dir)?;
+    let ext = if url.ends_with(".safetensors") { "safetensors" } else { "pth" };
+    let download = dir.join(format!(".{}.download.{ext}", spec.name));
+    std::fs::write(&download, bytes)?;
+    let result = import(spec, &download, dir);
+    let _ = std::fs::remove_file(&download);
+    result
 }
