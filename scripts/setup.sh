@@ -42,6 +42,21 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "setup: could not install chromium; the report rendering test will fail" >&2
 fi
 
+# Galaxy tool tests: planemo, and a real Galaxy 26.1.1 from PyPI (26.1.2 does not resolve here).
+PLANEMO_VENV="$cache/venv-planemo"
+GALAXY_VENV="$cache/venv-galaxy-26.1.1"
+if [ ! -f "$PLANEMO_VENV/.ok" ]; then
+  echo "setup: installing planemo (once)" >&2
+  python3 -m venv "$PLANEMO_VENV" && "$PLANEMO_VENV/bin/pip" install --quiet planemo && touch "$PLANEMO_VENV/.ok" ||
+    echo "setup: planemo could not be installed; the Galaxy tests will fail" >&2
+fi
+if [ ! -f "$GALAXY_VENV/.ok" ]; then
+  echo "setup: installing Galaxy 26.1.1 (once, about 2 minutes)" >&2
+  python3 -m venv "$GALAXY_VENV" && "$GALAXY_VENV/bin/pip" install --quiet galaxy==26.1.1 && touch "$GALAXY_VENV/.ok" ||
+    echo "setup: Galaxy could not be installed; the Galaxy tests will fail" >&2
+fi
+export PLANEMO_VENV GALAXY_VENV
+
 # What the callers need: tch builds against this torch, and the tests find their Python here.
 export LIBTORCH_USE_PYTORCH=1
 export IMAGE_LEARNER_PYTHON="$venv/bin/python"

@@ -186,6 +186,9 @@ pub struct PredictArgs {
     /// Predictions CSV to write.
     #[arg(long, default_value = "predictions.csv")]
     pub output: PathBuf,
+    /// HTML metrics page to write when the metadata has labels.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
     #[arg(long, value_parser = parse_with::<ColumnRef>)]
     pub image_column: Option<ColumnRef>,
     #[arg(long, value_parser = parse_with::<ColumnRef>)]
@@ -206,6 +209,7 @@ impl PredictArgs {
             images: self.images,
             metadata: self.metadata,
             output: self.output,
+            report: self.report,
             image_column: self.image_column,
             label_column: self.label_column,
             batch_size: self.batch_size,

@@ -19,6 +19,8 @@ pub struct PredictConfig {
     pub images: PathBuf,
     pub metadata: Option<PathBuf>,
     pub output: PathBuf,
+    /// A metrics page, written when the images have labels.
+    pub report: Option<PathBuf>,
     pub image_column: Option<ColumnRef>,
     pub label_column: Option<ColumnRef>,
     pub batch_size: Option<usize>,
@@ -85,5 +87,15 @@ pub fn run_predict(cfg: &PredictConfig) -> Result<PredictSummary> {
     let csv = predictions::to_csv(&set.names, truth.as_deref(), &probs, &set.classes, None)?;
     outputs::write_atomic(&cfg.output, &csv)?;
     let metrics = ing.labelled.then(|| metrics::compute(&set.labels, &probs, &set.classes));
+    if let (Some(path), Some(m)) = (&cfg.report, &metrics) {
+        let title = format!("Image Learner predictions: {} on {}", b.config.architecture, s.archive_file);
+        let subtitle = format!("{} images scored against the labels of {}", m.n, s.metadata_file);
+        outputs::write_atomic(path, crate::report::build_metrics_page(&title, &subtitle, m, &set.classes)?.as_bytes())?;
+    } else if let Some(path) = &cfg.report {
+        let page = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>No labels</title></head><body>\
+                    <h1>No labels to score against</h1><p>The metadata has no label column (or some rows have no label), \
+                    so the predictions were not scored.</p></body></html>";
+        outputs::write_atomic(path, page.as_bytes())?;
+    }
     Ok(PredictSummary { images: set.len(), metrics })
 }

@@ -33,7 +33,9 @@ pub fn draw(class: &str, size: u32, rng: &mut ChaCha8Rng) -> RgbImage {
     })
 }
 
-/// Writes `sample_images.zip` and `sample_metadata.csv` (image_path,label) into `dir`.
+/// Writes `sample_images.zip` and `sample_metadata.csv` (image_path,label) into `dir`, with the
+/// variants the Galaxy tests use: a split column, two classes only, HAM10000-style columns
+/// (tab-separated, two images per lesion), and a table without a label column.
 pub fn write_sample(dir: &Path, per_class: usize, size: u32, seed: u64) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -42,8 +44,24 @@ pub fn write_sample(dir: &Path, per_class: usize, size: u32, seed: u64) -> Resul
         .compression_method(zip::CompressionMethod::Stored)
         .last_modified_time(zip::DateTime::default());
     let mut csv = String::from("image_path,label\n");
+    let mut split = String::from("image_path,label,split\n");
+    let mut binary = String::from("image_path,label\n");
+    let mut ham = String::from("lesion_id\timage_id\tdx\timage_path\n");
+    let mut bad = String::from("image_path,diagnosis_code\n");
     for i in 0..per_class {
+        let which = match i * 10 / per_class.max(1) {
+            0..=6 => "train",
+            7 => "validation",
+            _ => "test",
+        };
         for class in CLASSES {
+            let file = format!("{class}_{i:03}.png");
+            split.push_str(&format!("{file},{class},{which}\n"));
+            if class != "triangle" {
+                binary.push_str(&format!("{file},{class}\n"));
+            }
+            ham.push_str(&format!("L_{class}_{:03}\t{class}_{i:03}\t{class}\timages/{file}\n", i / 2));
+            bad.push_str(&format!("{file},{class}\n"));
             let name = format!("images/{class}_{i:03}.png");
             let mut png = Cursor::new(Vec::new());
             draw(class, size, &mut rng).write_to(&mut png, ImageFormat::Png)?;
@@ -54,5 +72,9 @@ pub fn write_sample(dir: &Path, per_class: usize, size: u32, seed: u64) -> Resul
     }
     crate::outputs::write_atomic(&dir.join("sample_images.zip"), &zip.finish()?.into_inner())?;
     crate::outputs::write_atomic(&dir.join("sample_metadata.csv"), csv.as_bytes())?;
+    crate::outputs::write_atomic(&dir.join("sample_metadata_split.csv"), split.as_bytes())?;
+    crate::outputs::write_atomic(&dir.join("sample_metadata_binary.csv"), binary.as_bytes())?;
+    crate::outputs::write_atomic(&dir.join("sample_metadata_ham.tsv"), ham.as_bytes())?;
+    crate::outputs::write_atomic(&dir.join("sample_metadata_bad.csv"), bad.as_bytes())?;
     Ok(())
 }

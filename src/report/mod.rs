@@ -125,7 +125,11 @@ fn headline(input: &ReportInput) -> Table {
     let header = std::iter::once("Metric".to_string())
         .chain(input.per_split.iter().map(|(s, m)| format!("{} (n={})", s.name(), m.n)))
         .collect();
-    let ci = |s: Split| if s == Split::Test { input.test_intervals } else { None };
+    Table { header, rows: headline_rows_for(&input.per_split, input.test_intervals) }
+}
+
+fn headline_rows_for(per_split: &[(Split, &Metrics)], test_intervals: Option<&Intervals>) -> Vec<Row> {
+    let ci = |s: Split| if s == Split::Test { test_intervals } else { None };
     type F = fn(&Metrics, Option<&Intervals>) -> String;
     let rows: [(&str, F); 11] = [
         ("Accuracy", |m, c| with_ci(m.accuracy, c.map(|c| c.accuracy))),
@@ -143,15 +147,13 @@ fn headline(input: &ReportInput) -> Table {
         ("Log loss", |m, _| f4(m.log_loss)),
         ("Images", |m, _| m.n.to_string()),
     ];
-    let rows = rows
-        .iter()
+    rows.iter()
         .map(|(name, f)| Row {
             name: name.to_string(),
-            values: input.per_split.iter().map(|(s, m)| f(m, ci(*s))).collect(),
+            values: per_split.iter().map(|(s, m)| f(m, ci(*s))).collect(),
             class: String::new(),
         })
-        .collect();
-    Table { header, rows }
+        .collect()
 }
 
 fn epoch_plots(input: &ReportInput) -> Vec<Plot> {
@@ -372,6 +374,47 @@ fn gallery(input: &ReportInput) -> Vec<Thumb> {
         .collect()
 }
 
+#[derive(Template)]
+#[template(path = "predict_report.html")]
+struct MetricsPage {
+    title: String,
+    subtitle: String,
+    metrics: Table,
+    classes: Vec<String>,
+    matrix: Vec<MatrixRow>,
+    per_class: Table,
+}
+
+fn per_class_table(m: &Metrics) -> Table {
+    Table {
+        header: ["Class", "Precision", "Recall (sensitivity)", "F1", "Specificity", "ROC-AUC", "Average precision", "Support"].map(String::from).to_vec(),
+        rows: m
+            .per_class
+            .iter()
+            .map(|c| Row {
+                name: c.class.clone(),
+                values: vec![f4(c.precision), f4(c.recall), f4(c.f1), f4(c.specificity), opt4(c.roc_auc), opt4(c.average_precision), c.support.to_string()],
+                class: String::new(),
+            })
+            .collect(),
+    }
+}
+
+/// The metrics page of `predict` against labelled images.
+pub fn build_metrics_page(title: &str, subtitle: &str, m: &Metrics, classes: &[String]) -> anyhow::Result<String> {
+    let input_rows = headline_rows_for(&[(Split::Test, m)], None);
+    let (matrix, _) = matrices(m, classes);
+    Ok(MetricsPage {
+        title: title.to_string(),
+        subtitle: subtitle.to_string(),
+        metrics: Table { header: vec!["Metric".into(), format!("Value (n={})", m.n)], rows: input_rows },
+        classes: classes.to_vec(),
+        matrix,
+        per_class: per_class_table(m),
+    }
+    .render()?)
+}
+
 pub fn build(input: &ReportInput) -> anyhow::Result<String> {
     let test = input.per_split.iter().find(|(s, _)| *s == Split::Test).map(|(_, m)| *m).expect("test metrics");
     let k = input.classes.len();
@@ -421,18 +464,7 @@ pub fn build(input: &ReportInput) -> anyhow::Result<String> {
     if input.history.iter().all(|r| r.validation_loss.is_none()) {
         training_note.push_str(" There was no validation split, so the last epoch was kept.");
     }
-    let per_class = Table {
-        header: ["Class", "Precision", "Recall (sensitivity)", "F1", "Specificity", "ROC-AUC", "Average precision", "Support"].map(String::from).to_vec(),
-        rows: test
-            .per_class
-            .iter()
-            .map(|c| Row {
-                name: c.class.clone(),
-                values: vec![f4(c.precision), f4(c.recall), f4(c.f1), f4(c.specificity), opt4(c.roc_auc), opt4(c.average_precision), c.support.to_string()],
-                class: String::new(),
-            })
-            .collect(),
-    };
+    let per_class = per_class_table(test);
     let test_table = Table {
         header: vec!["Metric".into(), "Test".into()],
         rows: headline(input).rows.into_iter().map(|mut r| Row { values: vec![r.values.pop().unwrap_or_default()], ..r }).collect(),

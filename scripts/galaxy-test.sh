@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Runs the Galaxy tools' tests on a real Galaxy 26.1.1 (from PyPI), as ../shared/docs/galaxy-testing.md
+# describes: planemo drives a Galaxy started from a two-file stand-in for a checkout. Prints
+# 'N passed, N failed'. Also lints both tools. Called by scripts/test.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+cargo build --release --quiet
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/bin"
+ln -s "$PWD/target/release/image-learner" "$work/bin/image-learner"
+export PATH="$work/bin:$PATH"
+
+# The predict tool's tests need a Best Model: made here from the sample (too large to commit).
+if [ ! -f test-data/sample_best_model.zip ] || [ target/release/image-learner -nt test-data/sample_best_model.zip ]; then
+  image-learner train --images test-data/sample_images.zip --metadata test-data/sample_metadata.csv \
+    --model resnet18 --epochs 2 --image-size 32 --device cpu --use-pretrained false \
+    --output-dir "$work/model" 2>/dev/null >/dev/null
+  cp "$work/model/best_model.zip" test-data/sample_best_model.zip
+fi
+
+"$PLANEMO_VENV/bin/planemo" lint --fail_level warn galaxy/image_learner.xml galaxy/image_learner_predict.xml >/dev/null
+echo "galaxy: both tools lint clean (planemo lint --fail_level warn)"
+
+shim="$work/galaxy-root"
+mkdir -p "$shim/lib/galaxy"
+printf 'VERSION_MAJOR = "26.1"\nVERSION_MINOR = "1"\nVERSION = VERSION_MAJOR + "." + VERSION_MINOR\n' > "$shim/lib/galaxy/version.py"
+cat > "$shim/run.sh" <<RUN
+#!/bin/bash
+BIND=\$("$GALAXY_VENV/bin/python" -c 'import json,os; print(json.load(open(os.environ["GALAXY_CONFIG_FILE"]))["gravity"]["gunicorn"]["bind"])')
+export GALAXY_CONFIG_OVERRIDE_ENABLE_CELERY_TASKS=false
+export PATH="$work/bin:$GALAXY_VENV/bin:\$PATH" VIRTUAL_ENV="$GALAXY_VENV"
+exec "$GALAXY_VENV/bin/gunicorn" 'galaxy.webapps.galaxy.fast_factory:factory()' \
+  -k galaxy.webapps.galaxy.workers.Worker -b "\$BIND" --workers=1 --timeout 600 \
+  --config python:galaxy.web_stack.gunicorn_config --no-control-socket
+RUN
+chmod +x "$shim/run.sh"
+
+start=$(date +%s)
+set +e
+GX_VENV="$GALAXY_VENV" "$PLANEMO_VENV/bin/planemo" test --galaxy_root "$shim" --skip_venv --no_conda_auto_init \
+  --test_output_json "$work/galaxy-tests.json" galaxy/image_learner.xml galaxy/image_learner_predict.xml \
+  > "$work/planemo.log" 2>&1
+rc=$?
+set -e
+python3 - "$work/galaxy-tests.json" "$(( $(date +%s) - start ))" <<'PY'
+import json, sys
+try:
+    tests = json.load(open(sys.argv[1]))["tests"]
+except Exception as e:
+    print(f"galaxy: no test results ({e})"); tests = []
+passed = [t for t in tests if t["data"]["status"] == "success"]
+failed = [t for t in tests if t["data"]["status"] != "success"]
+for t in failed:
+    d = t["data"]
+    print(f"FAILED {t['id']}: {d.get('problem_log') or d.get('job', {}).get('stderr', '')[:2000]}")
+print(f"galaxy: {len(tests)} tool tests on Galaxy 26.1.1 in {sys.argv[2]} s")
+print(f"{len(passed)} passed, {len(failed)} failed")
+sys.exit(1 if failed or not tests else 0)
+PY
+status=$?
+if [ $rc -ne 0 ] || [ $status -ne 0 ]; then tail -50 "$work/planemo.log"; exit 1; fi
