@@ -136,6 +136,9 @@ pub struct TrainArgs {
     /// Predictions CSV for the test images (test) or every image with its split (all).
     #[arg(long, default_value = "test", value_parser = parse_with::<PredictionsScope>)]
     pub predictions: PredictionsScope,
+    /// Binary task: decision threshold on the second class's probability (default 0.5).
+    #[arg(long)]
+    pub threshold: Option<f32>,
 }
 
 impl TrainArgs {
@@ -167,6 +170,7 @@ impl TrainArgs {
             device: self.device,
             weights_dir: self.weights_dir,
             predictions: self.predictions,
+            threshold: self.threshold,
             command_line,
         }
     }

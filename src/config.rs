@@ -291,6 +291,10 @@ pub struct TrainConfig {
     pub device: DeviceChoice,
     pub weights_dir: Option<PathBuf>,
     pub predictions: PredictionsScope,
+    /// Binary task: predict the second class when its probability reaches this (default: the
+    /// more probable class, i.e. 0.5).
+    #[serde(default)]
+    pub threshold: Option<f32>,
     /// The command line as typed, for the report.
     pub command_line: String,
 }
@@ -325,6 +329,7 @@ impl TrainConfig {
             device: DeviceChoice::Cpu,
             weights_dir: None,
             predictions: PredictionsScope::Test,
+            threshold: None,
             command_line: String::new(),
         }
     }
@@ -346,6 +351,11 @@ impl TrainConfig {
         if let Some(s) = self.image_size {
             if !(16..=1024).contains(&s) {
                 crate::bail_input!("--image-size must be between 16 and 1024 pixels (got {s})");
+            }
+        }
+        if let Some(t) = self.threshold {
+            if !(t > 0.0 && t < 1.0) {
+                crate::bail_input!("--threshold must be between 0 and 1 (got {t})");
             }
         }
         if self.early_stop == Some(0) {

@@ -72,6 +72,15 @@ pub fn argmax(p: &[f32]) -> usize {
     best
 }
 
+/// The predicted class: the most probable one, or for two classes with a decision `threshold`,
+/// the second class when its probability reaches the threshold.
+pub fn decide(p: &[f32], threshold: Option<f32>) -> usize {
+    match threshold {
+        Some(t) if p.len() == 2 => usize::from(p[1] >= t),
+        _ => argmax(p),
+    }
+}
+
 fn ratio(a: f64, b: f64) -> f64 {
     if b == 0.0 { 0.0 } else { a / b }
 }
@@ -160,10 +169,15 @@ fn column(probs: &[Vec<f32>], c: usize) -> Vec<f64> {
 }
 
 pub fn compute(y_true: &[usize], probs: &[Vec<f32>], classes: &[String]) -> Metrics {
+    compute_with_threshold(y_true, probs, classes, None)
+}
+
+/// `compute` with a decision threshold for two-class problems (see `decide`).
+pub fn compute_with_threshold(y_true: &[usize], probs: &[Vec<f32>], classes: &[String], threshold: Option<f32>) -> Metrics {
     let k = classes.len();
     let n = y_true.len();
     let total = n as f64;
-    let y_pred: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
+    let y_pred: Vec<usize> = probs.iter().map(|p| decide(p, threshold)).collect();
     let mut cm = vec![vec![0usize; k]; k];
     for (&t, &p) in y_true.iter().zip(&y_pred) {
         cm[t][p] += 1;
@@ -268,7 +282,7 @@ fn percentile_interval(mut v: Vec<f64>) -> Interval {
     Interval { low: at(0.025), high: at(0.975) }
 }
 
-pub fn bootstrap(y_true: &[usize], probs: &[Vec<f32>], classes: &[String], resamples: usize, seed: u64) -> Option<Intervals> {
+pub fn bootstrap(y_true: &[usize], probs: &[Vec<f32>], classes: &[String], resamples: usize, seed: u64, threshold: Option<f32>) -> Option<Intervals> {
     let n = y_true.len();
     if n < 2 || resamples == 0 {
         return None;
@@ -279,7 +293,7 @@ pub fn bootstrap(y_true: &[usize], probs: &[Vec<f32>], classes: &[String], resam
         let idx: Vec<usize> = (0..n).map(|_| rng.random_range(0..n)).collect();
         let t: Vec<usize> = idx.iter().map(|&i| y_true[i]).collect();
         let p: Vec<Vec<f32>> = idx.iter().map(|&i| probs[i].clone()).collect();
-        let m = compute(&t, &p, classes);
+        let m = compute_with_threshold(&t, &p, classes, threshold);
         acc.push(m.accuracy);
         f1.push(m.macro_f1);
         if let Some(a) = m.roc_auc_macro {
@@ -343,12 +357,25 @@ mod tests {
     }
 
     #[test]
+    fn threshold_moves_binary_decisions() {
+        let p = vec![vec![0.7f32, 0.3], vec![0.4, 0.6], vec![0.55, 0.45]];
+        assert_eq!(p.iter().map(|p| decide(p, None)).collect::<Vec<_>>(), [0, 1, 0]);
+        assert_eq!(p.iter().map(|p| decide(p, Some(0.25))).collect::<Vec<_>>(), [1, 1, 1]);
+        assert_eq!(p.iter().map(|p| decide(p, Some(0.65))).collect::<Vec<_>>(), [0, 0, 0]);
+        // At 0.4 the third image (0.45) flips to the second class.
+        let m = compute_with_threshold(&[0, 1, 1], &p, &classes(2), Some(0.4));
+        assert!((m.accuracy - 1.0).abs() < 1e-12);
+        assert!((compute(&[0, 1, 1], &p, &classes(2)).accuracy - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(decide(&[0.2, 0.3, 0.5], Some(0.1)), 2, "no threshold for more than two classes");
+    }
+
+    #[test]
     fn bootstrap_is_seeded_and_brackets_the_estimate() {
         let y: Vec<usize> = (0..60).map(|i| i % 3).collect();
         let pred: Vec<usize> = (0..60).map(|i| if i % 5 == 0 { (i + 1) % 3 } else { i % 3 }).collect();
         let p = onehotish(&pred, 3);
-        let a = bootstrap(&y, &p, &classes(3), 200, 1).unwrap();
-        let b = bootstrap(&y, &p, &classes(3), 200, 1).unwrap();
+        let a = bootstrap(&y, &p, &classes(3), 200, 1, None).unwrap();
+        let b = bootstrap(&y, &p, &classes(3), 200, 1, None).unwrap();
         assert_eq!((a.accuracy.low, a.accuracy.high), (b.accuracy.low, b.accuracy.high));
         let m = compute(&y, &p, &classes(3));
         assert!(a.accuracy.low <= m.accuracy && m.accuracy <= a.accuracy.high);

@@ -125,6 +125,9 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
             s.label_column
         );
     }
+    if cfg.threshold.is_some() && cfg.task != Task::Binary {
+        bail_input!("--threshold applies to --task binary only");
+    }
     if cfg.task == Task::Binary && k != 2 {
         bail_input!(
             "--task binary needs exactly two classes; the label column '{}' has {k} ({}). Use --task classification",
@@ -198,7 +201,7 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
     let evaluate = |indices: &[usize]| -> (Vec<Vec<f32>>, Metrics) {
         let probs = train::predict_probs(&net, &set, indices, eval_batch, spec.normalization, device);
         let truth: Vec<usize> = indices.iter().map(|&i| set.labels[i]).collect();
-        let m = metrics::compute(&truth, &probs, &set.classes);
+        let m = metrics::compute_with_threshold(&truth, &probs, &set.classes, cfg.threshold);
         (probs, m)
     };
     let (_, train_m) = evaluate(&train_idx);
@@ -210,7 +213,7 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
     let name_of = |ix: &[usize]| -> Vec<String> { ix.iter().map(|&i| set.names[i].clone()).collect() };
     let truth_of = |ix: &[usize]| -> Vec<String> { ix.iter().map(|&i| set.classes[set.labels[i]].clone()).collect() };
     let preds = match cfg.predictions {
-        PredictionsScope::Test => predictions::to_csv(&name_of(&test_idx), Some(&truth_of(&test_idx)), &test_probs, &set.classes, None)?,
+        PredictionsScope::Test => predictions::to_csv(&name_of(&test_idx), Some(&truth_of(&test_idx)), &test_probs, &set.classes, None, cfg.threshold)?,
         PredictionsScope::All => {
             let mut names = Vec::new();
             let mut truth = Vec::new();
@@ -223,7 +226,7 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
                 probs.extend(p);
                 split_names.extend(std::iter::repeat_n(which.name().to_string(), ix.len()));
             }
-            predictions::to_csv(&names, Some(&truth), &probs, &set.classes, Some(&split_names))?
+            predictions::to_csv(&names, Some(&truth), &probs, &set.classes, Some(&split_names), cfg.threshold)?
         }
     };
     let hist = history::to_csv(&outcome.history, outcome.best_epoch)?;
@@ -241,7 +244,7 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
     };
     let model_zip = bundle::to_zip(&vs, &bundle_cfg)?;
     let test_truth: Vec<usize> = test_idx.iter().map(|&i| set.labels[i]).collect();
-    let intervals = metrics::bootstrap(&test_truth, &test_probs, &set.classes, 1000, cfg.seed);
+    let intervals = metrics::bootstrap(&test_truth, &test_probs, &set.classes, 1000, cfg.seed, cfg.threshold);
     let metrics_json = serde_json::json!({
         "test": &test_m,
         "test_95ci": &intervals,
@@ -270,7 +273,10 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
         item("Model", format!("{} ({})", spec.name, spec.reference)),
         item("Parameters", n_params.to_string()),
         item("Input size", size_note),
-        item("Task", format!("{:?}", cfg.task).to_lowercase()),
+        item("Task", match cfg.threshold {
+            Some(t) => format!("binary, decision threshold {t} on the probability of '{}'", set.classes[1]),
+            None => format!("{:?}", cfg.task).to_lowercase(),
+        }),
         item("Epochs", format!("{} requested, {} run", cfg.epochs, outcome.history.len())),
         item("Batch size", batch_size.to_string()),
         item("Pretrained weights", pretrained_file.map_or("no (random initialisation)".into(), |p| p.display().to_string())),

@@ -84,9 +84,9 @@ pub fn run_predict(cfg: &PredictConfig) -> Result<PredictSummary> {
     let batch = cfg.batch_size.unwrap_or(b.config.eval_batch_size).max(1);
     let probs = train::predict_probs(&net, &set, &indices, batch, b.config.normalization, device);
     let truth: Option<Vec<String>> = ing.labelled.then(|| set.labels.iter().map(|&l| set.classes[l].clone()).collect());
-    let csv = predictions::to_csv(&set.names, truth.as_deref(), &probs, &set.classes, None)?;
+    let csv = predictions::to_csv(&set.names, truth.as_deref(), &probs, &set.classes, None, b.config.options.threshold)?;
     outputs::write_atomic(&cfg.output, &csv)?;
-    let metrics = ing.labelled.then(|| metrics::compute(&set.labels, &probs, &set.classes));
+    let metrics = ing.labelled.then(|| metrics::compute_with_threshold(&set.labels, &probs, &set.classes, b.config.options.threshold));
     if let (Some(path), Some(m)) = (&cfg.report, &metrics) {
         let title = format!("Image Learner predictions: {} on {}", b.config.architecture, s.archive_file);
         let subtitle = format!("{} images scored against the labels of {}", m.n, s.metadata_file);

@@ -2,7 +2,7 @@
 //! probability column per class.
 use anyhow::Result;
 
-use crate::metrics::argmax;
+use crate::metrics::decide;
 
 /// `truth`: the true class of each image where known; `splits`: each image's split, when the
 /// predictions cover every split.
@@ -12,6 +12,7 @@ pub fn to_csv(
     probs: &[Vec<f32>],
     classes: &[String],
     splits: Option<&[String]>,
+    threshold: Option<f32>,
 ) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let mut header = vec!["image_path".to_string()];
@@ -28,7 +29,7 @@ pub fn to_csv(
     }
     w.write_record(&header)?;
     for (i, p) in probs.iter().enumerate() {
-        let pred = argmax(p);
+        let pred = decide(p, threshold);
         let mut rec = vec![images[i].clone()];
         if let Some(s) = splits {
             rec.push(s[i].clone());
