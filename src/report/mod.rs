@@ -253,8 +253,9 @@ fn matrices(m: &Metrics, classes: &[String]) -> (Vec<MatrixRow>, Vec<MatrixRow>)
 }
 
 fn curve_series(label: String, i: usize, pts: Vec<(f64, f64)>, dashed: bool, what: (&str, &str)) -> Series {
-    // Hover on every point would flood large test sets: about 60 evenly spread points per curve.
-    let step = (pts.len() / 60).max(1);
+    // Hover text on every point, up to 400 per curve (evenly spread beyond that, so that the
+    // report of a large test set stays small).
+    let step = pts.len().div_ceil(400).max(1);
     let hover = pts
         .iter()
         .enumerate()
