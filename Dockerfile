@@ -27,7 +27,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY src/ src/
 COPY templates/ templates/
-ENV LIBTORCH_USE_PYTORCH=1 IMAGE_LEARNER_PYTHON=/opt/torch/bin/python PATH=/opt/torch/bin:$PATH
+# libtorch found by path: importing torch in Python would need cuDNN, which this CPU image leaves out.
+ENV LIBTORCH=/opt/torch/lib/python3.11/site-packages/torch LIBTORCH_CXX11_ABI=1 LIBTORCH_BYPASS_VERSION_CHECK=1
 RUN cargo build --release --locked \
  && cp target/release/image-learner /usr/local/bin/image-learner \
  && strip /usr/local/bin/image-learner

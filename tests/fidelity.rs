@@ -11,6 +11,9 @@ use tch::{nn, Device, Kind, Tensor};
 
 const MODELS: &[(&str, &str)] = &[
     ("resnet18", "conv1.weight"),
+    ("resnet50", "conv1.weight"),
+    ("resnext50_32x4d", "conv1.weight"),
+    ("wide_resnet50_2", "conv1.weight"),
     ("efficientnet_lite0", "conv_stem.weight"),
     ("caformer_s18", "stem.conv.weight"),
     ("convformer_s18", "stem.conv.weight"),

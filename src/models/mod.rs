@@ -94,6 +94,10 @@ pub fn registry() -> &'static [ModelSpec] {
             fixed("resnet18", "ResNet", "torchvision.models.resnet18", IMAGENET, "fc", resnet::resnet18),
             fixed("resnet34", "ResNet", "torchvision.models.resnet34", IMAGENET, "fc", resnet::resnet34),
             fixed("resnet50", "ResNet", "torchvision.models.resnet50", IMAGENET, "fc", resnet::resnet50),
+            fixed("resnet101", "ResNet", "torchvision.models.resnet101", IMAGENET, "fc", resnet::resnet101),
+            fixed("resnet152", "ResNet", "torchvision.models.resnet152", IMAGENET, "fc", resnet::resnet152),
+            fixed("resnext50_32x4d", "ResNeXt", "torchvision.models.resnext50_32x4d", IMAGENET, "fc", resnet::resnext50_32x4d),
+            fixed("wide_resnet50_2", "Wide ResNet", "torchvision.models.wide_resnet50_2", IMAGENET, "fc", resnet::wide_resnet50_2),
             fixed(
                 "efficientnet_lite0",
                 "EfficientNet",
@@ -173,9 +177,25 @@ mod tests {
     }
 
     #[test]
+    fn the_galaxy_form_offers_exactly_the_registry() {
+        let xml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/galaxy/macros.xml")).unwrap();
+        let start = xml.find("<param name=\"model\"").unwrap();
+        let end = start + xml[start..].find("</param>").unwrap();
+        let mut offered: Vec<&str> = xml[start..end]
+            .split("<option value=\"")
+            .skip(1)
+            .map(|s| &s[..s.find('"').unwrap()])
+            .collect();
+        let mut names: Vec<&str> = registry().iter().map(|s| s.name).collect();
+        offered.sort();
+        names.sort();
+        assert_eq!(offered, names);
+    }
+
+    #[test]
     fn every_model_builds_and_classifies() {
         // The largest variants are left to `image-learner models`; one per family here.
-        for spec in registry().iter().filter(|s| !s.name.contains("36") && !s.name.contains("48") && !s.name.contains("_s24")) {
+        for spec in registry().iter().filter(|s| !["36", "48", "_s24", "101", "152"].iter().any(|n| s.name.contains(n))) {
             let vs = nn::VarStore::new(tch::Device::Cpu);
             let net = spec.build(&vs.root(), 3);
             let x = Tensor::zeros([2, 3, 64, 64], (tch::Kind::Float, tch::Device::Cpu));

@@ -1,18 +1,96 @@
-//! ResNet (He et al., "Deep Residual Learning for Image Recognition", 2015), as torchvision
-//! builds it; tch's own implementation already uses torchvision's parameter names.
-use tch::nn;
+//! ResNet (He et al., "Deep Residual Learning for Image Recognition", 2015), ResNeXt (Xie et al.,
+//! 2017) and Wide ResNet (Zagoruyko & Komodakis, 2016), as torchvision builds them, with its
+//! parameter names. The basic-block models reuse tch's implementation, which has the same names.
+use tch::nn::{self, ModuleT};
 use tch::vision::resnet as tv;
 
 use super::Network;
 
+fn head(p: &nn::Path, features: i64, num_classes: i64) -> nn::Linear {
+    nn::linear(p / "fc", features, num_classes, Default::default())
+}
+
 pub fn resnet18(p: &nn::Path, num_classes: i64) -> Network {
-    Network::new(tv::resnet18_no_final_layer(p), 0.0, nn::linear(p / "fc", 512, num_classes, Default::default()))
+    Network::new(tv::resnet18_no_final_layer(p), 0.0, head(p, 512, num_classes))
 }
 
 pub fn resnet34(p: &nn::Path, num_classes: i64) -> Network {
-    Network::new(tv::resnet34_no_final_layer(p), 0.0, nn::linear(p / "fc", 512, num_classes, Default::default()))
+    Network::new(tv::resnet34_no_final_layer(p), 0.0, head(p, 512, num_classes))
+}
+
+fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, groups: i64) -> nn::Conv2D {
+    let cfg = nn::ConvConfig { stride, padding: k / 2, groups, bias: false, ..Default::default() };
+    nn::conv2d(p, c_in, c_out, k, cfg)
+}
+
+/// torchvision's Bottleneck: 1x1, 3x3 (grouped, strided), 1x1 expanding by 4, with a projection
+/// shortcut where the shape changes.
+fn bottleneck(p: nn::Path, c_in: i64, planes: i64, stride: i64, groups: i64, base_width: i64) -> impl ModuleT {
+    let width = planes * base_width / 64 * groups;
+    let c_out = planes * 4;
+    let conv1 = conv(&p / "conv1", c_in, width, 1, 1, 1);
+    let bn1 = nn::batch_norm2d(&p / "bn1", width, Default::default());
+    let conv2 = conv(&p / "conv2", width, width, 3, stride, groups);
+    let bn2 = nn::batch_norm2d(&p / "bn2", width, Default::default());
+    let conv3 = conv(&p / "conv3", width, c_out, 1, 1, 1);
+    let bn3 = nn::batch_norm2d(&p / "bn3", c_out, Default::default());
+    let downsample = (stride != 1 || c_in != c_out).then(|| {
+        let d = &p / "downsample";
+        (conv(&d / "0", c_in, c_out, 1, stride, 1), nn::batch_norm2d(&d / "1", c_out, Default::default()))
+    });
+    nn::func_t(move |xs, train| {
+        let ys = xs.apply(&conv1).apply_t(&bn1, train).relu();
+        let ys = ys.apply(&conv2).apply_t(&bn2, train).relu();
+        let ys = ys.apply(&conv3).apply_t(&bn3, train);
+        let shortcut = match &downsample {
+            Some((c, b)) => xs.apply(c).apply_t(b, train),
+            None => xs.shallow_clone(),
+        };
+        (ys + shortcut).relu()
+    })
+}
+
+fn bottleneck_resnet(p: &nn::Path, layers: [i64; 4], groups: i64, base_width: i64, num_classes: i64) -> Network {
+    let conv1 = nn::conv2d(p / "conv1", 3, 64, 7, nn::ConvConfig { stride: 2, padding: 3, bias: false, ..Default::default() });
+    let bn1 = nn::batch_norm2d(p / "bn1", 64, Default::default());
+    let mut body = nn::seq_t();
+    let mut c_in = 64;
+    for (i, (&n, planes)) in layers.iter().zip([64, 128, 256, 512]).enumerate() {
+        let lp = p / format!("layer{}", i + 1);
+        for b in 0..n {
+            let stride = if b == 0 && i > 0 { 2 } else { 1 };
+            body = body.add(bottleneck(&lp / b, c_in, planes, stride, groups, base_width));
+            c_in = planes * 4;
+        }
+    }
+    let backbone = nn::func_t(move |xs, train| {
+        xs.apply(&conv1)
+            .apply_t(&bn1, train)
+            .relu()
+            .max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)
+            .apply_t(&body, train)
+            .adaptive_avg_pool2d([1, 1])
+            .flatten(1, -1)
+    });
+    Network::new(backbone, 0.0, head(p, 2048, num_classes))
 }
 
 pub fn resnet50(p: &nn::Path, num_classes: i64) -> Network {
-    Network::new(tv::resnet50_no_final_layer(p), 0.0, nn::linear(p / "fc", 2048, num_classes, Default::default()))
+    bottleneck_resnet(p, [3, 4, 6, 3], 1, 64, num_classes)
+}
+
+pub fn resnet101(p: &nn::Path, num_classes: i64) -> Network {
+    bottleneck_resnet(p, [3, 4, 23, 3], 1, 64, num_classes)
+}
+
+pub fn resnet152(p: &nn::Path, num_classes: i64) -> Network {
+    bottleneck_resnet(p, [3, 8, 36, 3], 1, 64, num_classes)
+}
+
+pub fn resnext50_32x4d(p: &nn::Path, num_classes: i64) -> Network {
+    bottleneck_resnet(p, [3, 4, 6, 3], 32, 4, num_classes)
+}
+
+pub fn wide_resnet50_2(p: &nn::Path, num_classes: i64) -> Network {
+    bottleneck_resnet(p, [3, 4, 6, 3], 1, 128, num_classes)
 }

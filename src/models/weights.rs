@@ -84,7 +84,9 @@ pub fn copy_variables(vs: &mut nn::VarStore, skip_prefix: Option<&str>, tensors:
 pub fn published_url(spec: &ModelSpec) -> Option<String> {
     let timm_repo = |id: &str| format!("https://huggingface.co/timm/{id}/resolve/main/model.safetensors");
     match spec.name {
-        "resnet18" | "resnet34" | "resnet50" => Some(timm_repo(&format!("{}.tv_in1k", spec.name))),
+        "resnet18" | "resnet34" | "resnet50" | "resnet101" | "resnet152" | "resnext50_32x4d" | "wide_resnet50_2" => {
+            Some(timm_repo(&format!("{}.tv_in1k", spec.name)))
+        }
         "efficientnet_lite0" => Some(timm_repo("efficientnet_lite0.ra_in1k")),
         _ => spec.reference.strip_prefix("timm ").map(timm_repo),
     }

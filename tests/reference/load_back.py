@@ -15,7 +15,7 @@ from safetensors.torch import load, load_file, save_file
 
 
 def reference(arch, k):
-    if arch.startswith("resnet"):
+    if arch.startswith(("resnet", "resnext", "wide_resnet")):
         import torchvision
 
         return getattr(torchvision.models, arch)(weights=None, num_classes=k)

@@ -16,7 +16,7 @@ NUM_CLASSES = 5
 
 
 def build(name):
-    if name.startswith("resnet"):
+    if name.startswith(("resnet", "resnext", "wide_resnet")):
         import torchvision
 
         return getattr(torchvision.models, name)(weights=None, num_classes=NUM_CLASSES)
