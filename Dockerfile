@@ -17,23 +17,21 @@ RUN if [ -f /tmp/apt/debian.sources ]; then cp /tmp/apt/debian.sources /etc/apt/
 ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
     CARGO_HTTP_CAINFO=/etc/ssl/certs/ca-certificates.crt \
     SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
-# libtorch from the torch wheel; of the CUDA packages, only the runtime and CUPTI that
-# libtorch_cpu.so itself needs (a CPU image). A GPU image installs torch with all its dependencies.
+# libtorch from the torch wheel, installed whole (about 4 GB with its CUDA packages) because the
+# link resolves libtorch_cuda's dependencies; the runtime stage keeps only what the binary loads.
 RUN python3 -m venv /opt/torch \
- && /opt/torch/bin/pip install --quiet --no-deps torch==2.13.0 \
- && /opt/torch/bin/pip install --quiet --no-deps nvidia-cuda-runtime==13.0.96 nvidia-cuda-cupti==13.0.85 \
- && /opt/torch/bin/pip install --quiet typing-extensions sympy filelock jinja2 networkx fsspec
+ && /opt/torch/bin/pip install --quiet torch==2.13.0
 WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY src/ src/
 COPY templates/ templates/
-# libtorch found by path: importing torch in Python would need cuDNN, which this CPU image leaves out.
-ENV LIBTORCH=/opt/torch/lib/python3.11/site-packages/torch LIBTORCH_CXX11_ABI=1 LIBTORCH_BYPASS_VERSION_CHECK=1
+ENV LIBTORCH_USE_PYTORCH=1 IMAGE_LEARNER_PYTHON=/opt/torch/bin/python PATH=/opt/torch/bin:$PATH
 RUN cargo build --release --locked \
  && cp target/release/image-learner /usr/local/bin/image-learner \
  && strip /usr/local/bin/image-learner
 # Exactly the shared libraries the binary loads from the torch install, at their own paths (the
-# binary's rpath points there).
+# binary's rpath points there): libtorch_cpu, libc10, libgomp and the CUDA runtime and CUPTI that
+# libtorch_cpu needs. A GPU image would copy the whole torch/lib and nvidia folders instead.
 RUN mkdir /runtime \
  && ldd /usr/local/bin/image-learner | awk '/=> \/opt\/torch/ {print $3}' | xargs -I{} cp --parents -L {} /runtime/ \
  && /usr/local/bin/image-learner --version
