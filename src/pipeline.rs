@@ -81,10 +81,7 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
     let weights_dir = weights::weights_dir(cfg.weights_dir.as_deref());
     if cfg.use_pretrained {
         // Fail before the data is read when the weights are missing.
-        if !weights::candidates(&weights_dir, spec).iter().any(|p| p.is_file()) {
-            let mut probe = nn::VarStore::new(tch::Device::Cpu);
-            weights::load_pretrained(&mut probe, spec, &weights_dir)?;
-        }
+        weights::require(spec, &weights_dir)?;
     }
 
     let choice = ColumnChoice {
@@ -94,7 +91,7 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
         group: cfg.group_column.clone(),
         label_optional: false,
     };
-    let meta = data::read_metadata(&cfg.metadata, &choice)?;
+    let meta = data::metadata::read_metadata(&cfg.metadata, &choice)?;
     let size = match cfg.image_size {
         Some(s) => SizePolicy::Fixed(s as usize),
         None => SizePolicy::FromImages { max: spec.default_size as usize },

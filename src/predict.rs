@@ -61,7 +61,7 @@ pub fn run_predict(cfg: &PredictConfig) -> Result<PredictSummary> {
     pipeline::configure_threads(cfg.threads);
     let device = crate::device::resolve(cfg.device)?;
     let meta = match &cfg.metadata {
-        Some(path) => data::read_metadata(
+        Some(path) => data::metadata::read_metadata(
             path,
             &ColumnChoice {
                 image: cfg.image_column.clone(),

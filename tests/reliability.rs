@@ -45,6 +45,16 @@ fn train(zip: &Path, meta: &Path, out: &Path, extra: &[&str]) -> std::process::O
     run(&args)
 }
 
+/// `train` on the bundled sample with one environment variable set.
+fn train_sample_with_env(var: (&str, &str), out: &Path, epochs: &str, size: &str) -> std::process::Output {
+    bin()
+        .env(var.0, var.1)
+        .args(["train", "--images", sample_zip().to_str().unwrap(), "--metadata", sample_csv().to_str().unwrap(),
+               "--epochs", epochs, "--image-size", size, "--device", "cpu", "--output-dir", out.to_str().unwrap()])
+        .output()
+        .unwrap()
+}
+
 fn png(w: u32, h: u32) -> Vec<u8> {
     let img = image::RgbImage::from_pixel(w, h, image::Rgb([120, 30, 200]));
     let mut out = Cursor::new(Vec::new());
@@ -133,12 +143,7 @@ fn hostile_and_damaged_zips_stop_with_a_clear_message() {
 fn nan_loss_keeps_the_best_earlier_epoch() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let o = bin()
-        .env("IMAGE_LEARNER_FAULT_NAN_EPOCH", "2")
-        .args(["train", "--images", sample_zip().to_str().unwrap(), "--metadata", sample_csv().to_str().unwrap(),
-               "--epochs", "4", "--image-size", "32", "--device", "cpu", "--output-dir", out.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let o = train_sample_with_env(("IMAGE_LEARNER_FAULT_NAN_EPOCH", "2"), &out, "4", "32");
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("epoch 2: the training loss became NaN"));
     let hist = csv_rows(&out.join("training_history.csv"));
@@ -147,12 +152,7 @@ fn nan_loss_keeps_the_best_earlier_epoch() {
     assert!(html.contains("became NaN or infinite in epoch 2"));
     // NaN in the very first epoch leaves no model to keep: an error, no outputs.
     let out1 = dir.path().join("out1");
-    let o = bin()
-        .env("IMAGE_LEARNER_FAULT_NAN_EPOCH", "1")
-        .args(["train", "--images", sample_zip().to_str().unwrap(), "--metadata", sample_csv().to_str().unwrap(),
-               "--epochs", "2", "--image-size", "32", "--device", "cpu", "--output-dir", out1.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let o = train_sample_with_env(("IMAGE_LEARNER_FAULT_NAN_EPOCH", "1"), &out1, "2", "32");
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("no model to keep"));
     assert!(outputs_in(&out1).is_empty());
@@ -212,12 +212,7 @@ fn signals_leave_all_outputs_or_none() {
 fn memory_limit_and_oversized_batches() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let o = bin()
-        .env("GALAXY_MEMORY_MB", "1100")
-        .args(["train", "--images", sample_zip().to_str().unwrap(), "--metadata", sample_csv().to_str().unwrap(),
-               "--epochs", "1", "--image-size", "512", "--device", "cpu", "--output-dir", out.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let o = train_sample_with_env(("GALAXY_MEMORY_MB", "1100"), &out, "1", "512");
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("GALAXY_MEMORY_MB") && stderr(&o).contains("smaller --image-size"));
     assert!(outputs_in(&out).is_empty());

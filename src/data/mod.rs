@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::bail_input;
 use archive::Archive;
-use metadata::{ColumnChoice, Metadata};
+use metadata::Metadata;
 
 /// Every matched image decoded once, kept as 8-bit RGB (N x size x size x 3).
 pub struct ImageSet {
@@ -258,7 +258,3 @@ pub fn check_memory(images: usize, size: usize, limit_mb: Option<u64>) -> Result
     Ok(())
 }
 
-/// Reads the metadata file with the given column choice.
-pub fn read_metadata(path: &Path, choice: &ColumnChoice) -> Result<Metadata> {
-    metadata::read_metadata(path, choice)
-}

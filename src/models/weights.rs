@@ -29,12 +29,13 @@ pub fn candidates(dir: &Path, spec: &ModelSpec) -> Vec<PathBuf> {
     vec![dir.join(format!("{}.safetensors", spec.name)), dir.join(spec.name).join("model.safetensors")]
 }
 
-/// Loads the pretrained backbone of `spec` into `vs`. Every backbone parameter must be present
-/// with the same shape; the checkpoint's head is ignored. Returns the file used.
-pub fn load_pretrained(vs: &mut nn::VarStore, spec: &ModelSpec, dir: &Path) -> Result<PathBuf> {
+/// The installed weights file of `spec` in `dir`, or an error that names the files expected,
+/// where they were looked for, and the commands that install them.
+pub fn require(spec: &ModelSpec, dir: &Path) -> Result<PathBuf> {
     let tried = candidates(dir, spec);
-    let Some(file) = tried.iter().find(|p| p.is_file()) else {
-        bail_input!(
+    match tried.iter().find(|p| p.is_file()) {
+        Some(file) => Ok(file.clone()),
+        None => bail_input!(
             "--use-pretrained true: no weights for {} in {} (looked for {}). Install them with \
              `image-learner weights import {} <file>` or `image-learner weights fetch {}`, point \
              --weights-dir at them, or train from scratch with --use-pretrained false",
@@ -43,8 +44,14 @@ pub fn load_pretrained(vs: &mut nn::VarStore, spec: &ModelSpec, dir: &Path) -> R
             tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" or "),
             spec.name,
             spec.name
-        );
-    };
+        ),
+    }
+}
+
+/// Loads the pretrained backbone of `spec` into `vs`. Every backbone parameter must be present
+/// with the same shape; the checkpoint's head is ignored. Returns the file used.
+pub fn load_pretrained(vs: &mut nn::VarStore, spec: &ModelSpec, dir: &Path) -> Result<PathBuf> {
+    let file = &require(spec, dir)?;
     let tensors: HashMap<String, Tensor> = Tensor::read_safetensors(file)
         .with_context(|| format!("cannot read the weights file {}", file.display()))?
         .into_iter()
