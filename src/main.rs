@@ -34,22 +34,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Models => {
             use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            let dir = models::weights::weights_dir(None);
-            let mut lines = vec![format!("{:<26} {:<13} {:>8} {:>11} {:>10}  reference", "name", "family", "input", "parameters", "pretrained")];
-            for spec in models::registry() {
-                let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-                let _ = spec.build(&vs.root(), 1000);
-                let size = format!("{0}x{0}", spec.default_size);
-                let local = models::weights::candidates(&dir, spec).iter().any(|p| p.is_file());
-                lines.push(format!(
-                    "{:<26} {:<13} {:>8} {:>11} {:>10}  {}",
-                    spec.name, spec.family, size, models::parameter_count(&vs), if local { "local" } else { "-" }, spec.reference
-                ));
-            }
-            lines.push(format!("(pretrained: weights present in {}; see `image-learner weights`)", dir.display()));
             // A closed pipe (`| head`) is not an error worth reporting.
-            let _ = writeln!(out, "{}", lines.join("\n"));
+            let _ = writeln!(std::io::stdout().lock(), "{}", models::listing(&models::weights::weights_dir(None)));
         }
         Command::Weights(w) => {
             let (model, dir) = match &w {
@@ -76,7 +62,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// 128 + the signal number.
 fn install_signal_handlers() {
     use signal_hook::consts::{SIGINT, SIGTERM};
-    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else { return };
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        return;
+    };
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
             while image_learner::outputs::COMMITTING.load(std::sync::atomic::Ordering::SeqCst) {

@@ -1,9 +1,17 @@
 //! The architectures: a registry of specs (name, input size, normalisation, builder) and one file
 //! per family. Parameter names follow the reference implementations (torchvision, timm) so that
 //! their state dicts load by name.
+pub mod convnext;
+pub mod densenet;
+pub mod efficientnet;
 pub mod efficientnet_lite;
+pub mod layers;
 pub mod metaformer;
+pub mod mobilenet;
 pub mod resnet;
+pub mod swin;
+pub mod vgg;
+pub mod vit;
 pub mod weights;
 
 use anyhow::Result;
@@ -43,6 +51,8 @@ pub enum Arch {
     /// A builder of a fixed architecture.
     Fixed(fn(&nn::Path, i64) -> Network),
     MetaFormer(&'static metaformer::Config),
+    EfficientNet(&'static efficientnet::Variant),
+    ConvNeXt(&'static convnext::Variant),
 }
 
 /// Facts about one architecture; `build` makes it with a head of `num_classes`.
@@ -62,6 +72,8 @@ impl ModelSpec {
         match self.arch {
             Arch::Fixed(f) => f(p, num_classes),
             Arch::MetaFormer(cfg) => metaformer::build(p, cfg, num_classes),
+            Arch::EfficientNet(v) => efficientnet::build(p, v, num_classes),
+            Arch::ConvNeXt(v) => convnext::build(p, v, num_classes),
         }
     }
 }
@@ -73,8 +85,23 @@ pub fn sub_path<'a>(p: &nn::Path<'a>, dotted: &str) -> nn::Path<'a> {
     parts.fold(first, |acc, c| acc / c)
 }
 
-fn fixed(name: &'static str, family: &'static str, reference: &str, norm: Normalization, head: &'static str, f: fn(&nn::Path, i64) -> Network) -> ModelSpec {
-    ModelSpec { name, family, reference: reference.to_string(), default_size: 224, normalization: norm, head_prefix: head, arch: Arch::Fixed(f) }
+fn fixed(
+    name: &'static str,
+    family: &'static str,
+    reference: &str,
+    norm: Normalization,
+    head: &'static str,
+    f: fn(&nn::Path, i64) -> Network,
+) -> ModelSpec {
+    ModelSpec {
+        name,
+        family,
+        reference: reference.to_string(),
+        default_size: 224,
+        normalization: norm,
+        head_prefix: head,
+        arch: Arch::Fixed(f),
+    }
 }
 
 fn family_of(name: &str) -> &'static str {
@@ -96,8 +123,22 @@ pub fn registry() -> &'static [ModelSpec] {
             fixed("resnet50", "ResNet", "torchvision.models.resnet50", IMAGENET, "fc", resnet::resnet50),
             fixed("resnet101", "ResNet", "torchvision.models.resnet101", IMAGENET, "fc", resnet::resnet101),
             fixed("resnet152", "ResNet", "torchvision.models.resnet152", IMAGENET, "fc", resnet::resnet152),
-            fixed("resnext50_32x4d", "ResNeXt", "torchvision.models.resnext50_32x4d", IMAGENET, "fc", resnet::resnext50_32x4d),
-            fixed("wide_resnet50_2", "Wide ResNet", "torchvision.models.wide_resnet50_2", IMAGENET, "fc", resnet::wide_resnet50_2),
+            fixed(
+                "resnext50_32x4d",
+                "ResNeXt",
+                "torchvision.models.resnext50_32x4d",
+                IMAGENET,
+                "fc",
+                resnet::resnext50_32x4d,
+            ),
+            fixed(
+                "wide_resnet50_2",
+                "Wide ResNet",
+                "torchvision.models.wide_resnet50_2",
+                IMAGENET,
+                "fc",
+                resnet::wide_resnet50_2,
+            ),
             fixed(
                 "efficientnet_lite0",
                 "EfficientNet",
@@ -107,11 +148,65 @@ pub fn registry() -> &'static [ModelSpec] {
                 efficientnet_lite::efficientnet_lite0,
             ),
         ];
+        let tv = |name: &str| format!("torchvision.models.{name}");
+        for (name, size, v) in efficientnet::VARIANTS {
+            r.push(ModelSpec {
+                name,
+                family: "EfficientNet",
+                reference: tv(name),
+                default_size: *size,
+                normalization: IMAGENET,
+                head_prefix: "classifier.1",
+                arch: Arch::EfficientNet(v),
+            });
+        }
+        r.extend([
+            fixed("mobilenet_v2", "MobileNet", &tv("mobilenet_v2"), IMAGENET, "classifier.1", mobilenet::mobilenet_v2),
+            fixed(
+                "mobilenet_v3_small",
+                "MobileNet",
+                &tv("mobilenet_v3_small"),
+                IMAGENET,
+                "classifier.3",
+                mobilenet::mobilenet_v3_small,
+            ),
+            fixed(
+                "mobilenet_v3_large",
+                "MobileNet",
+                &tv("mobilenet_v3_large"),
+                IMAGENET,
+                "classifier.3",
+                mobilenet::mobilenet_v3_large,
+            ),
+            fixed("densenet121", "DenseNet", &tv("densenet121"), IMAGENET, "classifier", densenet::densenet121),
+            fixed("vgg16", "VGG", &tv("vgg16"), IMAGENET, "classifier.6", vgg::vgg16),
+            fixed("vgg16_bn", "VGG", &tv("vgg16_bn"), IMAGENET, "classifier.6", vgg::vgg16_bn),
+        ]);
+        for (name, v) in convnext::VARIANTS {
+            r.push(ModelSpec {
+                name,
+                family: "ConvNeXt",
+                reference: tv(name),
+                default_size: 224,
+                normalization: IMAGENET,
+                head_prefix: "classifier.2",
+                arch: Arch::ConvNeXt(v),
+            });
+        }
+        r.extend([
+            fixed("vit_b_16", "Vision Transformer", &tv("vit_b_16"), IMAGENET, "heads.head", vit::vit_b_16),
+            fixed("swin_t", "Swin Transformer", &tv("swin_t"), IMAGENET, "head", swin::swin_t),
+        ]);
         for (base, cfg) in metaformer::VARIANTS {
             // CAFormer and ConvFormer come with 384x384 and ImageNet-21k-pretrained weight tags;
             // each is its own name (as in the existing tool), with its own default size.
             let tags: &[(&str, i64, &str)] = if cfg.mlp_head {
-                &[("", 224, "sail_in1k"), ("_384", 384, "sail_in1k_384"), ("_in21ft1k", 224, "sail_in22k_ft_in1k"), ("_384_in21ft1k", 384, "sail_in22k_ft_in1k_384")]
+                &[
+                    ("", 224, "sail_in1k"),
+                    ("_384", 384, "sail_in1k_384"),
+                    ("_in21ft1k", 224, "sail_in22k_ft_in1k"),
+                    ("_384_in21ft1k", 384, "sail_in22k_ft_in1k_384"),
+                ]
             } else {
                 &[("", 224, "sail_in1k")]
             };
@@ -154,10 +249,31 @@ pub fn find(name: &str) -> Result<&'static ModelSpec> {
     let mut near: Vec<_> = registry().iter().map(|s| (edit_distance(&key, s.name), s.name)).collect();
     near.sort();
     let names: Vec<_> = near.iter().take(3).map(|(_, n)| *n).collect();
-    bail_input!(
-        "unknown model '{name}'. Nearest: {}. `image-learner models` lists them all",
-        names.join(", ")
-    )
+    bail_input!("unknown model '{name}'. Nearest: {}. `image-learner models` lists them all", names.join(", "))
+}
+
+/// The table `image-learner models` prints: every name with its family, default input size,
+/// parameter count, whether weights are present in `weights_dir`, and its reference.
+pub fn listing(weights_dir: &std::path::Path) -> String {
+    let row = |name: &str, family: &str, size: &str, params: &str, local: &str, reference: &str| {
+        format!("{name:<26} {family:<18} {size:>8} {params:>11} {local:>10}  {reference}")
+    };
+    let mut lines = vec![row("name", "family", "input", "parameters", "pretrained", "reference")];
+    for spec in registry() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let _ = spec.build(&vs.root(), 1000);
+        let local = weights::candidates(weights_dir, spec).iter().any(|p| p.is_file());
+        lines.push(row(
+            spec.name,
+            spec.family,
+            &format!("{0}x{0}", spec.default_size),
+            &parameter_count(&vs).to_string(),
+            if local { "local" } else { "-" },
+            &spec.reference,
+        ));
+    }
+    lines.push(format!("(pretrained: weights present in {}; see `image-learner weights`)", weights_dir.display()));
+    lines.join("\n")
 }
 
 /// Number of parameters of a built model.
@@ -181,11 +297,8 @@ mod tests {
         let xml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/galaxy/macros.xml")).unwrap();
         let start = xml.find("<param name=\"model\"").unwrap();
         let end = start + xml[start..].find("</param>").unwrap();
-        let mut offered: Vec<&str> = xml[start..end]
-            .split("<option value=\"")
-            .skip(1)
-            .map(|s| &s[..s.find('"').unwrap()])
-            .collect();
+        let mut offered: Vec<&str> =
+            xml[start..end].split("<option value=\"").skip(1).map(|s| &s[..s.find('"').unwrap()]).collect();
         let mut names: Vec<&str> = registry().iter().map(|s| s.name).collect();
         offered.sort();
         names.sort();
@@ -195,7 +308,8 @@ mod tests {
     #[test]
     fn every_model_builds_and_classifies() {
         // The largest variants are left to `image-learner models`; one per family here.
-        for spec in registry().iter().filter(|s| !["36", "48", "_s24", "101", "152"].iter().any(|n| s.name.contains(n))) {
+        for spec in registry().iter().filter(|s| !["36", "48", "_s24", "101", "152"].iter().any(|n| s.name.contains(n)))
+        {
             let vs = nn::VarStore::new(tch::Device::Cpu);
             let net = spec.build(&vs.root(), 3);
             let x = Tensor::zeros([2, 3, 64, 64], (tch::Kind::Float, tch::Device::Cpu));

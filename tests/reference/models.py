@@ -16,9 +16,9 @@ NUM_CLASSES = 5
 
 
 def build(name):
-    if name.startswith(("resnet", "resnext", "wide_resnet")):
-        import torchvision
+    import torchvision
 
+    if hasattr(torchvision.models, name):
         return getattr(torchvision.models, name)(weights=None, num_classes=NUM_CLASSES)
     import timm
 
@@ -45,13 +45,24 @@ def main():
                     m.running_mean.uniform_(-0.2, 0.2)
                     m.running_var.uniform_(0.5, 1.5)
         model.eval()
+        state = model.state_dict()
         x = torch.randn(2, 3, 64, 64)
+        if name.startswith("vit_"):
+            # torchvision's ViT runs at the size it was built for: build one for 64x64 with the
+            # 224x224 position embedding interpolated its own way; the weights saved are the
+            # 224x224 ones, which ours interpolates itself.
+            import torchvision
+            from torchvision.models.vision_transformer import interpolate_embeddings
+
+            model = getattr(torchvision.models, name)(weights=None, num_classes=NUM_CLASSES, image_size=64)
+            model.load_state_dict(interpolate_embeddings(64, model.patch_size, state.copy()))
+            model.eval()
         labels = torch.tensor([1, 3])
         logits = model(x)
         loss = torch.nn.functional.cross_entropy(logits, labels)
         first_name, first = next(iter(model.named_parameters()))
         (grad,) = torch.autograd.grad(loss, first)
-        tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items() if v.dtype == torch.float32}
+        tensors = {k: v.detach().contiguous() for k, v in state.items() if v.dtype == torch.float32}
         tensors.update(
             {"__input": x, "__logits": logits.detach(), "__labels": labels, "__grad": grad.contiguous()}
         )

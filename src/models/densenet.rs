@@ -1,0 +1,96 @@
+//! DenseNet-121 (Huang et al., "Densely Connected Convolutional Networks", 2017) as torchvision
+//! builds it, with its parameter names (`features.denseblockN.denselayerM.*`,
+//! `features.transitionN.*`, `features.norm5`, `classifier`).
+use tch::nn::{self, ModuleT};
+use tch::Tensor;
+
+use super::layers::{batch_norm, conv2d, BN_DEFAULT};
+use super::Network;
+
+const GROWTH: i64 = 32;
+const BN_SIZE: i64 = 4;
+
+/// norm1, relu, 1x1 conv1, norm2, relu, 3x3 conv2; its `GROWTH` new channels join the input.
+fn dense_layer(p: nn::Path, c_in: i64) -> impl ModuleT {
+    let norm1 = batch_norm(&p / "norm1", c_in, BN_DEFAULT);
+    let conv1 = conv2d(&p / "conv1", c_in, BN_SIZE * GROWTH, 1, 1, 1, false);
+    let norm2 = batch_norm(&p / "norm2", BN_SIZE * GROWTH, BN_DEFAULT);
+    let conv2 = conv2d(&p / "conv2", BN_SIZE * GROWTH, GROWTH, 3, 1, 1, false);
+    nn::func_t(move |xs, train| {
+        let ys = xs
+            .apply_t(&norm1, train)
+            .relu()
+            .apply(&conv1)
+            .apply_t(&norm2, train)
+            .relu()
+            .apply(&conv2);
+        Tensor::cat(&[xs, &ys], 1)
+    })
+}
+
+/// norm, relu, 1x1 conv halving the channels, 2x2 average pooling.
+fn transition(p: nn::Path, c_in: i64, c_out: i64) -> impl ModuleT {
+    let norm = batch_norm(&p / "norm", c_in, BN_DEFAULT);
+    let conv = conv2d(&p / "conv", c_in, c_out, 1, 1, 1, false);
+    nn::func_t(move |xs, train| {
+        xs.apply_t(&norm, train).relu().apply(&conv).avg_pool2d(
+            [2, 2],
+            [2, 2],
+            [0, 0],
+            false,
+            true,
+            None,
+        )
+    })
+}
+
+fn densenet(p: &nn::Path, blocks: [i64; 4], init: i64, num_classes: i64) -> Network {
+    let f = p / "features";
+    let conv0 = nn::conv2d(
+        &f / "conv0",
+        3,
+        init,
+        7,
+        nn::ConvConfig {
+            stride: 2,
+            padding: 3,
+            bias: false,
+            ..Default::default()
+        },
+    );
+    let norm0 = batch_norm(&f / "norm0", init, BN_DEFAULT);
+    let mut body = nn::seq_t();
+    let mut c = init;
+    for (i, &n) in blocks.iter().enumerate() {
+        let bp = &f / format!("denseblock{}", i + 1);
+        for l in 0..n {
+            body = body.add(dense_layer(&bp / format!("denselayer{}", l + 1), c));
+            c += GROWTH;
+        }
+        if i + 1 < blocks.len() {
+            body = body.add(transition(&f / format!("transition{}", i + 1), c, c / 2));
+            c /= 2;
+        }
+    }
+    let norm5 = batch_norm(&f / "norm5", c, BN_DEFAULT);
+    let backbone = nn::func_t(move |xs, train| {
+        xs.apply(&conv0)
+            .apply_t(&norm0, train)
+            .relu()
+            .max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)
+            .apply_t(&body, train)
+            .apply_t(&norm5, train)
+            .relu()
+            .adaptive_avg_pool2d([1, 1])
+            .flatten(1, -1)
+    });
+    Network::new(
+        backbone,
+        0.0,
+        nn::linear(p / "classifier", c, num_classes, Default::default()),
+    )
+}
+
+pub fn densenet121(p: &nn::Path, num_classes: i64) -> Network {
+    densenet(p, [6, 12, 24, 16], 64, num_classes)
+}

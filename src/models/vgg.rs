@@ -1,0 +1,60 @@
+//! VGG-16 (Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image
+//! Recognition", 2015), with and without batch norm, as torchvision builds it: `features.N`
+//! numbered as its Sequential numbers them, `classifier.0/3/6`.
+use tch::nn;
+
+use super::layers::{batch_norm, conv2d, BN_DEFAULT};
+use super::Network;
+
+/// Configuration "D": channels of each 3x3 convolution, 0 for a 2x2 max pooling.
+const D: [i64; 18] = [
+    64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0,
+];
+
+fn vgg16_with(p: &nn::Path, with_bn: bool, num_classes: i64) -> Network {
+    let f = p / "features";
+    let mut features = nn::seq_t();
+    let mut index = 0;
+    let mut c_in = 3;
+    for &c in &D {
+        if c == 0 {
+            features = features.add_fn(|xs| xs.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false));
+            index += 1;
+            continue;
+        }
+        features = features.add(conv2d(&f / index, c_in, c, 3, 1, 1, true));
+        if with_bn {
+            let bn = batch_norm(&f / (index + 1), c, BN_DEFAULT);
+            features = features.add_fn_t(move |xs, train| xs.apply_t(&bn, train));
+        }
+        features = features.add_fn(|xs| xs.relu());
+        index += if with_bn { 3 } else { 2 };
+        c_in = c;
+    }
+    let cl = p / "classifier";
+    let fc0 = nn::linear(&cl / 0, 512 * 7 * 7, 4096, Default::default());
+    let fc3 = nn::linear(&cl / 3, 4096, 4096, Default::default());
+    let backbone = nn::func_t(move |xs, train| {
+        xs.apply_t(&features, train)
+            .adaptive_avg_pool2d([7, 7])
+            .flatten(1, -1)
+            .apply(&fc0)
+            .relu()
+            .dropout(0.5, train)
+            .apply(&fc3)
+            .relu()
+    });
+    Network::new(
+        backbone,
+        0.5,
+        nn::linear(&cl / 6, 4096, num_classes, Default::default()),
+    )
+}
+
+pub fn vgg16(p: &nn::Path, num_classes: i64) -> Network {
+    vgg16_with(p, false, num_classes)
+}
+
+pub fn vgg16_bn(p: &nn::Path, num_classes: i64) -> Network {
+    vgg16_with(p, true, num_classes)
+}
