@@ -63,7 +63,7 @@ fn frozen_backbone_is_bit_identical_and_fine_tuning_changes_it() {
 fn best_models_load_back_in_pytorch_with_the_same_logits() {
     let dir = tempfile::tempdir().unwrap();
     let mut bundles = Vec::new();
-    for name in ["resnet18", "efficientnet_lite0", "caformer_s18_384"] {
+    for name in ["resnet18", "efficientnet_lite0", "caformer_s18_384", "mobilenet_v3_small", "swin_t"] {
         let out = dir.path().join(name);
         let mut cfg = quick_config(&out, 1);
         cfg.model = name.into();

@@ -18,8 +18,9 @@ const HEADS: [i64; 4] = [3, 6, 12, 24];
 const DROP_PATH: f64 = 0.2;
 const EPS: f64 = 1e-5;
 
-/// For each pair of positions in a window, the row of the relative-position bias table.
-fn relative_position_index() -> Tensor {
+/// For each pair of positions in a window, the row of the relative-position bias table
+/// (torchvision keeps it as the buffer `attn.relative_position_index`).
+pub fn relative_position_index() -> Tensor {
     let n = WINDOW * WINDOW;
     let index: Vec<i64> = (0..n * n)
         .map(|ij| {

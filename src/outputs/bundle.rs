@@ -52,29 +52,60 @@ impl View for &Raw {
     }
 }
 
-/// Safetensors bytes of every variable of `vs`, on the CPU, as float32. Each batch norm also
-/// gets the `num_batches_tracked` buffer that PyTorch's state dicts carry.
+/// Safetensors bytes of every variable of `vs`, on the CPU, as float32, with the integer buffers
+/// PyTorch's state dicts carry and ours computes instead: each batch norm's
+/// `num_batches_tracked` and each Swin attention's `relative_position_index`.
 pub fn safetensors_bytes(vs: &nn::VarStore) -> Result<Vec<u8>> {
     let mut raws: Vec<(String, Raw)> = Vec::new();
     for (name, t) in vs.variables() {
-        let t = t.detach().to_device(tch::Device::Cpu).to_kind(Kind::Float).contiguous();
+        let t = t
+            .detach()
+            .to_device(tch::Device::Cpu)
+            .to_kind(Kind::Float)
+            .contiguous();
         let values = Vec::<f32>::try_from(t.flatten(0, -1))?;
         let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         let shape = t.size().iter().map(|&d| d as usize).collect();
         if let Some(prefix) = name.strip_suffix(".running_mean") {
             raws.push((
                 format!("{prefix}.num_batches_tracked"),
-                Raw { dtype: Dtype::I64, shape: vec![], data: 0i64.to_le_bytes().to_vec() },
+                Raw {
+                    dtype: Dtype::I64,
+                    shape: vec![],
+                    data: 0i64.to_le_bytes().to_vec(),
+                },
             ));
         }
-        raws.push((name, Raw { dtype: Dtype::F32, shape, data }));
+        if let Some(prefix) = name.strip_suffix(".relative_position_bias_table") {
+            let index = Vec::<i64>::try_from(crate::models::swin::relative_position_index())?;
+            raws.push((
+                format!("{prefix}.relative_position_index"),
+                Raw {
+                    dtype: Dtype::I64,
+                    shape: vec![index.len()],
+                    data: index.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                },
+            ));
+        }
+        raws.push((
+            name,
+            Raw {
+                dtype: Dtype::F32,
+                shape,
+                data,
+            },
+        ));
     }
-    Ok(safetensors::tensor::serialize(raws.iter().map(|(n, r)| (n.as_str(), r)), &None)?)
+    Ok(safetensors::tensor::serialize(
+        raws.iter().map(|(n, r)| (n.as_str(), r)),
+        &None,
+    )?)
 }
 
 /// Float tensors by name from safetensors bytes (integer buffers are skipped).
 pub fn read_safetensors(bytes: &[u8]) -> Result<HashMap<String, Tensor>> {
-    let st = safetensors::SafeTensors::deserialize(bytes).context("the weights are not valid safetensors")?;
+    let st = safetensors::SafeTensors::deserialize(bytes)
+        .context("the weights are not valid safetensors")?;
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
         let view: TensorView = view;
@@ -82,14 +113,18 @@ pub fn read_safetensors(bytes: &[u8]) -> Result<HashMap<String, Tensor>> {
             continue;
         }
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
-        out.insert(name, Tensor::f_from_data_size(view.data(), &shape, Kind::Float)?);
+        out.insert(
+            name,
+            Tensor::f_from_data_size(view.data(), &shape, Kind::Float)?,
+        );
     }
     Ok(out)
 }
 
 pub fn to_zip(vs: &nn::VarStore, config: &BundleConfig) -> Result<Vec<u8>> {
     let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     w.start_file("config.json", stored)?;
     w.write_all(&serde_json::to_vec_pretty(config)?)?;
     w.start_file("model.safetensors", stored)?;
@@ -104,13 +139,18 @@ pub struct Bundle {
 
 pub fn read(path: &Path) -> Result<Bundle> {
     let name = path.display();
-    let file = std::fs::File::open(path).map_err(|e| crate::error::input_error(format!("cannot open the model {name}: {e}")))?;
+    let file = std::fs::File::open(path)
+        .map_err(|e| crate::error::input_error(format!("cannot open the model {name}: {e}")))?;
     let mut zip = zip::ZipArchive::new(file).map_err(|_| {
-        crate::error::input_error(format!("{name} is not a Best Model made by image-learner (not a ZIP)"))
+        crate::error::input_error(format!(
+            "{name} is not a Best Model made by image-learner (not a ZIP)"
+        ))
     })?;
     let mut member = |m: &str| -> Result<Vec<u8>> {
         let mut f = zip.by_name(m).map_err(|_| {
-            crate::error::input_error(format!("{name} has no {m}: it is not a Best Model made by image-learner"))
+            crate::error::input_error(format!(
+                "{name} has no {m}: it is not a Best Model made by image-learner"
+            ))
         })?;
         let mut buf = Vec::new();
         f.read_to_end(&mut buf)?;

@@ -15,9 +15,9 @@ from safetensors.torch import load, load_file, save_file
 
 
 def reference(arch, k):
-    if arch.startswith(("resnet", "resnext", "wide_resnet")):
-        import torchvision
+    import torchvision
 
+    if hasattr(torchvision.models, arch):
         return getattr(torchvision.models, arch)(weights=None, num_classes=k)
     import timm
 
