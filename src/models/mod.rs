@@ -10,6 +10,7 @@ pub mod metaformer;
 pub mod mobilenet;
 pub mod resnet;
 pub mod swin;
+pub mod torch_pickle;
 pub mod vgg;
 pub mod vit;
 pub mod weights;
