@@ -15,11 +15,45 @@ fn torch_lib_dir() -> Option<PathBuf> {
     out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
+// The C++ shim for automatic mixed precision (csrc/autocast.cpp), compiled against the headers
+// of the same libtorch. Only the main crate has it (the fuzz crate includes this file for the
+// rpath alone and links the shim through the library).
+fn compile_shim(lib: &std::path::Path) {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let source = manifest.join("csrc/autocast.cpp");
+    if !source.is_file() {
+        return;
+    }
+    println!("cargo:rerun-if-changed={}", source.display());
+    let include = lib.join("../include");
+    let python = std::env::var("IMAGE_LEARNER_PYTHON").unwrap_or_else(|_| "python3".into());
+    let abi = Command::new(python)
+        .args(["-c", "import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "1".into());
+    cc::Build::new()
+        .cpp(true)
+        .file(&source)
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
+        .warnings(false)
+        .compile("image_learner_autocast");
+    println!("cargo:rustc-link-search=native={}", lib.display());
+    println!("cargo:rustc-link-lib=dylib=c10");
+    println!("cargo:rustc-link-lib=dylib=torch_cpu");
+}
+
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=IMAGE_LEARNER_PYTHON");
     match torch_lib_dir() {
         Some(dir) => {
+            compile_shim(&dir);
             println!("cargo:rustc-link-arg=-Wl,-rpath,{}", dir.display());
             // Known at run time so that `--device cuda` can load libtorch_cuda.so on demand.
             println!("cargo:rustc-env=IMAGE_LEARNER_TORCH_LIB={}", dir.display());

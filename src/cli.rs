@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::config::{
-    Augmentation, ColumnRef, DeviceChoice, OptimizerKind, PredictionsScope, SplitFractions, Task, TrainConfig,
+    Augmentation, ColumnRef, DeviceChoice, PrecisionChoice, OptimizerKind, PredictionsScope, SplitFractions, Task, TrainConfig,
     ValidationMetric,
 };
 use crate::predict::PredictConfig;
@@ -42,6 +42,30 @@ pub enum Command {
     /// Install pretrained weights into the weights folder.
     #[command(subcommand)]
     Weights(WeightsCommand),
+    /// Measure a model's training throughput (images/s) on random batches, as `train` steps.
+    Throughput(ThroughputArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ThroughputArgs {
+    pub model: String,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: i64,
+    #[arg(long, default_value_t = 96)]
+    pub image_size: i64,
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    #[arg(long, default_value_t = 8)]
+    pub steps: usize,
+    #[arg(long, default_value = "auto", value_parser = parse_with::<PrecisionChoice>)]
+    pub precision: PrecisionChoice,
+    /// Keep the default contiguous (NCHW) layout instead of channels-last.
+    #[arg(long)]
+    pub contiguous: bool,
+    #[arg(long, default_value = "cpu", value_parser = parse_with::<DeviceChoice>)]
+    pub device: DeviceChoice,
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -130,6 +154,9 @@ pub struct TrainArgs {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto", value_parser = parse_with::<DeviceChoice>)]
     pub device: DeviceChoice,
+    /// auto (bf16 mixed precision on a CUDA GPU or a CPU with AMX, else float32), fp32 or bf16.
+    #[arg(long, default_value = "auto", value_parser = parse_with::<PrecisionChoice>)]
+    pub precision: PrecisionChoice,
     /// Folder of pretrained weights (default: IMAGE_LEARNER_WEIGHTS, else the user cache).
     #[arg(long)]
     pub weights_dir: Option<PathBuf>,
@@ -168,6 +195,7 @@ impl TrainArgs {
             validation_metric: self.validation_metric,
             threads: self.threads,
             device: self.device,
+            precision: self.precision,
             weights_dir: self.weights_dir,
             predictions: self.predictions,
             threshold: self.threshold,
@@ -204,6 +232,9 @@ pub struct PredictArgs {
     pub threads: Option<usize>,
     #[arg(long, default_value = "auto", value_parser = parse_with::<DeviceChoice>)]
     pub device: DeviceChoice,
+    /// auto, fp32 or bf16 (as for train).
+    #[arg(long, default_value = "auto", value_parser = parse_with::<PrecisionChoice>)]
+    pub precision: PrecisionChoice,
 }
 
 impl PredictArgs {
@@ -219,6 +250,7 @@ impl PredictArgs {
             batch_size: self.batch_size,
             threads: self.threads,
             device: self.device,
+            precision: self.precision,
         }
     }
 }

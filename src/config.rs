@@ -243,6 +243,35 @@ impl FromStr for DeviceChoice {
     }
 }
 
+fn default_precision() -> PrecisionChoice {
+    PrecisionChoice::Auto
+}
+
+/// `--precision`: the floating-point precision of the forward pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrecisionChoice {
+    /// bf16 mixed precision where the hardware computes bf16 faster than float32 (a CPU with
+    /// AMX, a CUDA GPU), float32 elsewhere.
+    Auto,
+    Fp32,
+    /// bf16 automatic mixed precision: matrix products and convolutions in bf16, weights,
+    /// reductions and the loss in float32.
+    Bf16,
+}
+
+impl FromStr for PrecisionChoice {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(PrecisionChoice::Auto),
+            "fp32" | "float32" => Ok(PrecisionChoice::Fp32),
+            "bf16" | "bfloat16" => Ok(PrecisionChoice::Bf16),
+            other => Err(input_error(format!("unknown precision '{other}': use auto, fp32 or bf16"))),
+        }
+    }
+}
+
 /// Which images the Predictions CSV covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -289,6 +318,8 @@ pub struct TrainConfig {
     pub validation_metric: ValidationMetric,
     pub threads: Option<usize>,
     pub device: DeviceChoice,
+    #[serde(default = "default_precision")]
+    pub precision: PrecisionChoice,
     pub weights_dir: Option<PathBuf>,
     pub predictions: PredictionsScope,
     /// Binary task: predict the second class when its probability reaches this (default: the
@@ -308,6 +339,7 @@ impl TrainConfig {
             output_dir,
             task: Task::Classification,
             model: model.to_string(),
+            precision: PrecisionChoice::Auto,
             epochs: 10,
             batch_size: 32,
             use_pretrained: false,

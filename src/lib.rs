@@ -3,6 +3,7 @@
 //! The data flows one way: `data` (CSV, ZIP, decoding, split, augmentation, batches) ->
 //! `models` -> `train` -> `metrics` -> `outputs` and `report`. `pipeline` runs the `train`
 //! command through them; `predict` applies a saved model.
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod data;
@@ -12,6 +13,7 @@ pub mod metrics;
 pub mod models;
 pub mod outputs;
 pub mod pipeline;
+pub mod precision;
 pub mod predict;
 pub mod report;
 pub mod synth;

@@ -3,7 +3,7 @@ use clap::Parser;
 
 use image_learner::cli::{Cli, Command, WeightsCommand};
 use image_learner::error::{exit_code, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM};
-use image_learner::{models, pipeline, predict, synth};
+use image_learner::{bench, models, pipeline, precision, predict, synth};
 
 fn shell_quote(a: &str) -> String {
     if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,".contains(c)) {
@@ -31,6 +31,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(m) = s.metrics {
                 eprintln!("against the labels: accuracy {:.4}, macro F1 {:.4}", m.accuracy, m.macro_f1);
             }
+        }
+        Command::Throughput(a) => {
+            pipeline::configure_threads(a.threads);
+            let mut compute = precision::Compute::resolve(image_learner::device::resolve(a.device)?, a.precision)?;
+            compute.channels_last = !a.contiguous;
+            let t = bench::throughput(&a.model, a.batch_size, a.image_size, a.warmup, a.steps, &compute)?;
+            println!("{}", serde_json::to_string(&t)?);
         }
         Command::Models => {
             use std::io::Write;

@@ -1,6 +1,7 @@
 //! The `train` command from end to end: options checked, data ingested and split, the model
 //! trained, every split evaluated, and the outputs written. Data flows one way:
 //! ZIP + CSV -> ImageSet -> splits -> trained model -> probabilities -> metrics -> files.
+use crate::precision::Compute;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -77,7 +78,8 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
     let spec = models::find(&cfg.model)?;
     outputs::prepare_output_dir(&cfg.output_dir)?;
     configure_threads(cfg.threads);
-    let device = crate::device::resolve(cfg.device)?;
+    let compute = crate::precision::Compute::resolve(crate::device::resolve(cfg.device)?, cfg.precision)?;
+    let device = compute.device;
     let weights_dir = weights::weights_dir(cfg.weights_dir.as_deref());
     if cfg.use_pretrained {
         // Fail before the data is read when the weights are missing.
@@ -160,6 +162,7 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
         spec.name,
         crate::device::describe(device)
     );
+    eprintln!("arithmetic: {}", compute.describe());
 
     tch::manual_seed(cfg.seed as i64);
     let mut vs = nn::VarStore::new(device);
@@ -169,6 +172,7 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
     } else {
         None
     };
+    compute.prepare(&vs);
     let n_params = models::parameter_count(&vs);
     let settings = TrainSettings {
         epochs: cfg.epochs,
@@ -182,7 +186,7 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
         head_prefix: spec.head_prefix.to_string(),
         augmentation: cfg.augmentation.clone(),
         seed: cfg.seed,
-        device,
+        compute,
         normalization: spec.normalization,
     };
     let set = Arc::new(ing.images);
@@ -196,7 +200,7 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
 
     let eval_batch = batch_size.max(64);
     let evaluate = |indices: &[usize]| -> (Vec<Vec<f32>>, Metrics) {
-        let probs = train::predict_probs(&net, &set, indices, eval_batch, spec.normalization, device);
+        let probs = train::predict_probs(&net, &set, indices, eval_batch, spec.normalization, &compute);
         let truth: Vec<usize> = indices.iter().map(|&i| set.labels[i]).collect();
         let m = metrics::compute_with_threshold(&truth, &probs, &set.classes, cfg.threshold);
         (probs, m)
@@ -285,6 +289,7 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
         item("Early stopping", cfg.early_stop.map_or("off".into(), |n| format!("after {n} epochs without improvement"))),
         item("Random seed", cfg.seed.to_string()),
         item("Device", crate::device::describe(device)),
+        item("Arithmetic", compute.describe()),
         item("Wall time", format!("{seconds:.1} s")),
         item("Software", format!("image-learner {}, libtorch 2.13.0 (tch 0.26)", env!("CARGO_PKG_VERSION"))),
     ];
@@ -351,11 +356,15 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
 }
 
 /// Used by `predict` and tests: the model of a bundle, ready for evaluation.
-pub fn network_from_bundle(b: &bundle::Bundle, device: tch::Device) -> Result<(nn::VarStore, models::Network, &'static models::ModelSpec)> {
+pub fn network_from_bundle(
+    b: &bundle::Bundle,
+    compute: &Compute,
+) -> Result<(nn::VarStore, models::Network, &'static models::ModelSpec)> {
     let spec = models::find(&b.config.architecture)?;
-    let mut vs = nn::VarStore::new(device);
+    let mut vs = nn::VarStore::new(compute.device);
     let net = spec.build(&vs.root(), b.config.classes.len() as i64);
     weights::copy_variables(&mut vs, None, &b.tensors)?;
+    compute.prepare(&vs);
     Ok((vs, net, spec))
 }
 

@@ -26,6 +26,7 @@ pub struct PredictConfig {
     pub batch_size: Option<usize>,
     pub threads: Option<usize>,
     pub device: DeviceChoice,
+    pub precision: crate::config::PrecisionChoice,
 }
 
 pub struct PredictSummary {
@@ -59,7 +60,7 @@ fn rows_from_archive(zip: &std::path::Path) -> Result<Metadata> {
 pub fn run_predict(cfg: &PredictConfig) -> Result<PredictSummary> {
     let b = bundle::read(&cfg.model)?;
     pipeline::configure_threads(cfg.threads);
-    let device = crate::device::resolve(cfg.device)?;
+    let compute = crate::precision::Compute::resolve(crate::device::resolve(cfg.device)?, cfg.precision)?;
     let meta = match &cfg.metadata {
         Some(path) => data::metadata::read_metadata(
             path,
@@ -78,11 +79,11 @@ pub fn run_predict(cfg: &PredictConfig) -> Result<PredictSummary> {
     if s.rows_without_image > 0 {
         eprintln!("warning: {} rows name no image in {} (e.g. {})", s.rows_without_image, s.archive_file, s.missing_examples.join("; "));
     }
-    let (_vs, net, _) = pipeline::network_from_bundle(&b, device)?;
+    let (_vs, net, _) = pipeline::network_from_bundle(&b, &compute)?;
     let set = Arc::new(ing.images);
     let indices: Vec<usize> = (0..set.len()).collect();
     let batch = cfg.batch_size.unwrap_or(b.config.eval_batch_size).max(1);
-    let probs = train::predict_probs(&net, &set, &indices, batch, b.config.normalization, device);
+    let probs = train::predict_probs(&net, &set, &indices, batch, b.config.normalization, &compute);
     let truth: Option<Vec<String>> = ing.labelled.then(|| set.labels.iter().map(|&l| set.classes[l].clone()).collect());
     let csv = predictions::to_csv(&set.names, truth.as_deref(), &probs, &set.classes, None, b.config.options.threshold)?;
     outputs::write_atomic(&cfg.output, &csv)?;

@@ -15,6 +15,7 @@ use crate::data::batches::{Batch, EpochBatches, Normalization};
 use crate::data::ImageSet;
 use crate::metrics;
 use crate::models::Network;
+use crate::precision::Compute;
 
 pub struct TrainSettings {
     pub epochs: usize,
@@ -29,7 +30,7 @@ pub struct TrainSettings {
     pub head_prefix: String,
     pub augmentation: Vec<Augmentation>,
     pub seed: u64,
-    pub device: Device,
+    pub compute: Compute,
     pub normalization: Normalization,
 }
 
@@ -73,12 +74,12 @@ fn restore(vs: &nn::VarStore, state: &HashMap<String, Tensor>) {
     });
 }
 
-fn to_device(b: &Batch, size: usize, device: Device) -> (Tensor, Tensor) {
+fn to_device(b: &Batch, size: usize, compute: &Compute) -> (Tensor, Tensor) {
     let n = b.labels.len() as i64;
     let s = size as i64;
     let x = Tensor::from_slice(&b.pixels).view([n, 3, s, s]);
     let y = Tensor::from_slice(&b.labels);
-    (x.to_device(device), y.to_device(device))
+    (compute.input(x), y.to_device(compute.device))
 }
 
 /// Softmax probabilities for images `indices` of `set`, in that order, in eval mode.
@@ -88,14 +89,14 @@ pub fn predict_probs(
     indices: &[usize],
     batch_size: usize,
     norm: Normalization,
-    device: Device,
+    compute: &Compute,
 ) -> Vec<Vec<f32>> {
     let k = set.classes.len();
     let mut out = Vec::with_capacity(indices.len());
     tch::no_grad(|| {
         for b in EpochBatches::evaluation(set.clone(), indices, batch_size, norm) {
-            let (x, _) = to_device(&b, set.size, device);
-            let p = net.forward(&x, false, false).softmax(-1, Kind::Float).to_device(Device::Cpu);
+            let (x, _) = to_device(&b, set.size, compute);
+            let p = compute.run(|| net.forward(&x, false, false)).softmax(-1, Kind::Float).to_device(Device::Cpu);
             let flat: Vec<f32> = Vec::<f32>::try_from(p.flatten(0, -1)).expect("float probabilities");
             out.extend(flat.chunks(k).map(<[f32]>::to_vec));
         }
@@ -171,9 +172,12 @@ pub fn fit(
         let mut waited = Instant::now();
         for b in batches {
             wait += waited.elapsed().as_secs_f64();
-            let (x, y) = to_device(&b, set.size, s.device);
-            let logits = net.forward(&x, true, s.frozen_backbone);
-            let loss = logits.cross_entropy_for_logits(&y);
+            let (x, y) = to_device(&b, set.size, &s.compute);
+            let (logits, loss) = s.compute.run(|| {
+                let logits = net.forward(&x, true, s.frozen_backbone);
+                let loss = logits.cross_entropy_for_logits(&y);
+                (logits, loss)
+            });
             opt.backward_step(&loss);
             let mut l = loss.double_value(&[]);
             if fault_nan_epoch() == Some(epoch) {
@@ -199,7 +203,7 @@ pub fn fit(
             break;
         }
         let val = (!val_idx.is_empty()).then(|| {
-            let probs = predict_probs(net, set, val_idx, s.batch_size.max(64), s.normalization, s.device);
+            let probs = predict_probs(net, set, val_idx, s.batch_size.max(64), s.normalization, &s.compute);
             let truth: Vec<usize> = val_idx.iter().map(|&i| set.labels[i]).collect();
             metrics::compute(&truth, &probs, &set.classes)
         });

@@ -135,3 +135,31 @@ fn bundled_sample_is_what_the_generator_makes() {
         );
     }
 }
+
+/// `--precision bf16` trains through libtorch's autocast (the report says so) and learns the
+/// sample as float32 does; where the CPU has no bf16 instructions it is refused with the reason.
+#[test]
+fn bf16_mixed_precision_trains_and_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let cpu_bf16 = std::fs::read_to_string("/proc/cpuinfo").unwrap().split_whitespace().any(|f| f == "avx512_bf16" || f == "amx_bf16");
+    let mut accuracy = Vec::new();
+    for precision in [image_learner::config::PrecisionChoice::Fp32, image_learner::config::PrecisionChoice::Bf16] {
+        let out = dir.path().join(format!("{precision:?}"));
+        let mut cfg = quick_config(&out, 8);
+        cfg.precision = precision;
+        match image_learner::pipeline::run_train(&cfg) {
+            Ok(s) => {
+                let html = std::fs::read_to_string(out.join(image_learner::outputs::REPORT)).unwrap();
+                let expected = if precision == image_learner::config::PrecisionChoice::Bf16 { "bf16 mixed precision" } else { "float32" };
+                assert!(html.contains(expected), "{precision:?}: the report names the arithmetic");
+                accuracy.push(s.test.accuracy);
+            }
+            Err(e) => {
+                assert!(!cpu_bf16 && format!("{e:#}").contains("neither AVX512-BF16 nor AMX"), "{e:#}");
+                return;
+            }
+        }
+    }
+    // Three classes (chance 0.33): both learn, and bf16 lands near float32.
+    assert!(accuracy[1] > 0.55 && (accuracy[0] - accuracy[1]).abs() < 0.2, "fp32 {} vs bf16 {}", accuracy[0], accuracy[1]);
+}

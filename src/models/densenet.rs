@@ -19,10 +19,10 @@ fn dense_layer(p: nn::Path, c_in: i64) -> impl ModuleT {
     nn::func_t(move |xs, train| {
         let ys = xs
             .apply_t(&norm1, train)
-            .relu()
+            .relu_()
             .apply(&conv1)
             .apply_t(&norm2, train)
-            .relu()
+            .relu_()
             .apply(&conv2);
         Tensor::cat(&[xs, &ys], 1)
     })
@@ -33,7 +33,7 @@ fn transition(p: nn::Path, c_in: i64, c_out: i64) -> impl ModuleT {
     let norm = batch_norm(&p / "norm", c_in, BN_DEFAULT);
     let conv = conv2d(&p / "conv", c_in, c_out, 1, 1, 1, false);
     nn::func_t(move |xs, train| {
-        xs.apply_t(&norm, train).relu().apply(&conv).avg_pool2d(
+        xs.apply_t(&norm, train).relu_().apply(&conv).avg_pool2d(
             [2, 2],
             [2, 2],
             [0, 0],
@@ -76,11 +76,11 @@ fn densenet(p: &nn::Path, blocks: [i64; 4], init: i64, num_classes: i64) -> Netw
     let backbone = nn::func_t(move |xs, train| {
         xs.apply(&conv0)
             .apply_t(&norm0, train)
-            .relu()
+            .relu_()
             .max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)
             .apply_t(&body, train)
             .apply_t(&norm5, train)
-            .relu()
+            .relu_()
             .adaptive_avg_pool2d([1, 1])
             .flatten(1, -1)
     });

@@ -16,17 +16,72 @@ struct Stage {
 }
 
 const LITE0: [Stage; 7] = [
-    Stage { inverted_residual: false, repeats: 1, kernel: 3, stride: 1, expand: 1, channels: 16 },
-    Stage { inverted_residual: true, repeats: 2, kernel: 3, stride: 2, expand: 6, channels: 24 },
-    Stage { inverted_residual: true, repeats: 2, kernel: 5, stride: 2, expand: 6, channels: 40 },
-    Stage { inverted_residual: true, repeats: 3, kernel: 3, stride: 2, expand: 6, channels: 80 },
-    Stage { inverted_residual: true, repeats: 3, kernel: 5, stride: 1, expand: 6, channels: 112 },
-    Stage { inverted_residual: true, repeats: 4, kernel: 5, stride: 2, expand: 6, channels: 192 },
-    Stage { inverted_residual: true, repeats: 1, kernel: 3, stride: 1, expand: 6, channels: 320 },
+    Stage {
+        inverted_residual: false,
+        repeats: 1,
+        kernel: 3,
+        stride: 1,
+        expand: 1,
+        channels: 16,
+    },
+    Stage {
+        inverted_residual: true,
+        repeats: 2,
+        kernel: 3,
+        stride: 2,
+        expand: 6,
+        channels: 24,
+    },
+    Stage {
+        inverted_residual: true,
+        repeats: 2,
+        kernel: 5,
+        stride: 2,
+        expand: 6,
+        channels: 40,
+    },
+    Stage {
+        inverted_residual: true,
+        repeats: 3,
+        kernel: 3,
+        stride: 2,
+        expand: 6,
+        channels: 80,
+    },
+    Stage {
+        inverted_residual: true,
+        repeats: 3,
+        kernel: 5,
+        stride: 1,
+        expand: 6,
+        channels: 112,
+    },
+    Stage {
+        inverted_residual: true,
+        repeats: 4,
+        kernel: 5,
+        stride: 2,
+        expand: 6,
+        channels: 192,
+    },
+    Stage {
+        inverted_residual: true,
+        repeats: 1,
+        kernel: 3,
+        stride: 1,
+        expand: 6,
+        channels: 320,
+    },
 ];
 
 fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, groups: i64) -> nn::Conv2D {
-    let cfg = nn::ConvConfig { stride, padding: k / 2, groups, bias: false, ..Default::default() };
+    let cfg = nn::ConvConfig {
+        stride,
+        padding: k / 2,
+        groups,
+        bias: false,
+        ..Default::default()
+    };
     nn::conv2d(p, c_in, c_out, k, cfg)
 }
 
@@ -34,8 +89,11 @@ fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
     nn::batch_norm2d(p, c, Default::default())
 }
 
-fn relu6(xs: Tensor) -> Tensor {
-    xs.clamp(0.0, 6.0)
+/// ReLU6 in place on a fresh batch-norm output (batch norm's backward needs its input, not its
+/// output), as timm's `inplace=True` activations do: one pass over memory less.
+fn relu6(mut xs: Tensor) -> Tensor {
+    let _ = xs.relu6_();
+    xs
 }
 
 /// conv_dw, bn1 + ReLU6, conv_pw, bn2 (no activation); residual when shapes allow.
@@ -46,13 +104,26 @@ fn depthwise_separable(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64) 
     let bn2 = bn(&p / "bn2", c_out);
     let skip = stride == 1 && c_in == c_out;
     nn::func_t(move |xs, train| {
-        let ys = relu6(xs.apply(&conv_dw).apply_t(&bn1, train)).apply(&conv_pw).apply_t(&bn2, train);
-        if skip { ys + xs } else { ys }
+        let ys = relu6(xs.apply(&conv_dw).apply_t(&bn1, train))
+            .apply(&conv_pw)
+            .apply_t(&bn2, train);
+        if skip {
+            ys + xs
+        } else {
+            ys
+        }
     })
 }
 
 /// conv_pw (expand), bn1 + ReLU6, conv_dw, bn2 + ReLU6, conv_pwl (project), bn3; residual.
-fn inverted_residual(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, expand: i64) -> impl ModuleT {
+fn inverted_residual(
+    p: nn::Path,
+    c_in: i64,
+    c_out: i64,
+    k: i64,
+    stride: i64,
+    expand: i64,
+) -> impl ModuleT {
     let mid = c_in * expand;
     let conv_pw = conv(&p / "conv_pw", c_in, mid, 1, 1, 1);
     let bn1 = bn(&p / "bn1", mid);
@@ -65,7 +136,11 @@ fn inverted_residual(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, ex
         let ys = relu6(xs.apply(&conv_pw).apply_t(&bn1, train));
         let ys = relu6(ys.apply(&conv_dw).apply_t(&bn2, train));
         let ys = ys.apply(&conv_pwl).apply_t(&bn3, train);
-        if skip { ys + xs } else { ys }
+        if skip {
+            ys + xs
+        } else {
+            ys
+        }
     })
 }
 
@@ -79,9 +154,22 @@ fn backbone(p: &nn::Path, stages: &[Stage], stem: i64, features: i64) -> impl Mo
             let bp = p / "blocks" / s / b;
             let stride = if b == 0 { st.stride } else { 1 };
             blocks = if st.inverted_residual {
-                blocks.add(inverted_residual(bp, c_in, st.channels, st.kernel, stride, st.expand))
+                blocks.add(inverted_residual(
+                    bp,
+                    c_in,
+                    st.channels,
+                    st.kernel,
+                    stride,
+                    st.expand,
+                ))
             } else {
-                blocks.add(depthwise_separable(bp, c_in, st.channels, st.kernel, stride))
+                blocks.add(depthwise_separable(
+                    bp,
+                    c_in,
+                    st.channels,
+                    st.kernel,
+                    stride,
+                ))
             };
             c_in = st.channels;
         }
@@ -90,7 +178,9 @@ fn backbone(p: &nn::Path, stages: &[Stage], stem: i64, features: i64) -> impl Mo
     let bn2 = bn(p / "bn2", features);
     nn::func_t(move |xs, train| {
         let ys = relu6(xs.apply(&conv_stem).apply_t(&bn1, train)).apply_t(&blocks, train);
-        relu6(ys.apply(&conv_head).apply_t(&bn2, train)).adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+        relu6(ys.apply(&conv_head).apply_t(&bn2, train))
+            .adaptive_avg_pool2d([1, 1])
+            .flatten(1, -1)
     })
 }
 

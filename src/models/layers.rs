@@ -15,11 +15,19 @@ pub enum Act {
 }
 
 impl Act {
-    pub fn apply(self, xs: Tensor) -> Tensor {
+    /// Applies the activation to `xs`, a fresh output of a norm or a convolution: ReLU and ReLU6
+    /// work in place (their backward needs only their result), as torchvision's do.
+    pub fn apply(self, mut xs: Tensor) -> Tensor {
         match self {
             Act::Identity => xs,
-            Act::Relu => xs.relu(),
-            Act::Relu6 => xs.clamp(0.0, 6.0),
+            Act::Relu => {
+                let _ = xs.relu_();
+                xs
+            }
+            Act::Relu6 => {
+                let _ = xs.relu6_();
+                xs
+            }
             Act::Silu => xs.silu(),
             Act::Hardswish => xs.hardswish(),
         }

@@ -1,8 +1,7 @@
 //! ResNet (He et al., "Deep Residual Learning for Image Recognition", 2015), ResNeXt (Xie et al.,
 //! 2017) and Wide ResNet (Zagoruyko & Komodakis, 2016), as torchvision builds them, with its
-//! parameter names. The basic-block models reuse tch's implementation, which has the same names.
+//! parameter names.
 use tch::nn::{self, ModuleT};
-use tch::vision::resnet as tv;
 
 use super::Network;
 
@@ -11,21 +10,65 @@ fn head(p: &nn::Path, features: i64, num_classes: i64) -> nn::Linear {
 }
 
 pub fn resnet18(p: &nn::Path, num_classes: i64) -> Network {
-    Network::new(tv::resnet18_no_final_layer(p), 0.0, head(p, 512, num_classes))
+    resnet(p, Block::Basic, [2, 2, 2, 2], 1, 64, num_classes)
 }
 
 pub fn resnet34(p: &nn::Path, num_classes: i64) -> Network {
-    Network::new(tv::resnet34_no_final_layer(p), 0.0, head(p, 512, num_classes))
+    resnet(p, Block::Basic, [3, 4, 6, 3], 1, 64, num_classes)
 }
 
 fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, groups: i64) -> nn::Conv2D {
-    let cfg = nn::ConvConfig { stride, padding: k / 2, groups, bias: false, ..Default::default() };
+    let cfg = nn::ConvConfig {
+        stride,
+        padding: k / 2,
+        groups,
+        bias: false,
+        ..Default::default()
+    };
     nn::conv2d(p, c_in, c_out, k, cfg)
+}
+
+/// torchvision's BasicBlock: two 3x3 convolutions (the first strided), with a projection
+/// shortcut where the shape changes.
+fn basic_block(p: nn::Path, c_in: i64, planes: i64, stride: i64) -> impl ModuleT {
+    let conv1 = conv(&p / "conv1", c_in, planes, 3, stride, 1);
+    let bn1 = nn::batch_norm2d(&p / "bn1", planes, Default::default());
+    let conv2 = conv(&p / "conv2", planes, planes, 3, 1, 1);
+    let bn2 = nn::batch_norm2d(&p / "bn2", planes, Default::default());
+    let downsample = (stride != 1 || c_in != planes).then(|| {
+        let d = &p / "downsample";
+        (
+            conv(&d / "0", c_in, planes, 1, stride, 1),
+            nn::batch_norm2d(&d / "1", planes, Default::default()),
+        )
+    });
+    nn::func_t(move |xs, train| {
+        let ys = xs.apply(&conv1).apply_t(&bn1, train).relu_();
+        let ys = ys.apply(&conv2).apply_t(&bn2, train);
+        let shortcut = match &downsample {
+            Some((c, b)) => xs.apply(c).apply_t(b, train),
+            None => xs.shallow_clone(),
+        };
+        (ys + shortcut).relu_()
+    })
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Block {
+    Basic,
+    Bottleneck,
 }
 
 /// torchvision's Bottleneck: 1x1, 3x3 (grouped, strided), 1x1 expanding by 4, with a projection
 /// shortcut where the shape changes.
-fn bottleneck(p: nn::Path, c_in: i64, planes: i64, stride: i64, groups: i64, base_width: i64) -> impl ModuleT {
+fn bottleneck(
+    p: nn::Path,
+    c_in: i64,
+    planes: i64,
+    stride: i64,
+    groups: i64,
+    base_width: i64,
+) -> impl ModuleT {
     let width = planes * base_width / 64 * groups;
     let c_out = planes * 4;
     let conv1 = conv(&p / "conv1", c_in, width, 1, 1, 1);
@@ -36,22 +79,45 @@ fn bottleneck(p: nn::Path, c_in: i64, planes: i64, stride: i64, groups: i64, bas
     let bn3 = nn::batch_norm2d(&p / "bn3", c_out, Default::default());
     let downsample = (stride != 1 || c_in != c_out).then(|| {
         let d = &p / "downsample";
-        (conv(&d / "0", c_in, c_out, 1, stride, 1), nn::batch_norm2d(&d / "1", c_out, Default::default()))
+        (
+            conv(&d / "0", c_in, c_out, 1, stride, 1),
+            nn::batch_norm2d(&d / "1", c_out, Default::default()),
+        )
     });
     nn::func_t(move |xs, train| {
-        let ys = xs.apply(&conv1).apply_t(&bn1, train).relu();
-        let ys = ys.apply(&conv2).apply_t(&bn2, train).relu();
+        // In-place ReLUs on fresh batch-norm outputs and sums, as torchvision's.
+        let ys = xs.apply(&conv1).apply_t(&bn1, train).relu_();
+        let ys = ys.apply(&conv2).apply_t(&bn2, train).relu_();
         let ys = ys.apply(&conv3).apply_t(&bn3, train);
         let shortcut = match &downsample {
             Some((c, b)) => xs.apply(c).apply_t(b, train),
             None => xs.shallow_clone(),
         };
-        (ys + shortcut).relu()
+        (ys + shortcut).relu_()
     })
 }
 
-fn bottleneck_resnet(p: &nn::Path, layers: [i64; 4], groups: i64, base_width: i64, num_classes: i64) -> Network {
-    let conv1 = nn::conv2d(p / "conv1", 3, 64, 7, nn::ConvConfig { stride: 2, padding: 3, bias: false, ..Default::default() });
+fn resnet(
+    p: &nn::Path,
+    block: Block,
+    layers: [i64; 4],
+    groups: i64,
+    base_width: i64,
+    num_classes: i64,
+) -> Network {
+    let expansion = if block == Block::Basic { 1 } else { 4 };
+    let conv1 = nn::conv2d(
+        p / "conv1",
+        3,
+        64,
+        7,
+        nn::ConvConfig {
+            stride: 2,
+            padding: 3,
+            bias: false,
+            ..Default::default()
+        },
+    );
     let bn1 = nn::batch_norm2d(p / "bn1", 64, Default::default());
     let mut body = nn::seq_t();
     let mut c_in = 64;
@@ -59,38 +125,48 @@ fn bottleneck_resnet(p: &nn::Path, layers: [i64; 4], groups: i64, base_width: i6
         let lp = p / format!("layer{}", i + 1);
         for b in 0..n {
             let stride = if b == 0 && i > 0 { 2 } else { 1 };
-            body = body.add(bottleneck(&lp / b, c_in, planes, stride, groups, base_width));
-            c_in = planes * 4;
+            body = match block {
+                Block::Basic => body.add(basic_block(&lp / b, c_in, planes, stride)),
+                Block::Bottleneck => body.add(bottleneck(
+                    &lp / b,
+                    c_in,
+                    planes,
+                    stride,
+                    groups,
+                    base_width,
+                )),
+            };
+            c_in = planes * expansion;
         }
     }
     let backbone = nn::func_t(move |xs, train| {
         xs.apply(&conv1)
             .apply_t(&bn1, train)
-            .relu()
+            .relu_()
             .max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)
             .apply_t(&body, train)
             .adaptive_avg_pool2d([1, 1])
             .flatten(1, -1)
     });
-    Network::new(backbone, 0.0, head(p, 2048, num_classes))
+    Network::new(backbone, 0.0, head(p, 512 * expansion, num_classes))
 }
 
 pub fn resnet50(p: &nn::Path, num_classes: i64) -> Network {
-    bottleneck_resnet(p, [3, 4, 6, 3], 1, 64, num_classes)
+    resnet(p, Block::Bottleneck, [3, 4, 6, 3], 1, 64, num_classes)
 }
 
 pub fn resnet101(p: &nn::Path, num_classes: i64) -> Network {
-    bottleneck_resnet(p, [3, 4, 23, 3], 1, 64, num_classes)
+    resnet(p, Block::Bottleneck, [3, 4, 23, 3], 1, 64, num_classes)
 }
 
 pub fn resnet152(p: &nn::Path, num_classes: i64) -> Network {
-    bottleneck_resnet(p, [3, 8, 36, 3], 1, 64, num_classes)
+    resnet(p, Block::Bottleneck, [3, 8, 36, 3], 1, 64, num_classes)
 }
 
 pub fn resnext50_32x4d(p: &nn::Path, num_classes: i64) -> Network {
-    bottleneck_resnet(p, [3, 4, 6, 3], 32, 4, num_classes)
+    resnet(p, Block::Bottleneck, [3, 4, 6, 3], 32, 4, num_classes)
 }
 
 pub fn wide_resnet50_2(p: &nn::Path, num_classes: i64) -> Network {
-    bottleneck_resnet(p, [3, 4, 6, 3], 1, 128, num_classes)
+    resnet(p, Block::Bottleneck, [3, 4, 6, 3], 1, 128, num_classes)
 }

@@ -1,0 +1,66 @@
+//! `image-learner throughput`: steady-state training throughput of one model on random batches,
+//! exactly the step `train` runs (channels-last input, forward and loss in the chosen
+//! precision, backward, Adam step), so that it can be set against PyTorch's in the benchmark
+//! (`bench/run.sh`). Timing belongs here and in `bench/`, never in the tests.
+use std::time::Instant;
+
+use anyhow::Result;
+use serde::Serialize;
+use tch::nn::OptimizerConfig;
+use tch::{nn, Kind, Tensor};
+
+use crate::models;
+use crate::precision::Compute;
+
+#[derive(Debug, Serialize)]
+pub struct Throughput {
+    pub model: String,
+    pub precision: String,
+    pub batch_size: i64,
+    pub image_size: i64,
+    pub steps: usize,
+    pub images_per_second: f64,
+}
+
+/// Times `steps` training steps after `warmup` untimed ones.
+pub fn throughput(
+    name: &str,
+    batch: i64,
+    size: i64,
+    warmup: usize,
+    steps: usize,
+    compute: &Compute,
+) -> Result<Throughput> {
+    let spec = models::find(name)?;
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(compute.device);
+    let net = spec.build(&vs.root(), 7);
+    compute.prepare(&vs);
+    let mut opt = nn::Adam::default().build(&vs, 1e-3)?;
+    let x = compute.input(Tensor::randn(
+        [batch, 3, size, size],
+        (Kind::Float, tch::Device::Cpu),
+    ));
+    let y = Tensor::randint(7, [batch], (Kind::Int64, compute.device));
+    let mut started = Instant::now();
+    for step in 0..warmup + steps {
+        if step == warmup {
+            if let tch::Device::Cuda(n) = compute.device {
+                tch::Cuda::synchronize(n as i64);
+            }
+            started = Instant::now();
+        }
+        let loss = compute.run(|| net.forward(&x, true, false).cross_entropy_for_logits(&y));
+        opt.backward_step(&loss);
+    }
+    let _ = Vec::<f32>::try_from(vs.trainable_variables()[0].flatten(0, -1).narrow(0, 0, 1))?;
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Throughput {
+        model: name.to_string(),
+        precision: compute.describe(),
+        batch_size: batch,
+        image_size: size,
+        steps,
+        images_per_second: (batch as f64 * steps as f64) / seconds,
+    })
+}
