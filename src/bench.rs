@@ -2,6 +2,7 @@
 //! exactly the step `train` runs (channels-last input, forward and loss in the chosen
 //! precision, backward, Adam step), so that it can be set against PyTorch's in the benchmark
 //! (`bench/run.sh`). Timing belongs here and in `bench/`, never in the tests.
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -9,6 +10,8 @@ use serde::Serialize;
 use tch::nn::OptimizerConfig;
 use tch::{nn, Kind, Tensor};
 
+use crate::config::ColumnRef;
+use crate::data::{self, metadata::ColumnChoice, SizePolicy};
 use crate::models;
 use crate::precision::Compute;
 
@@ -20,6 +23,45 @@ pub struct Throughput {
     pub image_size: i64,
     pub steps: usize,
     pub images_per_second: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Ingestion {
+    pub images: usize,
+    pub image_size: usize,
+    pub seconds: f64,
+    pub images_per_second: f64,
+    /// The decoded set's pixel bytes (held as 8-bit RGB).
+    pub pixel_bytes: usize,
+}
+
+/// Times what `train` does before the first epoch: read the metadata, read the ZIP, decode and
+/// resize every image to `size` x `size` (in parallel, as `train` does).
+pub fn ingestion(
+    images: &Path,
+    metadata: &Path,
+    label: Option<ColumnRef>,
+    size: i64,
+) -> Result<Ingestion> {
+    let started = Instant::now();
+    let choice = ColumnChoice {
+        image: None,
+        label,
+        split: None,
+        group: None,
+        label_optional: false,
+    };
+    let meta = data::metadata::read_metadata(metadata, &choice)?;
+    let ing = data::ingest(images, meta, SizePolicy::Fixed(size as usize), None)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let n = ing.images.len();
+    Ok(Ingestion {
+        images: n,
+        image_size: size as usize,
+        seconds,
+        images_per_second: n as f64 / seconds,
+        pixel_bytes: ing.images.pixels.len(),
+    })
 }
 
 /// Times `steps` training steps after `warmup` untimed ones.

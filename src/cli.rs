@@ -48,7 +48,16 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct ThroughputArgs {
-    pub model: String,
+    /// The model whose training step is timed (or, with --images, the data ingestion instead).
+    #[arg(required_unless_present = "images")]
+    pub model: Option<String>,
+    /// Time reading, decoding and resizing this ZIP's images (with --metadata) instead.
+    #[arg(long, requires = "metadata")]
+    pub images: Option<PathBuf>,
+    #[arg(long)]
+    pub metadata: Option<PathBuf>,
+    #[arg(long, value_parser = parse_with::<ColumnRef>)]
+    pub label_column: Option<ColumnRef>,
     #[arg(long, default_value_t = 32)]
     pub batch_size: i64,
     #[arg(long, default_value_t = 96)]

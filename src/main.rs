@@ -36,8 +36,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             pipeline::configure_threads(a.threads);
             let mut compute = precision::Compute::resolve(image_learner::device::resolve(a.device)?, a.precision)?;
             compute.channels_last = !a.contiguous;
-            let t = bench::throughput(&a.model, a.batch_size, a.image_size, a.warmup, a.steps, &compute)?;
-            println!("{}", serde_json::to_string(&t)?);
+            let line = match (&a.images, &a.metadata, &a.model) {
+                (Some(images), Some(metadata), _) => {
+                    serde_json::to_string(&bench::ingestion(images, metadata, a.label_column.clone(), a.image_size)?)?
+                }
+                (_, _, Some(model)) => {
+                    serde_json::to_string(&bench::throughput(model, a.batch_size, a.image_size, a.warmup, a.steps, &compute)?)?
+                }
+                _ => anyhow::bail!("name a model, or --images and --metadata"),
+            };
+            println!("{line}");
         }
         Command::Models => {
             use std::io::Write;

@@ -2,7 +2,6 @@
 //! 8-bit RGB, resized to a square of the model's input size. A pixel limit stops decompression
 //! bombs before anything large is allocated.
 use anyhow::Result;
-use image::imageops::FilterType;
 use image::{ImageReader, Limits};
 use std::io::Cursor;
 
@@ -40,14 +39,26 @@ pub fn decode_rgb(bytes: &[u8], name: &str, size: u32) -> Result<(Vec<u8>, bool)
     let img = reader
         .decode()
         .map_err(|e| input_error(format!("'{name}' is damaged or truncated: {e}")))?;
-    let rgb = img.to_rgb8();
-    let tiny = rgb.width() < 8 || rgb.height() < 8;
-    let rgb = if rgb.width() == size && rgb.height() == size {
-        rgb
-    } else {
-        image::imageops::resize(&rgb, size, size, FilterType::Triangle)
-    };
-    Ok((rgb.into_raw(), tiny))
+    let rgb = img.into_rgb8();
+    let (w, h) = rgb.dimensions();
+    let tiny = w < 8 || h < 8;
+    if w == size && h == size {
+        return Ok((rgb.into_raw(), tiny));
+    }
+    let resized = resize_bilinear(rgb.into_raw(), w, h, size)
+        .map_err(|e| input_error(format!("'{name}' ({w}x{h}) cannot be resized to {size}x{size}: {e}")))?;
+    Ok((resized, tiny))
+}
+
+/// Bilinear (triangle-filter) resize of 8-bit RGB to `size` x `size`, with SIMD
+/// (fast_image_resize); the filter widens when shrinking, so downscaling averages.
+fn resize_bilinear(rgb: Vec<u8>, w: u32, h: u32, size: u32) -> std::result::Result<Vec<u8>, String> {
+    use fast_image_resize::{images::Image, FilterType as F, PixelType, ResizeAlg, ResizeOptions, Resizer};
+    let src = Image::from_vec_u8(w, h, rgb, PixelType::U8x3).map_err(|e| e.to_string())?;
+    let mut dst = Image::new(size, size, PixelType::U8x3);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(F::Bilinear));
+    Resizer::new().resize(&src, &mut dst, &options).map_err(|e| e.to_string())?;
+    Ok(dst.into_vec())
 }
 
 #[cfg(test)]
@@ -100,6 +111,21 @@ mod tests {
         assert!(out.chunks(3).all(|p| p == [200, 10, 10]));
         let one = DynamicImage::ImageRgb8(RgbImage::from_pixel(1, 1, Rgb([1, 2, 3])));
         assert_eq!(decode_rgb(&encode(&one, ImageFormat::Png), "x", 4).unwrap(), ([1u8, 2, 3].repeat(16), true));
+    }
+
+    #[test]
+    fn resizing_interpolates_and_averages_like_image_s_triangle_filter() {
+        // A horizontal ramp, shrunk and enlarged: the result matches the image crate's own
+        // triangle filter within rounding, and keeps the ramp.
+        let ramp = RgbImage::from_fn(40, 30, |x, _| Rgb([(x * 6) as u8, 255 - (x * 6) as u8, 9]));
+        for size in [8, 96] {
+            let ours = resize_bilinear(ramp.clone().into_raw(), 40, 30, size).unwrap();
+            let theirs = image::imageops::resize(&ramp, size, size, image::imageops::FilterType::Triangle).into_raw();
+            let worst = ours.iter().zip(&theirs).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+            assert!(worst <= 2, "size {size}: differs from image's triangle filter by {worst}");
+            let row: Vec<u8> = ours.chunks(3).take(size as usize).map(|p| p[0]).collect();
+            assert!(row.windows(2).all(|w| w[0] <= w[1]), "size {size}: the ramp rises: {row:?}");
+        }
     }
 
     #[test]
