@@ -99,6 +99,7 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
         None => SizePolicy::FromImages { max: spec.default_size as usize },
     };
     let ing = data::ingest(&cfg.images, meta, size, None)?;
+    let ingested = started.elapsed().as_secs_f64();
     let mut warnings = ing.summary.warnings.clone();
     let s = &ing.summary;
     eprintln!(
@@ -190,7 +191,10 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
         normalization: spec.normalization,
     };
     let set = Arc::new(ing.images);
+    let training_started = Instant::now();
     let outcome = train::fit(&net, &mut vs, &set, &train_idx, &val_idx, &settings)?;
+    let training = training_started.elapsed().as_secs_f64();
+    let evaluation_started = Instant::now();
     if let Some(e) = outcome.diverged_at {
         warnings.push(format!(
             "the training loss became NaN or infinite in epoch {e}; training stopped and the best earlier epoch ({}) was kept",
@@ -209,6 +213,8 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
     let val_m = (!val_idx.is_empty()).then(|| evaluate(&val_idx).1);
     let (test_probs, test_m) = evaluate(&test_idx);
 
+    let evaluation = evaluation_started.elapsed().as_secs_f64();
+    let outputs_started = Instant::now();
     // Outputs.
     let out = &cfg.output_dir;
     let name_of = |ix: &[usize]| -> Vec<String> { ix.iter().map(|&i| set.names[i].clone()).collect() };
@@ -345,6 +351,12 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
     staging.write(outputs::BEST_MODEL, &model_zip)?;
     staging.write(outputs::REPORT, html.as_bytes())?;
     staging.commit()?;
+    let waited: f64 = outcome.history.iter().map(|r| r.data_wait_seconds).sum();
+    eprintln!(
+        "time: data {ingested:.1} s, training {training:.1} s (waiting for batches {:.1}%), final evaluation {evaluation:.1} s, report and outputs {:.1} s",
+        100.0 * waited / training.max(1e-9),
+        outputs_started.elapsed().as_secs_f64()
+    );
     Ok(RunSummary {
         output_dir: out.clone(),
         test: test_m,

@@ -108,9 +108,13 @@ impl Compute {
         out
     }
 
-    /// A batch of images (NCHW) on the device, in this run's layout.
+    /// A batch of images (NCHW) on the device, in this run's layout. To a GPU, the batch goes
+    /// through pinned host memory and is copied without blocking the host.
     pub fn input(&self, x: Tensor) -> Tensor {
-        let x = x.to_device(self.device);
+        let x = match self.device {
+            Device::Cuda(_) => x.pin_memory(self.device).to_device_(self.device, x.kind(), true, false),
+            _ => x,
+        };
         if self.channels_last && x.dim() == 4 {
             to_channels_last(&x)
         } else {

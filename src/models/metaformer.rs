@@ -114,8 +114,11 @@ impl StarRelu {
     fn new(p: nn::Path) -> StarRelu {
         StarRelu { scale: p.ones("scale", &[1]), bias: p.zeros("bias", &[1]) }
     }
-    fn forward(&self, xs: &Tensor) -> Tensor {
-        xs.relu().square() * &self.scale + &self.bias
+    /// `xs` is a fresh convolution or linear output, so the ReLU runs in place; scale and bias
+    /// are applied in one fused multiply-add.
+    fn forward(&self, mut xs: Tensor) -> Tensor {
+        let _ = xs.relu_();
+        self.bias.addcmul(&xs.square(), &self.scale)
     }
 }
 
@@ -127,7 +130,7 @@ fn token_mixer(p: nn::Path, dim: i64, mixer: Mixer) -> Box<dyn Fn(&Tensor) -> Te
             let act1 = StarRelu::new(&p / "act1");
             let dwconv = conv(&p / "dwconv", mid, mid, 7, 1, 3, mid, false);
             let pwconv2 = conv(&p / "pwconv2", mid, dim, 1, 1, 0, 1, false);
-            Box::new(move |xs| act1.forward(&xs.apply(&pwconv1)).apply(&dwconv).apply(&pwconv2))
+            Box::new(move |xs| act1.forward(xs.apply(&pwconv1)).apply(&dwconv).apply(&pwconv2))
         }
         Mixer::Attention => {
             let head_dim = 32;
@@ -173,7 +176,7 @@ fn block(p: nn::Path, dim: i64, mixer: Mixer, norm: NormKind, res_scale: bool) -
     };
     nn::func_t(move |xs, _train| {
         let x = scaled(xs, &res1) + mix(&norm1.forward(xs));
-        scaled(&x, &res2) + fc2(&act.forward(&fc1(&norm2.forward(&x))))
+        scaled(&x, &res2) + fc2(&act.forward(fc1(&norm2.forward(&x))))
     })
 }
 

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The performance benchmark (not part of the tests): ours against the Python reference
+# (bench/reference.py: PyTorch 2.13, timm, scikit-learn) in the same run on the same machine,
+# printed as Markdown tables. Usage: bench/run.sh [SECTION ...], sections: throughput ingest
+# e2e accuracy (default: all). Needs ../shared/data/ham10000 (or HAM10000_DIR).
+# Takes about 15 minutes on 2 cores; run it alone, as every figure is a ratio of two timings.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+cargo build --release --quiet
+bin=target/release/image-learner
+py="$IMAGE_LEARNER_PYTHON"
+ham="${HAM10000_DIR:-../shared/data/ham10000}"
+out="${BENCH_OUT:-$(mktemp -d)}"
+reps="${BENCH_REPS:-3}"
+sections="${*:-throughput ingest e2e accuracy}"
+ips() { sed -n 's/.*"images_per_second": *\([0-9.]*\).*/\1/p'; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+rss_mb() { sed -n 's/.*Maximum resident set size (kbytes): \([0-9]*\).*/\1/p' "$1" | awk '{printf "%.0f", $1/1024}'; }
+wall_s() { sed -n 's/.*Elapsed (wall clock) time (h:mm:ss or m:ss): \(.*\)/\1/p' "$1" | awk -F: '{s=0; for (i=1;i<=NF;i++) s=s*60+$i; printf "%.1f", s}'; }
+echo "# image-learner benchmark, $(date -u +%Y-%m-%d), $(nproc) cores: $(lscpu | sed -n 's/Model name: *//p')"
+echo "CPU bf16 support: $(grep -o -w -E 'amx_bf16|avx512_bf16' /proc/cpuinfo | sort -u | tr '\n' ' ')"
+
+if [[ " $sections " == *" throughput "* ]]; then
+  echo
+  echo "## Training throughput (images/s, batch 32, 96x96, median of $reps, interleaved)"
+  echo
+  echo "| model | PyTorch fp32 (default) | PyTorch fp32 channels-last | PyTorch bf16 channels-last | ours fp32 | ours bf16 | ours best / PyTorch best | ours best / PyTorch default |"
+  echo "|---|---|---|---|---|---|---|---|"
+  for m in resnet18 efficientnet_lite0 caformer_s18; do
+    for r in $(seq "$reps"); do
+      "$py" bench/reference.py throughput "$m" --layout contiguous --precision fp32 | ips >>"$out/$m.py_default"
+      "$bin" throughput "$m" --precision fp32 | ips >>"$out/$m.ours_fp32"
+      "$py" bench/reference.py throughput "$m" --layout channels_last --precision fp32 | ips >>"$out/$m.py_cl"
+      "$bin" throughput "$m" --precision bf16 | ips >>"$out/$m.ours_bf16"
+      "$py" bench/reference.py throughput "$m" --layout channels_last --precision bf16 | ips >>"$out/$m.py_cl_bf16"
+    done
+    for k in py_default py_cl py_cl_bf16 ours_fp32 ours_bf16; do declare "$k=$(median <"$out/$m.$k")"; done
+    awk -v m="$m" -v a="$py_default" -v b="$py_cl" -v c="$py_cl_bf16" -v d="$ours_fp32" -v e="$ours_bf16" 'BEGIN {
+      pb = (b > c ? b : c); pb = (a > pb ? a : pb); ob = (d > e ? d : e);
+      printf "| %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.2fx | %.2fx |\n", m, a, b, c, d, e, ob / pb, ob / a }'
+  done
+fi
+
+if [[ " $sections " == *" ingest "* ]]; then
+  echo
+  echo "## Ingestion: HAM10000_200x150_dev.zip (6,379 JPEGs, 200x150) decoded and resized to 224x224"
+  echo
+  /usr/bin/time -v "$bin" throughput --images "$ham/HAM10000_200x150_dev.zip" \
+    --metadata "$ham/HAM10000_200x150_dev_metadata.csv" --label-column dx --image-size 224 >"$out/ingest.json" 2>"$out/ingest.time"
+  echo "ours: $(ips <"$out/ingest.json" | awk '{printf "%.0f", $1}') images/s, peak RSS $(rss_mb "$out/ingest.time") MB"
+fi
+
+if [[ " $sections " == *" e2e "* ]]; then
+  echo
+  echo "## End to end: the tutorial's options, caformer_s18_384 on images_96.zip + image_metadata_new.csv (96x96), 3 epochs"
+  echo
+  /usr/bin/time -v "$bin" train --images "$ham/images_96.zip" --metadata "$ham/image_metadata_new.csv" \
+    --model caformer_s18_384 --epochs 3 --batch-size 32 --use-pretrained false --learning-rate 0.001 --seed 42 \
+    --augmentation horizontal_flip --split 70/10/20 --output-dir "$out/ours_e2e" 2>"$out/ours_e2e.log"
+  /usr/bin/time -v "$py" bench/reference.py train --images "$ham/images_96.zip" --metadata "$ham/image_metadata_new.csv" \
+    --model caformer_s18_384 --epochs 3 --out "$out/py_e2e" 2>"$out/py_e2e.log"
+  ow=$(wall_s "$out/ours_e2e.log"); pw=$(wall_s "$out/py_e2e.log")
+  echo "| | wall time | peak RSS | phases |"
+  echo "|---|---|---|---|"
+  echo "| ours | ${ow} s | $(rss_mb "$out/ours_e2e.log") MB | $(grep '^time:' "$out/ours_e2e.log" | sed 's/^time: //') |"
+  echo "| Python reference | ${pw} s | $(rss_mb "$out/py_e2e.log") MB | $(grep '^time:' "$out/py_e2e.log" | sed 's/^time: //') |"
+  awk -v o="$ow" -v p="$pw" 'BEGIN { printf "\nours is %.2fx faster end to end\n", p / o }'
+fi
+
+if [[ " $sections " == *" accuracy "* ]]; then
+  echo
+  echo "## Mixed precision and accuracy: efficientnet_lite0, tutorial data (96x96), 10 epochs, seed 42"
+  echo
+  echo "| precision | test accuracy | macro F1 | wall time |"
+  echo "|---|---|---|---|"
+  for p in fp32 bf16; do
+    /usr/bin/time -v "$bin" train --images "$ham/images_96.zip" --metadata "$ham/image_metadata_new.csv" \
+      --model efficientnet_lite0 --epochs 10 --batch-size 32 --use-pretrained false --learning-rate 0.001 --seed 42 \
+      --augmentation horizontal_flip --split 70/10/20 --precision "$p" --output-dir "$out/acc_$p" 2>"$out/acc_$p.log"
+    sed -n "s/.*test accuracy \([0-9.]*\), macro F1 \([0-9.]*\).*/| $p | \1 | \2 | $(wall_s "$out/acc_$p.log") s |/p" "$out/acc_$p.log"
+  done
+fi
+echo
+echo "(raw outputs in $out)"
