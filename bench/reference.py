@@ -120,23 +120,28 @@ def train(a):
     mean = torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406))).view(3, 1, 1)
     std = torch.tensor(cfg.get("std", (0.229, 0.224, 0.225))).view(3, 1, 1)
     cl = a.layout == "channels_last"
+    device = torch.device(a.device)
+    dev = device.type
+    model = model.to(device)
     if cl:
         model = model.to(memory_format=torch.channels_last)
     bf16 = a.precision == "bf16"
 
+    def to_device(x):
+        x = x.to(device, non_blocking=True)
+        return x.to(memory_format=torch.channels_last) if cl else x
+
     def batches(ix, shuffle, flip):
         ds = Augmented(pixels[ix], labels[ix], mean, std, flip)
         return torch.utils.data.DataLoader(ds, batch_size=a.batch_size, shuffle=shuffle, num_workers=a.workers,
-                                           persistent_workers=False)
+                                           pin_memory=dev == "cuda")
 
     def predict(ix):
         model.eval()
         out = []
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.no_grad(), torch.autocast(dev, dtype=torch.bfloat16, enabled=bf16):
             for x, _ in batches(ix, False, False):
-                if cl:
-                    x = x.to(memory_format=torch.channels_last)
-                out.append(model(x).float().softmax(-1))
+                out.append(model(to_device(x)).float().softmax(-1).cpu())
         return torch.cat(out)
 
     opt = torch.optim.Adam(model.parameters(), a.learning_rate)
@@ -149,9 +154,8 @@ def train(a):
         total, seen, w0 = 0.0, 0, time.perf_counter()
         for x, y in batches(train_idx, True, a.flip):
             wait += time.perf_counter() - w0
-            if cl:
-                x = x.to(memory_format=torch.channels_last)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            x, y = to_device(x), y.to(device, non_blocking=True)
+            with torch.autocast(dev, dtype=torch.bfloat16, enabled=bf16):
                 loss = torch.nn.functional.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -232,6 +236,7 @@ def main():
     r.add_argument("--layout", default="channels_last", choices=["contiguous", "channels_last"])
     r.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     r.add_argument("--workers", type=int, default=1)
+    r.add_argument("--device", default="cpu")
     r.add_argument("--threads", type=int, default=os.cpu_count())
     a = ap.parse_args()
     throughput(a) if a.command == "throughput" else train(a)

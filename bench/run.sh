@@ -2,8 +2,8 @@
 # The performance benchmark (not part of the tests): ours against the Python reference
 # (bench/reference.py: PyTorch 2.13, timm, scikit-learn) in the same run on the same machine,
 # printed as Markdown tables. Usage: bench/run.sh [SECTION ...], sections: throughput ingest
-# e2e accuracy (default: all). Needs ../shared/data/ham10000 (or HAM10000_DIR).
-# Takes about 15 minutes on 2 cores; run it alone, as every figure is a ratio of two timings.
+# e2e accuracy ludwig (default: all). Needs ../shared/data/ham10000 (or HAM10000_DIR).
+# Takes about 25 minutes on 2 cores; run it alone, as every figure is a ratio of two timings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -13,7 +13,7 @@ py="$IMAGE_LEARNER_PYTHON"
 ham="${HAM10000_DIR:-../shared/data/ham10000}"
 out="${BENCH_OUT:-$(mktemp -d)}"
 reps="${BENCH_REPS:-3}"
-sections="${*:-throughput ingest e2e accuracy}"
+sections="${*:-throughput ingest e2e accuracy ludwig}"
 ips() { sed -n 's/.*"images_per_second": *\([0-9.]*\).*/\1/p'; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 rss_mb() { sed -n 's/.*Maximum resident set size (kbytes): \([0-9]*\).*/\1/p' "$1" | awk '{printf "%.0f", $1/1024}'; }
@@ -79,6 +79,26 @@ if [[ " $sections " == *" accuracy "* ]]; then
       --model efficientnet_lite0 --epochs 10 --batch-size 32 --use-pretrained false --learning-rate 0.001 --seed 42 \
       --augmentation horizontal_flip --split 70/10/20 --precision "$p" --output-dir "$out/acc_$p" 2>"$out/acc_$p.log"
     sed -n "s/.*test accuracy \([0-9.]*\), macro F1 \([0-9.]*\).*/| $p | \1 | \2 | $(wall_s "$out/acc_$p.log") s |/p" "$out/acc_$p.log"
+  done
+fi
+if [[ " $sections " == *" ludwig "* ]]; then
+  # The existing Galaxy tool (Python + Ludwig 0.10), measured on this kind of machine on the same
+  # data, 3 epochs, batch 32, no pretrained weights (figures given in issue 6; Ludwig itself is
+  # not installable here). It computes at 224x224 (resnet18, caformer_s18) whatever the images.
+  echo
+  echo "## Against the existing tool (Ludwig, 3 epochs, tutorial data, batch 32)"
+  echo
+  echo "| model | computed at | ours wall | ours peak RSS | Ludwig wall | Ludwig peak RSS | speed-up | memory |"
+  echo "|---|---|---|---|---|---|---|---|"
+  for spec in "resnet18 96 350 4096" "resnet18 224 350 4096" "caformer_s18 96 878 9933"; do
+    read -r m size lw lrss <<<"$spec"
+    /usr/bin/time -v "$bin" train --images "$ham/images_96.zip" --metadata "$ham/image_metadata_new.csv" \
+      --model "$m" --epochs 3 --batch-size 32 --use-pretrained false --learning-rate 0.001 --seed 42 \
+      --augmentation horizontal_flip --split 70/10/20 --image-size "$size" --output-dir "$out/ludwig_${m}_$size" \
+      2>"$out/ludwig_${m}_$size.log"
+    w=$(wall_s "$out/ludwig_${m}_$size.log"); r=$(rss_mb "$out/ludwig_${m}_$size.log")
+    awk -v m="$m" -v s="$size" -v w="$w" -v r="$r" -v lw="$lw" -v lr="$lrss" 'BEGIN {
+      printf "| %s | %sx%s | %.0f s | %d MB | %d s | %d MB | %.1fx | %.2f |\n", m, s, s, w, r, lw, lr, lw / w, r / lr }'
   done
 fi
 echo
