@@ -23,6 +23,7 @@ RUN python3 -m venv /opt/torch \
  && /opt/torch/bin/pip install --quiet torch==2.13.0
 WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
+COPY csrc/ csrc/
 COPY src/ src/
 COPY templates/ templates/
 ENV LIBTORCH_USE_PYTORCH=1 IMAGE_LEARNER_PYTHON=/opt/torch/bin/python PATH=/opt/torch/bin:$PATH
