@@ -5,7 +5,7 @@
 use tch::nn::{self, ModuleT};
 
 use super::layers::{
-    conv_bn_act, make_divisible, residual_block, squeeze_excitation, Act, Bn, BN_DEFAULT,
+    conv_bn_act, make_divisible, pooled, residual_block, squeeze_excitation, Act, Bn, BN_DEFAULT,
 };
 use super::Network;
 
@@ -190,11 +190,7 @@ pub fn build(p: &nn::Path, v: &Variant, num_classes: i64) -> Network {
     }
     let last = 4 * c_in;
     features = features.add(conv_bn_act(&f / 8, c_in, last, 1, 1, 1, v.bn, Act::Silu));
-    let backbone = nn::func_t(move |xs, train| {
-        xs.apply_t(&features, train)
-            .adaptive_avg_pool2d([1, 1])
-            .flatten(1, -1)
-    });
+    let backbone = pooled(features);
     Network::new(
         backbone,
         v.dropout,

@@ -3,6 +3,7 @@
 //! parameter names: conv_stem, bn1, blocks.S.B.*, conv_head, bn2, classifier.
 use tch::{nn, nn::ModuleT, Tensor};
 
+use super::layers::{batch_norm, conv2d, BN_DEFAULT};
 use super::Network;
 
 /// One stage: depthwise-separable first block or inverted residuals.
@@ -74,21 +75,6 @@ const LITE0: [Stage; 7] = [
     },
 ];
 
-fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, groups: i64) -> nn::Conv2D {
-    let cfg = nn::ConvConfig {
-        stride,
-        padding: k / 2,
-        groups,
-        bias: false,
-        ..Default::default()
-    };
-    nn::conv2d(p, c_in, c_out, k, cfg)
-}
-
-fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
-    nn::batch_norm2d(p, c, Default::default())
-}
-
 /// ReLU6 in place on a fresh batch-norm output (batch norm's backward needs its input, not its
 /// output), as timm's `inplace=True` activations do: one pass over memory less.
 fn relu6(mut xs: Tensor) -> Tensor {
@@ -98,10 +84,10 @@ fn relu6(mut xs: Tensor) -> Tensor {
 
 /// conv_dw, bn1 + ReLU6, conv_pw, bn2 (no activation); residual when shapes allow.
 fn depthwise_separable(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64) -> impl ModuleT {
-    let conv_dw = conv(&p / "conv_dw", c_in, c_in, k, stride, c_in);
-    let bn1 = bn(&p / "bn1", c_in);
-    let conv_pw = conv(&p / "conv_pw", c_in, c_out, 1, 1, 1);
-    let bn2 = bn(&p / "bn2", c_out);
+    let conv_dw = conv2d(&p / "conv_dw", c_in, c_in, k, stride, c_in, false);
+    let bn1 = batch_norm(&p / "bn1", c_in, BN_DEFAULT);
+    let conv_pw = conv2d(&p / "conv_pw", c_in, c_out, 1, 1, 1, false);
+    let bn2 = batch_norm(&p / "bn2", c_out, BN_DEFAULT);
     let skip = stride == 1 && c_in == c_out;
     nn::func_t(move |xs, train| {
         let ys = relu6(xs.apply(&conv_dw).apply_t(&bn1, train))
@@ -125,12 +111,12 @@ fn inverted_residual(
     expand: i64,
 ) -> impl ModuleT {
     let mid = c_in * expand;
-    let conv_pw = conv(&p / "conv_pw", c_in, mid, 1, 1, 1);
-    let bn1 = bn(&p / "bn1", mid);
-    let conv_dw = conv(&p / "conv_dw", mid, mid, k, stride, mid);
-    let bn2 = bn(&p / "bn2", mid);
-    let conv_pwl = conv(&p / "conv_pwl", mid, c_out, 1, 1, 1);
-    let bn3 = bn(&p / "bn3", c_out);
+    let conv_pw = conv2d(&p / "conv_pw", c_in, mid, 1, 1, 1, false);
+    let bn1 = batch_norm(&p / "bn1", mid, BN_DEFAULT);
+    let conv_dw = conv2d(&p / "conv_dw", mid, mid, k, stride, mid, false);
+    let bn2 = batch_norm(&p / "bn2", mid, BN_DEFAULT);
+    let conv_pwl = conv2d(&p / "conv_pwl", mid, c_out, 1, 1, 1, false);
+    let bn3 = batch_norm(&p / "bn3", c_out, BN_DEFAULT);
     let skip = stride == 1 && c_in == c_out;
     nn::func_t(move |xs, train| {
         let ys = relu6(xs.apply(&conv_pw).apply_t(&bn1, train));
@@ -145,8 +131,8 @@ fn inverted_residual(
 }
 
 fn backbone(p: &nn::Path, stages: &[Stage], stem: i64, features: i64) -> impl ModuleT {
-    let conv_stem = conv(p / "conv_stem", 3, stem, 3, 2, 1);
-    let bn1 = bn(p / "bn1", stem);
+    let conv_stem = conv2d(p / "conv_stem", 3, stem, 3, 2, 1, false);
+    let bn1 = batch_norm(p / "bn1", stem, BN_DEFAULT);
     let mut blocks = nn::seq_t();
     let mut c_in = stem;
     for (s, st) in stages.iter().enumerate() {
@@ -174,8 +160,8 @@ fn backbone(p: &nn::Path, stages: &[Stage], stem: i64, features: i64) -> impl Mo
             c_in = st.channels;
         }
     }
-    let conv_head = conv(p / "conv_head", c_in, features, 1, 1, 1);
-    let bn2 = bn(p / "bn2", features);
+    let conv_head = conv2d(p / "conv_head", c_in, features, 1, 1, 1, false);
+    let bn2 = batch_norm(p / "bn2", features, BN_DEFAULT);
     nn::func_t(move |xs, train| {
         let ys = relu6(xs.apply(&conv_stem).apply_t(&bn1, train)).apply_t(&blocks, train);
         relu6(ys.apply(&conv_head).apply_t(&bn2, train))

@@ -143,6 +143,15 @@ pub fn residual_block(layers: nn::SequentialT, residual: bool, sd_prob: f64) -> 
     })
 }
 
+/// A backbone of `features` followed by global average pooling: one feature vector per image.
+pub fn pooled(features: nn::SequentialT) -> impl ModuleT {
+    nn::func_t(move |xs, train| {
+        xs.apply_t(&features, train)
+            .adaptive_avg_pool2d([1, 1])
+            .flatten(1, -1)
+    })
+}
+
 /// A LayerNorm over the last axis (`weight`, `bias`).
 pub fn layer_norm(p: nn::Path, dim: i64, eps: f64) -> nn::LayerNorm {
     nn::layer_norm(

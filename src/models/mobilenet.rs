@@ -4,8 +4,8 @@
 use tch::nn::{self, ModuleT};
 
 use super::layers::{
-    batch_norm, conv2d, conv_bn_act, make_divisible, residual_block, squeeze_excitation, Act, Bn,
-    BN_DEFAULT,
+    batch_norm, conv2d, conv_bn_act, make_divisible, pooled, residual_block, squeeze_excitation,
+    Act, Bn, BN_DEFAULT,
 };
 use super::Network;
 
@@ -81,11 +81,7 @@ pub fn mobilenet_v2(p: &nn::Path, num_classes: i64) -> Network {
         BN_DEFAULT,
         Act::Relu6,
     ));
-    let backbone = nn::func_t(move |xs, train| {
-        xs.apply_t(&features, train)
-            .adaptive_avg_pool2d([1, 1])
-            .flatten(1, -1)
-    });
+    let backbone = pooled(features);
     Network::new(
         backbone,
         0.2,

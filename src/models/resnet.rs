@@ -3,6 +3,7 @@
 //! parameter names.
 use tch::nn::{self, ModuleT};
 
+use super::layers::conv2d;
 use super::Network;
 
 fn head(p: &nn::Path, features: i64, num_classes: i64) -> nn::Linear {
@@ -17,28 +18,17 @@ pub fn resnet34(p: &nn::Path, num_classes: i64) -> Network {
     resnet(p, Block::Basic, [3, 4, 6, 3], 1, 64, num_classes)
 }
 
-fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, groups: i64) -> nn::Conv2D {
-    let cfg = nn::ConvConfig {
-        stride,
-        padding: k / 2,
-        groups,
-        bias: false,
-        ..Default::default()
-    };
-    nn::conv2d(p, c_in, c_out, k, cfg)
-}
-
 /// torchvision's BasicBlock: two 3x3 convolutions (the first strided), with a projection
 /// shortcut where the shape changes.
 fn basic_block(p: nn::Path, c_in: i64, planes: i64, stride: i64) -> impl ModuleT {
-    let conv1 = conv(&p / "conv1", c_in, planes, 3, stride, 1);
+    let conv1 = conv2d(&p / "conv1", c_in, planes, 3, stride, 1, false);
     let bn1 = nn::batch_norm2d(&p / "bn1", planes, Default::default());
-    let conv2 = conv(&p / "conv2", planes, planes, 3, 1, 1);
+    let conv2 = conv2d(&p / "conv2", planes, planes, 3, 1, 1, false);
     let bn2 = nn::batch_norm2d(&p / "bn2", planes, Default::default());
     let downsample = (stride != 1 || c_in != planes).then(|| {
         let d = &p / "downsample";
         (
-            conv(&d / "0", c_in, planes, 1, stride, 1),
+            conv2d(&d / "0", c_in, planes, 1, stride, 1, false),
             nn::batch_norm2d(&d / "1", planes, Default::default()),
         )
     });
@@ -71,16 +61,16 @@ fn bottleneck(
 ) -> impl ModuleT {
     let width = planes * base_width / 64 * groups;
     let c_out = planes * 4;
-    let conv1 = conv(&p / "conv1", c_in, width, 1, 1, 1);
+    let conv1 = conv2d(&p / "conv1", c_in, width, 1, 1, 1, false);
     let bn1 = nn::batch_norm2d(&p / "bn1", width, Default::default());
-    let conv2 = conv(&p / "conv2", width, width, 3, stride, groups);
+    let conv2 = conv2d(&p / "conv2", width, width, 3, stride, groups, false);
     let bn2 = nn::batch_norm2d(&p / "bn2", width, Default::default());
-    let conv3 = conv(&p / "conv3", width, c_out, 1, 1, 1);
+    let conv3 = conv2d(&p / "conv3", width, c_out, 1, 1, 1, false);
     let bn3 = nn::batch_norm2d(&p / "bn3", c_out, Default::default());
     let downsample = (stride != 1 || c_in != c_out).then(|| {
         let d = &p / "downsample";
         (
-            conv(&d / "0", c_in, c_out, 1, stride, 1),
+            conv2d(&d / "0", c_in, c_out, 1, stride, 1, false),
             nn::batch_norm2d(&d / "1", c_out, Default::default()),
         )
     });
