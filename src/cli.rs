@@ -175,6 +175,11 @@ pub struct TrainArgs {
     /// Binary task: decision threshold on the second class's probability (default 0.5).
     #[arg(long)]
     pub threshold: Option<f32>,
+    /// Evaluate the training images again after training, with the best weights in eval mode
+    /// (one more pass over them); without it the train figures come from the best epoch's own
+    /// training pass (augmented images, weights still changing), as Keras and timm report them.
+    #[arg(long, default_value = "false", action = ArgAction::Set, value_parser = parse_bool)]
+    pub evaluate_train: bool,
 }
 
 impl TrainArgs {
@@ -208,6 +213,7 @@ impl TrainArgs {
             weights_dir: self.weights_dir,
             predictions: self.predictions,
             threshold: self.threshold,
+            evaluate_train: self.evaluate_train,
             command_line,
         }
     }

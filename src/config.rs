@@ -326,6 +326,10 @@ pub struct TrainConfig {
     /// more probable class, i.e. 0.5).
     #[serde(default)]
     pub threshold: Option<f32>,
+    /// Evaluate the training images again with the best weights in eval mode (one more pass
+    /// over them). Without it the train figures are the best epoch's own training pass.
+    #[serde(default)]
+    pub evaluate_train: bool,
     /// The command line as typed, for the report.
     pub command_line: String,
 }
@@ -357,6 +361,7 @@ impl TrainConfig {
             image_size: None,
             early_stop: None,
             validation_metric: ValidationMetric::Loss,
+            evaluate_train: false,
             threads: None,
             device: DeviceChoice::Cpu,
             weights_dir: None,

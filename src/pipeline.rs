@@ -202,16 +202,25 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
         ));
     }
 
-    let eval_batch = batch_size.max(64);
-    let evaluate = |indices: &[usize]| -> (Vec<Vec<f32>>, Metrics) {
-        let probs = train::predict_probs(&net, &set, indices, eval_batch, spec.normalization, &compute);
-        let truth: Vec<usize> = indices.iter().map(|&i| set.labels[i]).collect();
-        let m = metrics::compute_with_threshold(&truth, &probs, &set.classes, cfg.threshold);
-        (probs, m)
+    // The final figures. Validation: the best epoch's pass, which the restored weights repeat
+    // exactly. Train: the best epoch's own training pass, unless asked to evaluate the training
+    // images again (or every image's prediction is wanted). Test: evaluated now, once.
+    let eval_batch = train::evaluation_batch_size(batch_size);
+    let truth_idx = |indices: &[usize]| -> Vec<usize> { indices.iter().map(|&i| set.labels[i]).collect() };
+    let score = |truth: &[usize], probs: &[Vec<f32>]| metrics::compute_with_threshold(truth, probs, &set.classes, cfg.threshold);
+    let evaluate = |indices: &[usize]| -> Vec<Vec<f32>> {
+        train::predict_probs(&net, &set, indices, eval_batch, spec.normalization, &compute)
     };
-    let (_, train_m) = evaluate(&train_idx);
-    let val_m = (!val_idx.is_empty()).then(|| evaluate(&val_idx).1);
-    let (test_probs, test_m) = evaluate(&test_idx);
+    let evaluate_train = cfg.evaluate_train || cfg.predictions == PredictionsScope::All;
+    let train_probs = evaluate_train.then(|| evaluate(&train_idx));
+    let train_m = match &train_probs {
+        Some(p) => score(&truth_idx(&train_idx), p),
+        None => score(&outcome.best_training_pass.0, &outcome.best_training_pass.1),
+    };
+    let val_probs = outcome.best_validation_probs.clone();
+    let val_m = val_probs.as_ref().map(|p| score(&truth_idx(&val_idx), p));
+    let test_probs = evaluate(&test_idx);
+    let test_m = score(&truth_idx(&test_idx), &test_probs);
 
     let evaluation = evaluation_started.elapsed().as_secs_f64();
     let outputs_started = Instant::now();
@@ -227,7 +236,11 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
             let mut probs = Vec::new();
             let mut split_names = Vec::new();
             for (which, ix) in [(Split::Train, &train_idx), (Split::Validation, &val_idx), (Split::Test, &test_idx)] {
-                let p = if which == Split::Test { test_probs.clone() } else { evaluate(ix).0 };
+                let p = match which {
+                    Split::Train => train_probs.clone().expect("train images evaluated for --predictions all"),
+                    Split::Validation => val_probs.clone().unwrap_or_default(),
+                    Split::Test => test_probs.clone(),
+                };
                 names.extend(name_of(ix));
                 truth.extend(truth_of(ix));
                 probs.extend(p);
@@ -257,6 +270,11 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
         "test_95ci": &intervals,
         "validation": &val_m,
         "train": &train_m,
+        "train_figures_from": if train_probs.is_some() {
+            "the training images evaluated again with the best weights (eval mode)"
+        } else {
+            "the best epoch's own training pass (augmented images, train mode)"
+        },
         "best_epoch": outcome.best_epoch,
         "classes": &set.classes,
     });
@@ -336,6 +354,7 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
         validation_metric: cfg.validation_metric.name(),
         stopped_early: outcome.stopped_early,
         per_split,
+        train_from_training_pass: train_probs.is_none(),
         test_intervals: intervals.as_ref(),
         test_truth: &test_truth,
         test_probs: &test_probs,

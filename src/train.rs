@@ -60,6 +60,12 @@ pub struct TrainOutcome {
     pub stopped_early: bool,
     /// Set when the loss became NaN or infinite: the epoch, and training stopped there.
     pub diverged_at: Option<usize>,
+    /// The best epoch's validation probabilities, in `val_idx` order (None without validation
+    /// images). The restored best weights give exactly these again, so they are not recomputed.
+    pub best_validation_probs: Option<Vec<Vec<f32>>>,
+    /// The best epoch's own training pass (augmented images, train mode): the truth and the
+    /// probabilities, in the order the batches came.
+    pub best_training_pass: (Vec<usize>, Vec<Vec<f32>>),
 }
 
 fn snapshot(vs: &nn::VarStore) -> HashMap<String, Tensor> {
@@ -104,6 +110,12 @@ pub fn predict_probs(
     out
 }
 
+/// The batch size of every evaluation pass (validation during training, the final evaluation,
+/// `predict`): one value, so that the final figures reuse the validation pass bit for bit.
+pub fn evaluation_batch_size(training_batch_size: usize) -> usize {
+    training_batch_size.max(64)
+}
+
 /// Test hook: `IMAGE_LEARNER_FAULT_NAN_EPOCH=N` makes the loss of epoch N read as NaN, so the
 /// divergence handling can be tested without waiting for a real divergence.
 fn fault_nan_epoch() -> Option<usize> {
@@ -144,6 +156,8 @@ pub fn fit(
     let mut history = Vec::new();
     let mut best: Option<(usize, f64)> = None;
     let mut best_state = None;
+    let mut best_validation_probs = None;
+    let mut best_training_pass = (Vec::new(), Vec::new());
     let mut since_best = 0;
     let mut stopped_early = false;
     let mut diverged_at = None;
@@ -202,10 +216,11 @@ pub fn fit(
             eprintln!("epoch {e}: the training loss became NaN or infinite; training stops here (try a lower --learning-rate)");
             break;
         }
-        let val = (!val_idx.is_empty()).then(|| {
-            let probs = predict_probs(net, set, val_idx, s.batch_size.max(64), s.normalization, &s.compute);
+        let val_probs = (!val_idx.is_empty())
+            .then(|| predict_probs(net, set, val_idx, evaluation_batch_size(s.batch_size), s.normalization, &s.compute));
+        let val = val_probs.as_ref().map(|probs| {
             let truth: Vec<usize> = val_idx.iter().map(|&i| set.labels[i]).collect();
-            metrics::compute(&truth, &probs, &set.classes)
+            metrics::compute(&truth, probs, &set.classes)
         });
         let (val_loss, val_acc) = (val.as_ref().map(|m| m.log_loss), val.as_ref().map(|m| m.accuracy));
         let score = val.as_ref().and_then(|m| validation_score(s.validation_metric, m));
@@ -247,6 +262,8 @@ pub fn fit(
         if improved {
             best = Some((epoch, score.unwrap_or(f64::NAN)));
             best_state = Some(snapshot(vs));
+            best_validation_probs = val_probs;
+            best_training_pass = (epoch_truth, epoch_probs);
             since_best = 0;
         } else {
             since_best += 1;
@@ -265,5 +282,5 @@ pub fn fit(
         );
     };
     restore(vs, best_state.as_ref().expect("state saved with the best epoch"));
-    Ok(TrainOutcome { history, best_epoch, stopped_early, diverged_at })
+    Ok(TrainOutcome { history, best_epoch, stopped_early, diverged_at, best_validation_probs, best_training_pass })
 }

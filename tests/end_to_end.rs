@@ -163,3 +163,75 @@ fn bf16_mixed_precision_trains_and_is_reported() {
     // Three classes (chance 0.33): both learn, and bf16 lands near float32.
     assert!(accuracy[1] > 0.55 && (accuracy[0] - accuracy[1]).abs() < 0.2, "fp32 {} vs bf16 {}", accuracy[0], accuracy[1]);
 }
+
+/// The final figures reuse the best epoch's passes instead of running them again: validation
+/// always (the restored weights give exactly those probabilities, which `predict` confirms), and
+/// train unless `--evaluate-train true` or `--predictions all` asks for the training images to be
+/// evaluated again. The report and metrics.json say which train figures they show.
+#[test]
+fn final_figures_reuse_the_best_epochs_passes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let go = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let (zip, csv) = (sample_zip(), sample_csv());
+        let mut args = vec![
+            "train", "--images", zip.to_str().unwrap(), "--metadata", csv.to_str().unwrap(),
+            "--model", "resnet18", "--epochs", "3", "--batch-size", "16", "--image-size", "32",
+            "--threads", "2", "--device", "cpu", "--augmentation", "horizontal_flip",
+        ];
+        args.extend_from_slice(&["--output-dir", out.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let metrics: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join(outputs::METRICS)).unwrap()).unwrap();
+        let html = std::fs::read_to_string(out.join(outputs::REPORT)).unwrap();
+        (out, metrics, html)
+    };
+
+    // Default: the train figures are the best epoch's training pass, as its history row says.
+    let (out, pass, html) = go("default", &[]);
+    assert!(pass["train_figures_from"].as_str().unwrap().contains("training pass"));
+    assert!(html.contains("train, training pass* (n=126)") && html.contains("were not evaluated again"));
+    let hist = csv_rows(&out.join(outputs::HISTORY));
+    let best = hist[1..].iter().find(|r| r[10] == "true").unwrap();
+    assert_eq!(best[2].parse::<f64>().unwrap(), pass["train"]["accuracy"].as_f64().unwrap());
+    assert_eq!(best[4].parse::<f64>().unwrap(), pass["train"]["roc_auc_macro"].as_f64().unwrap());
+    assert_eq!(best[6].parse::<f64>().unwrap(), pass["validation"]["accuracy"].as_f64().unwrap());
+
+    // Evaluated again: other train figures, the very same validation and test figures.
+    let (_, again, html) = go("again", &["--evaluate-train", "true"]);
+    assert!(again["train_figures_from"].as_str().unwrap().contains("evaluated again"));
+    assert!(html.contains("train (n=126)") && !html.contains("training pass*"));
+    assert_ne!(again["train"]["log_loss"], pass["train"]["log_loss"]);
+    assert_eq!(again["validation"], pass["validation"]);
+    assert_eq!(again["test"], pass["test"]);
+
+    // Every image's prediction: `predict` with the Best Model on the validation images gives the
+    // reused validation probabilities bit for bit, and the train ones too.
+    let (out, all, _) = go("all", &["--predictions", "all"]);
+    assert_eq!(all["train"], again["train"]);
+    let rows = csv_rows(&out.join(outputs::PREDICTIONS));
+    assert_eq!(rows[0][1], "split");
+    for split in ["validation", "train"] {
+        let picked: Vec<Vec<String>> = rows[1..]
+            .iter()
+            .filter(|r| r[1] == split)
+            .map(|r| r.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, v)| v.clone()).collect())
+            .collect();
+        assert!(!picked.is_empty());
+        let listing = dir.path().join(format!("{split}.csv"));
+        let mut text = String::from("image_path,label\n");
+        for r in &picked {
+            text.push_str(&format!("{},{}\n", r[0], r[1]));
+        }
+        std::fs::write(&listing, text).unwrap();
+        let again_csv = dir.path().join(format!("{split}_predicted.csv"));
+        let o = run(&[
+            "predict", "--model", out.join(outputs::BEST_MODEL).to_str().unwrap(),
+            "--images", sample_zip().to_str().unwrap(), "--metadata", listing.to_str().unwrap(),
+            "--output", again_csv.to_str().unwrap(), "--threads", "2", "--device", "cpu",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(csv_rows(&again_csv)[1..], picked[..], "{split}: predict must give the reused probabilities");
+    }
+}

@@ -112,6 +112,9 @@ pub struct ReportInput<'a> {
     pub validation_metric: &'a str,
     pub stopped_early: bool,
     pub per_split: Vec<(Split, &'a Metrics)>,
+    /// The train figures come from the best epoch's own training pass, not from evaluating the
+    /// training images again.
+    pub train_from_training_pass: bool,
     pub test_intervals: Option<&'a Intervals>,
     pub test_truth: &'a [usize],
     pub test_probs: &'a [Vec<f32>],
@@ -123,7 +126,10 @@ pub struct ReportInput<'a> {
 
 fn headline(input: &ReportInput) -> Table {
     let header = std::iter::once("Metric".to_string())
-        .chain(input.per_split.iter().map(|(s, m)| format!("{} (n={})", s.name(), m.n)))
+        .chain(input.per_split.iter().map(|(s, m)| match s {
+            Split::Train if input.train_from_training_pass => format!("train, training pass* (n={})", m.n),
+            _ => format!("{} (n={})", s.name(), m.n),
+        }))
         .collect();
     Table { header, rows: headline_rows_for(&input.per_split, input.test_intervals) }
 }
@@ -481,10 +487,18 @@ pub fn build(input: &ReportInput) -> anyhow::Result<String> {
         warnings: input.warnings.clone(),
         headline: headline(input),
         headline_note: format!(
-            "Test figures carry a 95% confidence interval in brackets ({} bootstrap resamples of the test images). \
+            "{}Test figures carry a 95% confidence interval in brackets ({} bootstrap resamples of the test images). \
              Macro averages weigh every class equally, weighted averages by class size. Following scikit-learn, \
              macro averages run over the classes present in the truth or the predictions, a ratio whose denominator \
              is zero counts as 0, and ROC-AUC is averaged over the classes that have both positive and negative test images.",
+            if input.train_from_training_pass {
+                "*Train figures are those of the best epoch's own training pass (augmented images, dropout and batch \
+                 statistics of training mode, weights still changing within the epoch), as Keras and timm report them; \
+                 the training images were not evaluated again (--evaluate-train true does that, at the cost of one \
+                 more pass over them). "
+            } else {
+                "Train figures: the training images evaluated again with the best weights, in eval mode. "
+            },
             input.test_intervals.map_or(0, |c| c.resamples)
         ),
         run: input.run.iter().map(|i| Item { label: i.label.clone(), value: i.value.clone() }).collect(),
