@@ -152,11 +152,15 @@ def train(a):
         model.train()
         t0 = time.perf_counter()
         total, seen, w0 = 0.0, 0, time.perf_counter()
+        pass_probs, pass_truth = [], []
         for x, y in batches(train_idx, True, a.flip):
             wait += time.perf_counter() - w0
             x, y = to_device(x), y.to(device, non_blocking=True)
             with torch.autocast(dev, dtype=torch.bfloat16, enabled=bf16):
-                loss = torch.nn.functional.cross_entropy(model(x), y)
+                out = model(x)
+                loss = torch.nn.functional.cross_entropy(out, y)
+            pass_probs.append(out.detach().float().softmax(-1).cpu())
+            pass_truth.append(y.cpu())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -172,14 +176,21 @@ def train(a):
               file=sys.stderr, flush=True)
         if best is None or val_loss < best:
             best, best_state = val_loss, copy.deepcopy(model.state_dict())
+            # As ours: the final validation figures are this pass, the train figures (unless
+            # --evaluate-train) this epoch's own training pass.
+            best_val = p
+            best_pass = (torch.cat(pass_probs), torch.cat(pass_truth))
     training = time.perf_counter() - training_started
 
     evaluation_started = time.perf_counter()
     model.load_state_dict(best_state)
     metrics = {}
     for split, ix in (("train", train_idx), ("validation", val_idx), ("test", test_idx)):
-        p = predict(ix).numpy()
-        t = labels[ix].numpy()
+        if split == "train" and not a.evaluate_train:
+            p, t = best_pass[0].numpy(), best_pass[1].numpy()
+        else:
+            p = best_val.numpy() if split == "validation" else predict(ix).numpy()
+            t = labels[ix].numpy()
         pred = p.argmax(1)
         metrics[split] = {
             "accuracy": accuracy_score(t, pred),
@@ -236,6 +247,8 @@ def main():
     r.add_argument("--layout", default="channels_last", choices=["contiguous", "channels_last"])
     r.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     r.add_argument("--workers", type=int, default=1)
+    r.add_argument("--evaluate-train", action="store_true",
+                   help="evaluate the training images again (else the best epoch's training pass)")
     r.add_argument("--device", default="cpu")
     r.add_argument("--threads", type=int, default=os.cpu_count())
     a = ap.parse_args()
