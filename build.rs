@@ -15,16 +15,18 @@ fn torch_lib_dir() -> Option<PathBuf> {
     out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
-// The C++ shim for automatic mixed precision (csrc/autocast.cpp), compiled against the headers
+// The C++ shim (csrc/: automatic mixed precision, the fused Adam step), compiled against the headers
 // of the same libtorch. Only the main crate has it (the fuzz crate includes this file for the
 // rpath alone and links the shim through the library).
 fn compile_shim(lib: &std::path::Path) {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
-    let source = manifest.join("csrc/autocast.cpp");
-    if !source.is_file() {
+    let sources = [manifest.join("csrc/autocast.cpp"), manifest.join("csrc/fused_adam.cpp")];
+    if !sources.iter().all(|s| s.is_file()) {
         return;
     }
-    println!("cargo:rerun-if-changed={}", source.display());
+    for source in &sources {
+        println!("cargo:rerun-if-changed={}", source.display());
+    }
     let include = lib.join("../include");
     let python = std::env::var("IMAGE_LEARNER_PYTHON").unwrap_or_else(|_| "python3".into());
     let abi = Command::new(python)
@@ -36,13 +38,13 @@ fn compile_shim(lib: &std::path::Path) {
         .unwrap_or_else(|| "1".into());
     cc::Build::new()
         .cpp(true)
-        .file(&source)
+        .files(&sources)
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")
         .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
         .warnings(false)
-        .compile("image_learner_autocast");
+        .compile("image_learner_shim");
     println!("cargo:rustc-link-search=native={}", lib.display());
     println!("cargo:rustc-link-lib=dylib=c10");
     println!("cargo:rustc-link-lib=dylib=torch_cpu");

@@ -20,7 +20,7 @@ timeout 200 /usr/bin/time -v target/release/image-learner train "${job[@]}" --mo
   --use-pretrained false --augmentation horizontal_flip --split 70/10/20 --device cuda --precision auto \
   --output-dir "$out/ours" 2>"$out/ours.log" || echo "ours failed: $(tail -3 "$out/ours.log")"
 timeout 200 /usr/bin/time -v "$IMAGE_LEARNER_PYTHON" bench/reference.py train "${job[@]}" --model caformer_s18_384 \
-  --image-size 384 --device cuda --precision bf16 --workers 4 --out "$out/py" 2>"$out/py.log" || echo "reference failed: $(tail -3 "$out/py.log")"
+  --image-size 384 --device cuda --precision bf16 --fused-adam --workers 4 --out "$out/py" 2>"$out/py.log" || echo "reference failed: $(tail -3 "$out/py.log")"
 echo "| | wall time | peak host RSS | phases |"
 echo "|---|---|---|---|"
 echo "| ours (cuda, $(grep -o 'arithmetic: .*' "$out/ours.log" | sed 's/arithmetic: //')) | $(wall_s "$out/ours.log") s | $(rss_mb "$out/ours.log") MB | $(grep '^time:' "$out/ours.log" | sed 's/^time: //') |"

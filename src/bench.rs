@@ -1,18 +1,18 @@
 //! `image-learner throughput`: steady-state training throughput of one model on random batches,
 //! exactly the step `train` runs (channels-last input, forward and loss in the chosen
-//! precision, backward, Adam step), so that it can be set against PyTorch's in the benchmark
+//! precision, backward, fused Adam step), so that it can be set against PyTorch's in the benchmark
 //! (`bench/run.sh`). Timing belongs here and in `bench/`, never in the tests.
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
 use serde::Serialize;
-use tch::nn::OptimizerConfig;
 use tch::{nn, Kind, Tensor};
 
-use crate::config::ColumnRef;
+use crate::config::{ColumnRef, OptimizerKind};
 use crate::data::{self, metadata::ColumnChoice, SizePolicy};
 use crate::models;
+use crate::optimizer::Optimizer;
 use crate::precision::Compute;
 
 #[derive(Debug, Serialize)]
@@ -78,7 +78,7 @@ pub fn throughput(
     let vs = nn::VarStore::new(compute.device);
     let net = spec.build(&vs.root(), 7);
     compute.prepare(&vs);
-    let mut opt = nn::Adam::default().build(&vs, 1e-3)?;
+    let mut opt = Optimizer::new(&vs, OptimizerKind::Adam, 1e-3, 0.0)?;
     let x = compute.input(Tensor::randn(
         [batch, 3, size, size],
         (Kind::Float, tch::Device::Cpu),
@@ -93,7 +93,7 @@ pub fn throughput(
             started = Instant::now();
         }
         let loss = compute.run(|| net.forward(&x, true, false).cross_entropy_for_logits(&y));
-        opt.backward_step(&loss);
+        opt.backward_step(&loss)?;
     }
     let _ = Vec::<f32>::try_from(vs.trainable_variables()[0].flatten(0, -1).narrow(0, 0, 1))?;
     let seconds = started.elapsed().as_secs_f64();

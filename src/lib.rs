@@ -11,6 +11,7 @@ pub mod device;
 pub mod error;
 pub mod metrics;
 pub mod models;
+pub mod optimizer;
 pub mod outputs;
 pub mod pipeline;
 pub mod precision;

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
 use crate::bail_input;
 use crate::config::{Augmentation, OptimizerKind, ValidationMetric};
@@ -15,6 +15,7 @@ use crate::data::batches::{Batch, EpochBatches, Normalization};
 use crate::data::ImageSet;
 use crate::metrics;
 use crate::models::Network;
+use crate::optimizer::Optimizer;
 use crate::precision::Compute;
 
 pub struct TrainSettings {
@@ -148,11 +149,7 @@ pub fn fit(
             }
         }
     }
-    let mut opt = match s.optimizer {
-        OptimizerKind::Adam => nn::Adam { wd: s.weight_decay, ..Default::default() }.build(vs, s.learning_rate)?,
-        OptimizerKind::AdamW => nn::AdamW { wd: s.weight_decay, ..Default::default() }.build(vs, s.learning_rate)?,
-        OptimizerKind::Sgd => nn::Sgd { momentum: 0.9, wd: s.weight_decay, ..Default::default() }.build(vs, s.learning_rate)?,
-    };
+    let mut opt = Optimizer::new(vs, s.optimizer, s.learning_rate, s.weight_decay)?;
     let mut history = Vec::new();
     let mut best: Option<(usize, f64)> = None;
     let mut best_state = None;
@@ -192,7 +189,7 @@ pub fn fit(
                 let loss = logits.cross_entropy_for_logits(&y);
                 (logits, loss)
             });
-            opt.backward_step(&loss);
+            opt.backward_step(&loss)?;
             let mut l = loss.double_value(&[]);
             if fault_nan_epoch() == Some(epoch) {
                 l = f64::NAN;
