@@ -135,13 +135,26 @@ mod tests {
     /// A small model's variables (a 4-D weight, optionally channels-last, and a bias), a fixed
     /// loss, and the variables after `steps` steps of `opt`.
     fn run(kind: OptimizerKind, wd: f64, channels_last: bool, ours: bool, steps: usize) -> Vec<Tensor> {
-        tch::manual_seed(7);
+        // Fixed values, not libtorch's global generator: the lib tests run in parallel threads.
+        let fixed = |shape: &[i64], phase: f64| -> Tensor {
+            let n: i64 = shape.iter().product();
+            (Tensor::arange(n, (Kind::Float, Device::Cpu)) * 0.7 + phase).sin().view(shape) * 0.5
+        };
         let vs = nn::VarStore::new(Device::Cpu);
         let root = vs.root();
         let conv = nn::conv2d(&root / "conv", 3, 8, 3, Default::default());
         let fc = nn::linear(&root / "fc", 8, 4, Default::default());
         let frozen = root.var("frozen", &[5], nn::Init::Const(1.5));
         let _ = frozen.set_requires_grad(false);
+        tch::no_grad(|| {
+            let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+            vars.sort_by(|a, b| a.0.cmp(&b.0));
+            for (i, (_, mut v)) in vars.into_iter().enumerate() {
+                if v.requires_grad() {
+                    v.copy_(&fixed(&v.size(), i as f64));
+                }
+            }
+        });
         if channels_last {
             tch::no_grad(|| {
                 for (_, mut v) in vs.variables() {
@@ -153,7 +166,7 @@ mod tests {
             });
             assert!(!conv.ws.is_contiguous(), "the weight is channels-last");
         }
-        let x = Tensor::randn([6, 3, 7, 7], (Kind::Float, Device::Cpu));
+        let x = fixed(&[6, 3, 7, 7], 0.3) * 4.0;
         let y = Tensor::from_slice(&[0i64, 1, 2, 3, 0, 1]);
         let loss = |step: usize| -> Tensor {
             // A contiguous (not channels-last) input: gradients may come back in either layout.
