@@ -15,12 +15,12 @@ fn torch_lib_dir() -> Option<PathBuf> {
     out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
-// The C++ shim (csrc/: automatic mixed precision, the fused Adam step), compiled against the headers
+// The C++ shim (csrc/: automatic mixed precision, the fused Adam step, two CPU kernels), compiled against the headers
 // of the same libtorch. Only the main crate has it (the fuzz crate includes this file for the
 // rpath alone and links the shim through the library).
 fn compile_shim(lib: &std::path::Path) {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
-    let sources = [manifest.join("csrc/autocast.cpp"), manifest.join("csrc/fused_adam.cpp")];
+    let sources = ["autocast.cpp", "fused_adam.cpp", "star_relu.cpp", "depthwise_conv.cpp"].map(|f| manifest.join("csrc").join(f));
     if !sources.iter().all(|s| s.is_file()) {
         return;
     }
@@ -42,6 +42,7 @@ fn compile_shim(lib: &std::path::Path) {
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")
+        .opt_level(3)
         .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
         .warnings(false)
         .compile("image_learner_shim");

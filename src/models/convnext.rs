@@ -4,7 +4,7 @@
 //! downsampling, `classifier.0` LayerNorm and `classifier.2` the linear layer.
 use tch::nn::{self, Init, ModuleT};
 
-use super::layers::{layer_norm, layer_norm_2d, stochastic_depth};
+use super::layers::{layer_norm, layer_norm_2d, stochastic_depth, Conv};
 use super::Network;
 
 const EPS: f64 = 1e-6;
@@ -51,7 +51,7 @@ fn cn_block(p: nn::Path, dim: i64, sd_prob: f64) -> impl ModuleT {
         groups: dim,
         ..Default::default()
     };
-    let dwconv = nn::conv2d(&b / 0, dim, dim, 7, cfg);
+    let dwconv = Conv::new(&b / 0, dim, dim, 7, cfg);
     let norm = layer_norm(&b / 2, dim, EPS);
     let fc1 = nn::linear(&b / 3, dim, 4 * dim, Default::default());
     let fc2 = nn::linear(&b / 5, 4 * dim, dim, Default::default());

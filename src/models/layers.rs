@@ -4,6 +4,8 @@
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
+use super::kernels;
+
 /// The activations torchvision's blocks use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Act {
@@ -43,7 +45,7 @@ pub fn conv2d(
     stride: i64,
     groups: i64,
     bias: bool,
-) -> nn::Conv2D {
+) -> Conv {
     let cfg = nn::ConvConfig {
         stride,
         padding: (k - 1) / 2,
@@ -51,7 +53,36 @@ pub fn conv2d(
         bias,
         ..Default::default()
     };
-    nn::conv2d(p, c_in, c_out, k, cfg)
+    Conv::new(p, c_in, c_out, k, cfg)
+}
+
+/// A 2-d convolution (tch's `Conv2D`, whose variables and initialisation it keeps) that routes a
+/// depthwise one (one filter per channel) through the depthwise kernel of `kernels`.
+#[derive(Debug)]
+pub struct Conv {
+    inner: nn::Conv2D,
+    /// Stride and padding when the convolution is depthwise with zero padding.
+    depthwise: Option<(i64, i64)>,
+}
+
+impl Conv {
+    pub fn new(p: nn::Path, c_in: i64, c_out: i64, k: i64, cfg: nn::ConvConfig) -> Conv {
+        let depthwise = (cfg.groups == c_in && c_in == c_out && cfg.dilation == 1
+            && matches!(cfg.padding_mode, nn::PaddingMode::Zeros))
+        .then_some((cfg.stride, cfg.padding));
+        Conv { inner: nn::conv2d(p, c_in, c_out, k, cfg), depthwise }
+    }
+}
+
+impl nn::Module for Conv {
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        if let Some((stride, padding)) = self.depthwise {
+            if let Some(ys) = kernels::depthwise_conv2d(xs, &self.inner.ws, self.inner.bs.as_ref(), stride, padding) {
+                return ys;
+            }
+        }
+        xs.apply(&self.inner)
+    }
 }
 
 /// Batch-norm settings: torchvision's default (eps 1e-5, momentum 0.1) or a model's own.

@@ -5,6 +5,8 @@
 use tch::nn::{self, Init, ModuleT};
 use tch::Tensor;
 
+use super::kernels;
+use super::layers::Conv;
 use super::Network;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,9 +62,9 @@ const EPS: f64 = 1e-6;
 /// timm initialises convolutions and linear layers with a (truncated) normal of std 0.02.
 const W_INIT: Init = Init::Randn { mean: 0.0, stdev: 0.02 };
 
-fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, padding: i64, groups: i64, bias: bool) -> nn::Conv2D {
+fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, padding: i64, groups: i64, bias: bool) -> Conv {
     let cfg = nn::ConvConfig { stride, padding, groups, bias, ws_init: W_INIT, bs_init: Init::Const(0.0), ..Default::default() };
-    nn::conv2d(p, c_in, c_out, k, cfg)
+    Conv::new(p, c_in, c_out, k, cfg)
 }
 
 fn linear(p: nn::Path, c_in: i64, c_out: i64, bias: bool) -> nn::Linear {
@@ -114,9 +116,18 @@ impl StarRelu {
     fn new(p: nn::Path) -> StarRelu {
         StarRelu { scale: p.ones("scale", &[1]), bias: p.zeros("bias", &[1]) }
     }
-    /// `xs` is a fresh convolution or linear output, so the ReLU runs in place; scale and bias
-    /// are applied in one fused multiply-add.
-    fn forward(&self, mut xs: Tensor) -> Tensor {
+
+    /// On a dense float32 CPU tensor: one fused pass forward and one backward (`csrc/star_relu.cpp`).
+    fn forward(&self, xs: Tensor) -> Tensor {
+        match kernels::star_relu(&xs, &self.scale, &self.bias) {
+            Some(ys) => ys,
+            None => self.forward_aten(xs),
+        }
+    }
+
+    /// The same with ATen ops (CUDA, bf16 autocast): `xs` is a fresh convolution or linear
+    /// output, so the ReLU runs in place; scale and bias are applied in one fused multiply-add.
+    fn forward_aten(&self, mut xs: Tensor) -> Tensor {
         let _ = xs.relu_();
         self.bias.addcmul(&xs.square(), &self.scale)
     }

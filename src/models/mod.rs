@@ -5,6 +5,7 @@ pub mod convnext;
 pub mod densenet;
 pub mod efficientnet;
 pub mod efficientnet_lite;
+pub mod kernels;
 pub mod layers;
 pub mod metaformer;
 pub mod mobilenet;
