@@ -217,7 +217,7 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
         Some(p) => score(&truth_idx(&train_idx), p),
         None => score(&outcome.best_training_pass.0, &outcome.best_training_pass.1),
     };
-    let val_probs = outcome.best_validation_probs.clone();
+    let val_probs = outcome.best_validation_probs;
     let val_m = val_probs.as_ref().map(|p| score(&truth_idx(&val_idx), p));
     let test_probs = evaluate(&test_idx);
     let test_m = score(&truth_idx(&test_idx), &test_probs);
