@@ -27,6 +27,7 @@ fn compile_shim(lib: &std::path::Path) {
     for source in &sources {
         println!("cargo:rerun-if-changed={}", source.display());
     }
+    println!("cargo:rerun-if-changed={}", manifest.join("csrc/shim_error.h").display());
     let include = lib.join("../include");
     let python = std::env::var("IMAGE_LEARNER_PYTHON").unwrap_or_else(|_| "python3".into());
     let abi = Command::new(python)

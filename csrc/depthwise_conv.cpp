@@ -16,7 +16,8 @@
 #include <ATen/autocast_mode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include <cstdio>
+#include "shim_error.h"
+
 #include <vector>
 
 namespace {
@@ -206,9 +207,7 @@ int il_depthwise_conv2d(const void* x, const void* weight, const void* bias, int
     *static_cast<at::Tensor*>(out) = y;
     return 1;
   } catch (const std::exception& e) {
-    if (err != nullptr && err_len > 0) {
-      std::snprintf(err, err_len, "%s", e.what());
-    }
+    il_write_error(err, err_len, e.what());
     return -1;
   }
 }

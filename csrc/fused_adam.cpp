@@ -8,18 +8,13 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 
-#include <cstdio>
+#include "shim_error.h"
+
 #include <vector>
 
 namespace {
 const at::Tensor& tensor_at(const void* const* list, int i) {
   return *static_cast<const at::Tensor*>(list[i]);
-}
-
-void write_error(char* err, size_t err_len, const char* what) {
-  if (err != nullptr && err_len > 0) {
-    std::snprintf(err, err_len, "%s", what);
-  }
 }
 }  // namespace
 
@@ -52,7 +47,7 @@ int il_fused_adam_step(const void* const* params, const void* const* exp_avgs, c
       const at::Tensor& exp_avg_sq = tensor_at(exp_avg_sqs, i);
       if (!param.is_non_overlapping_and_dense() || exp_avg.strides() != param.strides() ||
           exp_avg_sq.strides() != param.strides()) {
-        write_error(err, err_len, "a parameter is not dense, or its Adam moments are laid out differently");
+        il_write_error(err, err_len, "a parameter is not dense, or its Adam moments are laid out differently");
         return -1;
       }
       if (grad.strides() != param.strides()) {
@@ -75,7 +70,7 @@ int il_fused_adam_step(const void* const* params, const void* const* exp_avgs, c
     }
     return 0;
   } catch (const std::exception& e) {
-    write_error(err, err_len, e.what());
+    il_write_error(err, err_len, e.what());
     return -1;
   }
 }

@@ -12,7 +12,8 @@
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include <cstdio>
+#include "shim_error.h"
+
 #include <vector>
 
 namespace {
@@ -150,9 +151,7 @@ int il_star_relu(const void* x, const void* scale, const void* bias, void* out, 
     *static_cast<at::Tensor*>(out) = StarReluFunction::apply(xs, s, b);
     return 1;
   } catch (const std::exception& e) {
-    if (err != nullptr && err_len > 0) {
-      std::snprintf(err, err_len, "%s", e.what());
-    }
+    il_write_error(err, err_len, e.what());
     return -1;
   }
 }

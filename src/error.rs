@@ -53,6 +53,12 @@ macro_rules! bail_input {
     };
 }
 
+/// The message that a C++ shim call (csrc/) wrote into its error buffer: up to the first NUL.
+pub fn shim_message(buf: &[u8]) -> String {
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
 /// Picks the exit code for an error chain.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     if err.chain().any(|e| e.downcast_ref::<InputError>().is_some()) {
@@ -69,4 +75,19 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
         return EXIT_OUT_OF_MEMORY;
     }
     EXIT_INTERNAL
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shim_message_stops_at_the_first_nul_or_the_buffer_end() {
+        let mut buf = [0u8; 16];
+        buf[..5].copy_from_slice(b"boom!");
+        buf[6] = b'x'; // after the NUL: not part of the message
+        assert_eq!(shim_message(&buf), "boom!");
+        assert_eq!(shim_message(b"no terminator"), "no terminator");
+        assert_eq!(shim_message(&[0u8; 4]), "");
+    }
 }

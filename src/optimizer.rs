@@ -118,8 +118,7 @@ impl Optimizer {
                     )
                 };
                 if rc != 0 {
-                    let end = err.iter().position(|&b| b == 0).unwrap_or(err.len());
-                    bail!("the Adam step failed in libtorch: {}", String::from_utf8_lossy(&err[..end]));
+                    bail!("the Adam step failed in libtorch: {}", crate::error::shim_message(&err));
                 }
             }
         }

@@ -42,10 +42,7 @@ fn call(name: &str, f: impl FnOnce(*mut c_void, *mut u8, usize) -> i32) -> Optio
     match f(out.as_mut_ptr() as *mut c_void, err.as_mut_ptr(), err.len()) {
         1 => Some(out),
         0 => None,
-        _ => {
-            let end = err.iter().position(|&c| c == 0).unwrap_or(err.len());
-            panic!("{name}: {}", String::from_utf8_lossy(&err[..end]))
-        }
+        _ => panic!("{name}: {}", crate::error::shim_message(&err)),
     }
 }
 
@@ -83,7 +80,7 @@ mod tests {
         (Tensor::arange(n, (Kind::Double, Device::Cpu)) * 0.7311).sin().g_mul_scalar(period).to_kind(Kind::Float).reshape(shape)
     }
 
-    /// Value and gradients of `f(x, w)` against upstream gradient `g`, for the kernel and for libtorch.
+    /// The gradients of `sum(y * g)` with respect to `inputs`: `g` plays the upstream gradient.
     fn grads(y: &Tensor, g: &Tensor, inputs: &[&Tensor]) -> Vec<Tensor> {
         Tensor::run_backward(&[(y * g).sum(Kind::Double)], inputs, false, false)
     }
