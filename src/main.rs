@@ -33,7 +33,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Throughput(a) => {
-            pipeline::configure_threads(a.threads);
+            pipeline::configure_runtime(a.threads);
             let mut compute = precision::Compute::resolve(image_learner::device::resolve(a.device)?, a.precision)?;
             compute.channels_last = !a.contiguous;
             let line = match (&a.images, &a.metadata, &a.model) {

@@ -29,8 +29,10 @@ pub struct RunSummary {
     pub input_size: usize,
 }
 
-/// Threads for libtorch and the decoders: `--threads`, else `GALAXY_SLOTS`, else all cores.
-pub fn configure_threads(threads: Option<usize>) -> usize {
+/// Sets up the process for a run: the allocator (`keep_freed_memory`), and the threads for
+/// libtorch and the decoders: `--threads`, else `GALAXY_SLOTS`, else all cores.
+pub fn configure_runtime(threads: Option<usize>) -> usize {
+    keep_freed_memory();
     let n = threads
         .or_else(|| std::env::var("GALAXY_SLOTS").ok().and_then(|s| s.trim().parse().ok()))
         .filter(|&n| n > 0)
@@ -38,6 +40,26 @@ pub fn configure_threads(threads: Option<usize>) -> usize {
     tch::set_num_threads(n as i32);
     let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
     n
+}
+
+/// Keeps memory that libtorch frees in the process for the next training step, instead of
+/// handing it back to the kernel. glibc's defaults return every block over 128 KiB (a threshold
+/// it raises only as far as the largest block freed so far) and trim the heap's free top, so each
+/// step's activations and gradients were mapped, faulted in and zeroed again: over a million page
+/// faults and 2.5 s of system time in a 3-epoch resnet18 run at 96x96, against about 0.3 million
+/// with this. Blocks up to 32 MiB (glibc's ceiling for this setting) come from the heap and a free
+/// top of up to 1 GiB is kept; the peak resident size is unchanged, as it is the peak in use.
+/// Returns whether glibc took both settings (always false on another C library).
+pub fn keep_freed_memory() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only changes two tuning values of glibc's allocator; both are in range.
+        unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20) == 1 && libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30) == 1 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
 }
 
 fn split_of(cfg: &TrainConfig, ing: &data::Ingested, warnings: &mut Vec<String>) -> Result<(Vec<Split>, String)> {
@@ -77,7 +99,7 @@ pub fn run_train(cfg: &TrainConfig) -> Result<RunSummary> {
     cfg.validate()?;
     let spec = models::find(&cfg.model)?;
     outputs::prepare_output_dir(&cfg.output_dir)?;
-    configure_threads(cfg.threads);
+    configure_runtime(cfg.threads);
     let compute = crate::precision::Compute::resolve(crate::device::resolve(cfg.device)?, cfg.precision)?;
     let device = compute.device;
     let weights_dir = weights::weights_dir(cfg.weights_dir.as_deref());
@@ -398,4 +420,3 @@ pub fn network_from_bundle(
     compute.prepare(&vs);
     Ok((vs, net, spec))
 }
-

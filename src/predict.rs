@@ -59,7 +59,7 @@ fn rows_from_archive(zip: &std::path::Path) -> Result<Metadata> {
 
 pub fn run_predict(cfg: &PredictConfig) -> Result<PredictSummary> {
     let b = bundle::read(&cfg.model)?;
-    pipeline::configure_threads(cfg.threads);
+    pipeline::configure_runtime(cfg.threads);
     let compute = crate::precision::Compute::resolve(crate::device::resolve(cfg.device)?, cfg.precision)?;
     let meta = match &cfg.metadata {
         Some(path) => data::metadata::read_metadata(
