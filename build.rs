@@ -20,7 +20,7 @@ fn torch_lib_dir() -> Option<PathBuf> {
 // rpath alone and links the shim through the library).
 fn compile_shim(lib: &std::path::Path) {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
-    let sources = ["autocast.cpp", "fused_adam.cpp", "star_relu.cpp", "depthwise_conv.cpp"].map(|f| manifest.join("csrc").join(f));
+    let sources = ["autocast.cpp", "fused_adam.cpp", "star_relu.cpp", "depthwise_conv.cpp", "parallel.cpp"].map(|f| manifest.join("csrc").join(f));
     if !sources.iter().all(|s| s.is_file()) {
         return;
     }
@@ -43,6 +43,8 @@ fn compile_shim(lib: &std::path::Path) {
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")
+        // at::parallel_for is a header template: without OpenMP it compiles to a serial loop.
+        .flag("-fopenmp")
         .opt_level(3)
         .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
         .warnings(false)
@@ -50,6 +52,14 @@ fn compile_shim(lib: &std::path::Path) {
     println!("cargo:rustc-link-search=native={}", lib.display());
     println!("cargo:rustc-link-lib=dylib=c10");
     println!("cargo:rustc-link-lib=dylib=torch_cpu");
+    // The OpenMP runtime that libtorch itself runs on (the wheel ships its own), so that the
+    // shim's parallel loops share libtorch's threads; the system's otherwise.
+    let gomp = lib.join("libgomp.so.1");
+    if gomp.is_file() {
+        println!("cargo:rustc-link-arg={}", gomp.display());
+    } else {
+        println!("cargo:rustc-link-lib=dylib=gomp");
+    }
 }
 
 fn main() {

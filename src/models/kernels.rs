@@ -85,6 +85,19 @@ mod tests {
         Tensor::run_backward(&[(y * g).sum(Kind::Double)], inputs, false, false)
     }
 
+    extern "C" {
+        fn il_parallel_threads(n: i64) -> i64;
+    }
+
+    #[test]
+    fn the_kernels_parallel_loops_use_every_thread() {
+        // On this test's own thread: libtorch's thread count is a per-thread OpenMP setting.
+        tch::set_num_threads(2);
+        // SAFETY: no arguments but a count; the function only runs a loop.
+        let threads = unsafe { il_parallel_threads(64) };
+        assert_eq!(threads, 2, "at::parallel_for in the shim ran on {threads} thread(s), not 2");
+    }
+
     #[test]
     fn depthwise_matches_libtorch_in_value_and_every_gradient() {
         // (channels, height, width, kernel, stride, padding, bias): full and partial channel
