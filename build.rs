@@ -15,12 +15,12 @@ fn torch_lib_dir() -> Option<PathBuf> {
     out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
-// The C++ shim (csrc/: automatic mixed precision, the fused Adam step, two CPU kernels), compiled against the headers
+// The C++ shim (csrc/: automatic mixed precision, the fused Adam step, three CPU kernels), compiled against the headers
 // of the same libtorch. Only the main crate has it (the fuzz crate includes this file for the
 // rpath alone and links the shim through the library).
 fn compile_shim(lib: &std::path::Path) {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
-    let sources = ["autocast.cpp", "fused_adam.cpp", "star_relu.cpp", "depthwise_conv.cpp", "parallel.cpp"].map(|f| manifest.join("csrc").join(f));
+    let sources = ["autocast.cpp", "fused_adam.cpp", "star_relu.cpp", "depthwise_conv.cpp", "batch_norm.cpp", "parallel.cpp"].map(|f| manifest.join("csrc").join(f));
     if !sources.iter().all(|s| s.is_file()) {
         return;
     }

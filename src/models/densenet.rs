@@ -4,7 +4,7 @@
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
-use super::layers::{batch_norm, conv2d, BN_DEFAULT};
+use super::layers::{batch_norm, conv2d, Act, BN_DEFAULT};
 use super::Network;
 
 const GROWTH: i64 = 32;
@@ -17,13 +17,8 @@ fn dense_layer(p: nn::Path, c_in: i64) -> impl ModuleT {
     let norm2 = batch_norm(&p / "norm2", BN_SIZE * GROWTH, BN_DEFAULT);
     let conv2 = conv2d(&p / "conv2", BN_SIZE * GROWTH, GROWTH, 3, 1, 1, false);
     nn::func_t(move |xs, train| {
-        let ys = xs
-            .apply_t(&norm1, train)
-            .relu_()
-            .apply(&conv1)
-            .apply_t(&norm2, train)
-            .relu_()
-            .apply(&conv2);
+        let ys = norm1.forward_act(xs, train, Act::Relu).apply(&conv1);
+        let ys = norm2.forward_act(&ys, train, Act::Relu).apply(&conv2);
         Tensor::cat(&[xs, &ys], 1)
     })
 }
@@ -33,7 +28,7 @@ fn transition(p: nn::Path, c_in: i64, c_out: i64) -> impl ModuleT {
     let norm = batch_norm(&p / "norm", c_in, BN_DEFAULT);
     let conv = conv2d(&p / "conv", c_in, c_out, 1, 1, 1, false);
     nn::func_t(move |xs, train| {
-        xs.apply_t(&norm, train).relu_().apply(&conv).avg_pool2d(
+        norm.forward_act(xs, train, Act::Relu).apply(&conv).avg_pool2d(
             [2, 2],
             [2, 2],
             [0, 0],
@@ -74,13 +69,12 @@ fn densenet(p: &nn::Path, blocks: [i64; 4], init: i64, num_classes: i64) -> Netw
     }
     let norm5 = batch_norm(&f / "norm5", c, BN_DEFAULT);
     let backbone = nn::func_t(move |xs, train| {
-        xs.apply(&conv0)
-            .apply_t(&norm0, train)
-            .relu_()
+        let ys = norm0
+            .forward_act(&xs.apply(&conv0), train, Act::Relu)
             .max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)
-            .apply_t(&body, train)
-            .apply_t(&norm5, train)
-            .relu_()
+            .apply_t(&body, train);
+        norm5
+            .forward_act(&ys, train, Act::Relu)
             .adaptive_avg_pool2d([1, 1])
             .flatten(1, -1)
     });

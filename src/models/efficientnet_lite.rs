@@ -1,9 +1,9 @@
 //! EfficientNet-Lite (Tan & Le, "EfficientNet: Rethinking Model Scaling for CNNs", 2019; the
 //! Lite variants drop squeeze-excitation and use ReLU6), with timm's `efficientnet_lite0`
 //! parameter names: conv_stem, bn1, blocks.S.B.*, conv_head, bn2, classifier.
-use tch::{nn, nn::ModuleT, Tensor};
+use tch::{nn, nn::ModuleT};
 
-use super::layers::{batch_norm, conv2d, BN_DEFAULT};
+use super::layers::{batch_norm, conv2d, Act, BN_DEFAULT};
 use super::Network;
 
 /// One stage: depthwise-separable first block or inverted residuals.
@@ -75,13 +75,6 @@ const LITE0: [Stage; 7] = [
     },
 ];
 
-/// ReLU6 in place on a fresh batch-norm output (batch norm's backward needs its input, not its
-/// output), as timm's `inplace=True` activations do: one pass over memory less.
-fn relu6(mut xs: Tensor) -> Tensor {
-    let _ = xs.relu6_();
-    xs
-}
-
 /// conv_dw, bn1 + ReLU6, conv_pw, bn2 (no activation); residual when shapes allow.
 fn depthwise_separable(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64) -> impl ModuleT {
     let conv_dw = conv2d(&p / "conv_dw", c_in, c_in, k, stride, c_in, false);
@@ -90,7 +83,8 @@ fn depthwise_separable(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64) 
     let bn2 = batch_norm(&p / "bn2", c_out, BN_DEFAULT);
     let skip = stride == 1 && c_in == c_out;
     nn::func_t(move |xs, train| {
-        let ys = relu6(xs.apply(&conv_dw).apply_t(&bn1, train))
+        let ys = bn1
+            .forward_act(&xs.apply(&conv_dw), train, Act::Relu6)
             .apply(&conv_pw)
             .apply_t(&bn2, train);
         if skip {
@@ -119,8 +113,8 @@ fn inverted_residual(
     let bn3 = batch_norm(&p / "bn3", c_out, BN_DEFAULT);
     let skip = stride == 1 && c_in == c_out;
     nn::func_t(move |xs, train| {
-        let ys = relu6(xs.apply(&conv_pw).apply_t(&bn1, train));
-        let ys = relu6(ys.apply(&conv_dw).apply_t(&bn2, train));
+        let ys = bn1.forward_act(&xs.apply(&conv_pw), train, Act::Relu6);
+        let ys = bn2.forward_act(&ys.apply(&conv_dw), train, Act::Relu6);
         let ys = ys.apply(&conv_pwl).apply_t(&bn3, train);
         if skip {
             ys + xs
@@ -163,8 +157,8 @@ fn backbone(p: &nn::Path, stages: &[Stage], stem: i64, features: i64) -> impl Mo
     let conv_head = conv2d(p / "conv_head", c_in, features, 1, 1, 1, false);
     let bn2 = batch_norm(p / "bn2", features, BN_DEFAULT);
     nn::func_t(move |xs, train| {
-        let ys = relu6(xs.apply(&conv_stem).apply_t(&bn1, train)).apply_t(&blocks, train);
-        relu6(ys.apply(&conv_head).apply_t(&bn2, train))
+        let ys = bn1.forward_act(&xs.apply(&conv_stem), train, Act::Relu6).apply_t(&blocks, train);
+        bn2.forward_act(&ys.apply(&conv_head), train, Act::Relu6)
             .adaptive_avg_pool2d([1, 1])
             .flatten(1, -1)
     })

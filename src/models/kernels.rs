@@ -1,7 +1,8 @@
-//! Two hand-written CPU kernels, reached through the C++ shim that build.rs compiles against
-//! libtorch: StarReLU in one pass each way (`csrc/star_relu.cpp`) and the weight gradient of a
-//! depthwise convolution (`csrc/depthwise_conv.cpp`), the two places where libtorch's own CPU
-//! code spent a large share of a training step on these models. Each applies only to dense
+//! Three hand-written CPU kernels, reached through the C++ shim that build.rs compiles against
+//! libtorch: StarReLU in one pass each way (`csrc/star_relu.cpp`), the weight gradient of a
+//! depthwise convolution (`csrc/depthwise_conv.cpp`) and training-mode batch norm fused with the
+//! ReLU or ReLU6 after it (`csrc/batch_norm.cpp`), the places where libtorch's own CPU code
+//! spent a large share of a training step on these models. Each applies only to dense
 //! float32 CPU tensors without autocast and returns `None` otherwise; the caller then runs the
 //! ordinary libtorch operations, which give the same values.
 use std::ffi::c_void;
@@ -24,6 +25,21 @@ extern "C" {
         bias: *const c_void,
         stride: i64,
         padding: i64,
+        out: *mut c_void,
+        err: *mut u8,
+        err_len: usize,
+    ) -> i32;
+    #[allow(clippy::too_many_arguments)]
+    fn il_batch_norm_act(
+        x: *const c_void,
+        weight: *const c_void,
+        bias: *const c_void,
+        running_mean: *const c_void,
+        running_var: *const c_void,
+        momentum: f64,
+        eps: f64,
+        lo: f64,
+        hi: f64,
         out: *mut c_void,
         err: *mut u8,
         err_len: usize,
@@ -60,6 +76,40 @@ pub fn depthwise_conv2d(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>, str
     // SAFETY: as in `star_relu`; a null `bias` means none.
     call("depthwise convolution", |out, err, len| unsafe {
         il_depthwise_conv2d(ptr(xs), ptr(weight), bias, stride, padding, out, err, len)
+    })
+}
+
+/// The running statistics and affine parameters of a batch norm, and its settings.
+pub struct BatchNormParams<'a> {
+    pub weight: &'a Tensor,
+    pub bias: &'a Tensor,
+    pub running_mean: &'a Tensor,
+    pub running_var: &'a Tensor,
+    pub momentum: f64,
+    pub eps: f64,
+}
+
+/// Training-mode batch norm of a channels-last `xs` followed by `clamp(., lo, hi)` (ReLU: 0 and
+/// infinity; ReLU6: 0 and 6; none: both infinite), updating the running statistics as libtorch
+/// does.
+pub fn batch_norm_act(xs: &Tensor, bn: &BatchNormParams, lo: f64, hi: f64) -> Option<Tensor> {
+    // SAFETY: as in `star_relu`; the running statistics are updated in place, as libtorch's own
+    // batch norm updates them.
+    call("batch norm", |out, err, len| unsafe {
+        il_batch_norm_act(
+            ptr(xs),
+            ptr(bn.weight),
+            ptr(bn.bias),
+            ptr(bn.running_mean),
+            ptr(bn.running_var),
+            bn.momentum,
+            bn.eps,
+            lo,
+            hi,
+            out,
+            err,
+            len,
+        )
     })
 }
 
@@ -142,6 +192,68 @@ mod tests {
         assert!(depthwise_conv2d(&cl, &ramp(&[8, 1, 3, 3], 1.0), None, 1, 1).is_none(), "3x3 stays with oneDNN");
         assert!(depthwise_conv2d(&cl, &ramp(&[8, 2, 5, 5], 1.0), None, 1, 2).is_none(), "not one filter per channel");
         assert!(depthwise_conv2d(&cl, &w, None, 1, 2).is_some());
+    }
+
+    #[test]
+    fn batch_norm_act_matches_libtorch_in_value_every_gradient_and_running_statistics() {
+        // (batch, channels, height, width): channels in one block and across several, a row block
+        // of one row (more channels than a block holds), three values per channel (with two, the
+        // input's gradient is zero and only rounding is left to compare).
+        let shapes = [[4, 16, 9, 9], [3, 20, 7, 5], [2, 96, 12, 12], [2, 17000, 1, 2], [3, 5, 1, 1]];
+        let acts: [(&str, f64, f64); 3] = [("none", f64::NEG_INFINITY, f64::INFINITY), ("relu", 0.0, f64::INFINITY), ("relu6", 0.0, 6.0)];
+        for shape in shapes {
+            for (name, lo, hi) in acts {
+                let c = shape[1];
+                let what = format!("{shape:?} {name}");
+                let x = to_channels_last(&(ramp(&shape, 2.0) + 0.5)).set_requires_grad(true);
+                // Weights large enough that ReLU6 clamps at both ends.
+                let weight = (ramp(&[c], 4.0) + 0.5).set_requires_grad(true);
+                let bias = (ramp(&[c], 1.0) + 1.0).set_requires_grad(true);
+                let (rm, rv) = (ramp(&[c], 0.3), ramp(&[c], 0.3).abs() + 0.5);
+                let (rm_ref, rv_ref) = (rm.copy(), rv.copy());
+                let params = BatchNormParams { weight: &weight, bias: &bias, running_mean: &rm, running_var: &rv, momentum: 0.1, eps: 1e-5 };
+                let ours = batch_norm_act(&x, &params, lo, hi).expect("a channels-last float32 batch is handled");
+                let normed = x.batch_norm(Some(&weight), Some(&bias), Some(&rm_ref), Some(&rv_ref), true, 0.1, 1e-5, false);
+                let reference = match name {
+                    "relu" => normed.relu(),
+                    "relu6" => normed.relu6(),
+                    _ => normed,
+                };
+                assert_eq!(ours.stride(), x.stride(), "{what}: the output keeps the input's layout");
+                let d = max_rel_diff(&ours, &reference);
+                assert!(d < 1e-5, "{what}: forward differs by {d}");
+                if name == "relu6" && shape[0] * shape[2] * shape[3] > 100 {
+                    let clamped = |v: f64| reference.eq(v).sum(Kind::Int64).int64_value(&[]);
+                    assert!(clamped(0.0) > 0 && clamped(6.0) > 0, "{what}: the case reaches both ends of ReLU6");
+                }
+                assert!(max_rel_diff(&rm, &rm_ref) < 1e-6, "{what}: running mean");
+                assert!(max_rel_diff(&rv, &rv_ref) < 1e-6, "{what}: running variance");
+                // Not a function of x alone (the input's gradient of batch norm would vanish), in
+                // another layout than x.
+                let g = (ramp(&shape, 1.5) * 3.0).sin().flip([0]).transpose(0, -1).contiguous().transpose(0, -1);
+                let inputs = [&x, &weight, &bias];
+                let (gs, rs) = (grads(&ours, &g, &inputs), grads(&reference, &g, &inputs));
+                for (part, (a, r)) in ["input", "weight", "bias"].iter().zip(gs.iter().zip(&rs)) {
+                    let d = max_rel_diff(a, r);
+                    assert!(d < 1e-4, "{what}: {part} gradient differs by {d}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn batch_norm_act_leaves_other_cases_to_libtorch() {
+        let (w, b) = (ramp(&[8], 1.0) + 2.0, ramp(&[8], 1.0));
+        let (rm, rv) = (Tensor::zeros([8], (Kind::Float, Device::Cpu)), Tensor::ones([8], (Kind::Float, Device::Cpu)));
+        let params = BatchNormParams { weight: &w, bias: &b, running_mean: &rm, running_var: &rv, momentum: 0.1, eps: 1e-5 };
+        let contiguous = ramp(&[2, 8, 5, 5], 1.0);
+        assert!(batch_norm_act(&contiguous, &params, 0.0, 6.0).is_none(), "NCHW input");
+        let cl = to_channels_last(&contiguous);
+        assert!(batch_norm_act(&cl.to_kind(Kind::Double), &params, 0.0, 6.0).is_none(), "float64");
+        assert!(batch_norm_act(&to_channels_last(&ramp(&[1, 8, 1, 1], 1.0)), &params, 0.0, 6.0).is_none(), "one value per channel: libtorch's error");
+        let rm_before = rm.copy();
+        assert!(batch_norm_act(&cl, &params, 0.0, 6.0).is_some());
+        assert!(!rm.equal(&rm_before), "the running mean is updated");
     }
 
     #[test]

@@ -97,16 +97,56 @@ pub const BN_DEFAULT: Bn = Bn {
     momentum: 0.1,
 };
 
-pub fn batch_norm(p: nn::Path, c: i64, bn: Bn) -> nn::BatchNorm {
-    nn::batch_norm2d(
-        p,
-        c,
-        nn::BatchNormConfig {
-            eps: bn.eps,
-            momentum: bn.momentum,
-            ..Default::default()
-        },
-    )
+/// A 2-d batch norm (tch's `BatchNorm`, whose variables `weight`, `bias`, `running_mean` and
+/// `running_var` it keeps) that runs training-mode batches of channels-last float32 maps through
+/// the fused kernel of `kernels`, with the ReLU or ReLU6 that follows it; libtorch's batch norm
+/// and activation otherwise (evaluation, other dtypes and devices, autocast), with the same values.
+#[derive(Debug)]
+pub struct BatchNorm {
+    inner: nn::BatchNorm,
+    bn: Bn,
+}
+
+pub fn batch_norm(p: nn::Path, c: i64, bn: Bn) -> BatchNorm {
+    let config = nn::BatchNormConfig {
+        eps: bn.eps,
+        momentum: bn.momentum,
+        ..Default::default()
+    };
+    BatchNorm { inner: nn::batch_norm2d(p, c, config), bn }
+}
+
+impl BatchNorm {
+    /// `act(batch_norm(xs))`.
+    pub fn forward_act(&self, xs: &Tensor, train: bool, act: Act) -> Tensor {
+        if train {
+            let (lo, hi, rest) = match act {
+                Act::Relu => (0.0, f64::INFINITY, Act::Identity),
+                Act::Relu6 => (0.0, 6.0, Act::Identity),
+                other => (f64::NEG_INFINITY, f64::INFINITY, other),
+            };
+            if let (Some(weight), Some(bias)) = (&self.inner.ws, &self.inner.bs) {
+                let params = kernels::BatchNormParams {
+                    weight,
+                    bias,
+                    running_mean: &self.inner.running_mean,
+                    running_var: &self.inner.running_var,
+                    momentum: self.bn.momentum,
+                    eps: self.bn.eps,
+                };
+                if let Some(ys) = kernels::batch_norm_act(xs, &params, lo, hi) {
+                    return rest.apply(ys);
+                }
+            }
+        }
+        act.apply(xs.apply_t(&self.inner, train))
+    }
+}
+
+impl ModuleT for BatchNorm {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.forward_act(xs, train, Act::Identity)
+    }
 }
 
 /// torchvision's `Conv2dNormActivation`: conv (no bias) at `p.0`, batch norm at `p.1`, activation.
@@ -223,6 +263,33 @@ mod tests {
         assert_eq!(make_divisible(320.0 * 1.8, 8), 576);
         assert_eq!(make_divisible(40.0 * 1.2, 8), 48);
         assert_eq!(make_divisible(3.0, 8), 8);
+    }
+
+    #[test]
+    fn batch_norm_with_each_activation_matches_libtorch_in_training_and_evaluation() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let bn = batch_norm(vs.root() / "bn", 24, BN_DEFAULT);
+        tch::no_grad(|| {
+            let mut w = bn.inner.ws.as_ref().unwrap().shallow_clone();
+            w.copy_(&(Tensor::arange(24, (Kind::Float, tch::Device::Cpu)) * 0.37).sin().g_mul_scalar(8.0));
+        });
+        let n: i64 = 4 * 24 * 7 * 7;
+        let base = (Tensor::arange(n, (Kind::Float, tch::Device::Cpu)) * 0.7311).sin().g_mul_scalar(3.0).reshape([4, 24, 7, 7]);
+        let x = crate::precision::to_channels_last(&base);
+        for act in [Act::Identity, Act::Relu, Act::Relu6, Act::Silu, Act::Hardswish] {
+            for train in [true, false] {
+                let (rm, rv) = (bn.inner.running_mean.copy(), bn.inner.running_var.copy());
+                let reference = act.apply(x.batch_norm(bn.inner.ws.as_ref(), bn.inner.bs.as_ref(), Some(&rm), Some(&rv), train, 0.1, 1e-5, false));
+                if act == Act::Relu6 {
+                    assert!(reference.eq(6.0).any().int64_value(&[]) == 1, "the case reaches ReLU6's top");
+                }
+                let ours = bn.forward_act(&x, train, act);
+                let d = (&ours - &reference).abs().max().double_value(&[]);
+                assert!(d < 1e-5, "{act:?} train {train}: differs by {d}");
+                assert!(bn.inner.running_mean.allclose(&rm, 1e-6, 1e-7, false), "{act:?} train {train}: running mean");
+                assert!(bn.inner.running_var.allclose(&rv, 1e-6, 1e-7, false), "{act:?} train {train}: running variance");
+            }
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! parameter names.
 use tch::nn::{self, ModuleT};
 
-use super::layers::conv2d;
+use super::layers::{batch_norm, conv2d, Act, BN_DEFAULT};
 use super::Network;
 
 fn head(p: &nn::Path, features: i64, num_classes: i64) -> nn::Linear {
@@ -22,18 +22,18 @@ pub fn resnet34(p: &nn::Path, num_classes: i64) -> Network {
 /// shortcut where the shape changes.
 fn basic_block(p: nn::Path, c_in: i64, planes: i64, stride: i64) -> impl ModuleT {
     let conv1 = conv2d(&p / "conv1", c_in, planes, 3, stride, 1, false);
-    let bn1 = nn::batch_norm2d(&p / "bn1", planes, Default::default());
+    let bn1 = batch_norm(&p / "bn1", planes, BN_DEFAULT);
     let conv2 = conv2d(&p / "conv2", planes, planes, 3, 1, 1, false);
-    let bn2 = nn::batch_norm2d(&p / "bn2", planes, Default::default());
+    let bn2 = batch_norm(&p / "bn2", planes, BN_DEFAULT);
     let downsample = (stride != 1 || c_in != planes).then(|| {
         let d = &p / "downsample";
         (
             conv2d(&d / "0", c_in, planes, 1, stride, 1, false),
-            nn::batch_norm2d(&d / "1", planes, Default::default()),
+            batch_norm(&d / "1", planes, BN_DEFAULT),
         )
     });
     nn::func_t(move |xs, train| {
-        let ys = xs.apply(&conv1).apply_t(&bn1, train).relu_();
+        let ys = bn1.forward_act(&xs.apply(&conv1), train, Act::Relu);
         let ys = ys.apply(&conv2).apply_t(&bn2, train);
         let shortcut = match &downsample {
             Some((c, b)) => xs.apply(c).apply_t(b, train),
@@ -62,22 +62,22 @@ fn bottleneck(
     let width = planes * base_width / 64 * groups;
     let c_out = planes * 4;
     let conv1 = conv2d(&p / "conv1", c_in, width, 1, 1, 1, false);
-    let bn1 = nn::batch_norm2d(&p / "bn1", width, Default::default());
+    let bn1 = batch_norm(&p / "bn1", width, BN_DEFAULT);
     let conv2 = conv2d(&p / "conv2", width, width, 3, stride, groups, false);
-    let bn2 = nn::batch_norm2d(&p / "bn2", width, Default::default());
+    let bn2 = batch_norm(&p / "bn2", width, BN_DEFAULT);
     let conv3 = conv2d(&p / "conv3", width, c_out, 1, 1, 1, false);
-    let bn3 = nn::batch_norm2d(&p / "bn3", c_out, Default::default());
+    let bn3 = batch_norm(&p / "bn3", c_out, BN_DEFAULT);
     let downsample = (stride != 1 || c_in != c_out).then(|| {
         let d = &p / "downsample";
         (
             conv2d(&d / "0", c_in, c_out, 1, stride, 1, false),
-            nn::batch_norm2d(&d / "1", c_out, Default::default()),
+            batch_norm(&d / "1", c_out, BN_DEFAULT),
         )
     });
     nn::func_t(move |xs, train| {
         // In-place ReLUs on fresh batch-norm outputs and sums, as torchvision's.
-        let ys = xs.apply(&conv1).apply_t(&bn1, train).relu_();
-        let ys = ys.apply(&conv2).apply_t(&bn2, train).relu_();
+        let ys = bn1.forward_act(&xs.apply(&conv1), train, Act::Relu);
+        let ys = bn2.forward_act(&ys.apply(&conv2), train, Act::Relu);
         let ys = ys.apply(&conv3).apply_t(&bn3, train);
         let shortcut = match &downsample {
             Some((c, b)) => xs.apply(c).apply_t(b, train),
@@ -108,7 +108,7 @@ fn resnet(
             ..Default::default()
         },
     );
-    let bn1 = nn::batch_norm2d(p / "bn1", 64, Default::default());
+    let bn1 = batch_norm(p / "bn1", 64, BN_DEFAULT);
     let mut body = nn::seq_t();
     let mut c_in = 64;
     for (i, (&n, planes)) in layers.iter().zip([64, 128, 256, 512]).enumerate() {
@@ -130,9 +130,7 @@ fn resnet(
         }
     }
     let backbone = nn::func_t(move |xs, train| {
-        xs.apply(&conv1)
-            .apply_t(&bn1, train)
-            .relu_()
+        bn1.forward_act(&xs.apply(&conv1), train, Act::Relu)
             .max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)
             .apply_t(&body, train)
             .adaptive_avg_pool2d([1, 1])

@@ -3,7 +3,7 @@
 //! numbered as its Sequential numbers them, `classifier.0/3/6`.
 use tch::nn;
 
-use super::layers::{batch_norm, conv2d, BN_DEFAULT};
+use super::layers::{batch_norm, conv2d, Act, BN_DEFAULT};
 use super::Network;
 
 /// Configuration "D": channels of each 3x3 convolution, 0 for a 2x2 max pooling.
@@ -25,9 +25,10 @@ fn vgg16_with(p: &nn::Path, with_bn: bool, num_classes: i64) -> Network {
         features = features.add(conv2d(&f / index, c_in, c, 3, 1, 1, true));
         if with_bn {
             let bn = batch_norm(&f / (index + 1), c, BN_DEFAULT);
-            features = features.add_fn_t(move |xs, train| xs.apply_t(&bn, train));
+            features = features.add_fn_t(move |xs, train| bn.forward_act(xs, train, Act::Relu));
+        } else {
+            features = features.add_fn(|xs| xs.relu());
         }
-        features = features.add_fn(|xs| xs.relu());
         index += if with_bn { 3 } else { 2 };
         c_in = c;
     }
