@@ -52,11 +52,12 @@ fn compile_shim(lib: &std::path::Path) {
     println!("cargo:rustc-link-search=native={}", lib.display());
     println!("cargo:rustc-link-lib=dylib=c10");
     println!("cargo:rustc-link-lib=dylib=torch_cpu");
-    // The OpenMP runtime that libtorch itself runs on (the wheel ships its own), so that the
-    // shim's parallel loops share libtorch's threads; the system's otherwise.
-    let gomp = lib.join("libgomp.so.1");
-    if gomp.is_file() {
-        println!("cargo:rustc-link-arg={}", gomp.display());
+    // The OpenMP runtime that libtorch itself runs on (the wheel ships its own, found first in the
+    // search path above), so that the shim's parallel loops share libtorch's threads; the
+    // system's otherwise. A link-lib, unlike a link-arg, also reaches crates that link the
+    // library (the fuzz targets).
+    if lib.join("libgomp.so.1").is_file() {
+        println!("cargo:rustc-link-lib=dylib:+verbatim=libgomp.so.1");
     } else {
         println!("cargo:rustc-link-lib=dylib=gomp");
     }
