@@ -15,19 +15,28 @@ fn torch_lib_dir() -> Option<PathBuf> {
     out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
-// The C++ shim (csrc/: automatic mixed precision, the fused Adam step, three CPU kernels), compiled against the headers
-// of the same libtorch. Only the main crate has it (the fuzz crate includes this file for the
+// The C++ shim (every csrc/*.cpp: automatic mixed precision, the fused Adam step, the CPU
+// kernels; declared on the Rust side in src/shim.rs), compiled against the headers of the same
+// libtorch. Only the main crate has it (the fuzz crate includes this file for the
 // rpath alone and links the shim through the library).
 fn compile_shim(lib: &std::path::Path) {
-    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
-    let sources = ["autocast.cpp", "fused_adam.cpp", "star_relu.cpp", "depthwise_conv.cpp", "batch_norm.cpp", "parallel.cpp"].map(|f| manifest.join("csrc").join(f));
-    if !sources.iter().all(|s| s.is_file()) {
+    let csrc = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join("csrc");
+    let Ok(listing) = std::fs::read_dir(&csrc) else {
+        return;
+    };
+    let mut sources: Vec<PathBuf> = listing
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "cpp"))
+        .collect();
+    sources.sort();
+    if sources.is_empty() {
         return;
     }
-    for source in &sources {
-        println!("cargo:rerun-if-changed={}", source.display());
+    // The folder itself, so that a new source file is picked up; and every file in it.
+    println!("cargo:rerun-if-changed={}", csrc.display());
+    for entry in std::fs::read_dir(&csrc).into_iter().flatten().flatten() {
+        println!("cargo:rerun-if-changed={}", entry.path().display());
     }
-    println!("cargo:rerun-if-changed={}", manifest.join("csrc/shim_error.h").display());
     let include = lib.join("../include");
     let python = std::env::var("IMAGE_LEARNER_PYTHON").unwrap_or_else(|_| "python3".into());
     let abi = Command::new(python)

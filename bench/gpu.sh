@@ -4,11 +4,11 @@
 # learning rate 0.001, seed 42, horizontal flip, 70/10/20) at the model's own 384x384, with
 # `--device cuda --precision auto` (bf16 autocast), and the same job with the Python reference
 # (bench/reference.py --device cuda --precision bf16); prints wall times, peak host RSS, phases
-# and the GPU's name. Needs the set-up (scripts/setup.sh) or its cache, and ../shared/data/ham10000
+# and the GPU's name. Needs the test set-up (scripts/setup-test.sh) or its cache, and ../shared/data/ham10000
 # (or HAM10000_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/setup.sh
+source scripts/setup-test.sh
 cargo build --release --quiet
 ham="${HAM10000_DIR:-../shared/data/ham10000}"
 out="${BENCH_OUT:-$(mktemp -d)}"

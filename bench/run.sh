@@ -6,7 +6,7 @@
 # Takes about 45 minutes on 2 cores; run it alone, as every figure is a ratio of two timings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/setup.sh
+source scripts/setup-test.sh
 cargo build --release --quiet
 bin=target/release/image-learner
 py="$IMAGE_LEARNER_PYTHON"

@@ -4,7 +4,7 @@
 # 'N passed, N failed'. Also lints both tools. Called by scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/setup.sh
+source scripts/setup-test.sh
 cargo build --release --quiet
 
 work="$(mktemp -d)"

@@ -1,30 +1,26 @@
-//! The plain configuration values that the command line is turned into. The core modules take
-//! these, never the parsed arguments, so tests drive them directly.
+//! Every option of every command, defined once: each struct is both the command's flags (clap
+//! reads the `#[arg]` attributes, defaults included) and the plain value the library takes, so
+//! tests build them with `parse` and the Best Model stores the train options as they were used.
+//! The program's top-level parser (`src/cli.rs`) belongs to the binary.
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use clap::{ArgAction, Args, Parser};
 use serde::{Deserialize, Serialize};
 
 use crate::error::input_error;
+pub use crate::task::TaskKind;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Task {
-    Classification,
-    Binary,
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" | "on" => Ok(true),
+        "false" | "no" | "0" | "off" => Ok(false),
+        _ => Err(format!("'{s}' is not true or false")),
+    }
 }
 
-impl FromStr for Task {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<Self> {
-        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
-            "classification" | "multiclass" | "multi_class" | "category" => Ok(Task::Classification),
-            "binary" | "binary_classification" => Ok(Task::Binary),
-            other => Err(input_error(format!(
-                "unknown task '{other}': use 'classification' or 'binary'"
-            ))),
-        }
-    }
+fn parse_with<T: FromStr<Err = anyhow::Error>>(s: &str) -> Result<T, String> {
+    s.parse::<T>().map_err(|e| e.to_string())
 }
 
 /// One of the six augmentations of the existing tool.
@@ -243,14 +239,11 @@ impl FromStr for DeviceChoice {
     }
 }
 
-fn default_precision() -> PrecisionChoice {
-    PrecisionChoice::Auto
-}
-
 /// `--precision`: the floating-point precision of the forward pass.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PrecisionChoice {
+    #[default]
     /// bf16 mixed precision where the hardware computes bf16 faster than float32 (a CPU with
     /// AMX, a CUDA GPU), float32 elsewhere.
     Auto,
@@ -291,84 +284,119 @@ impl FromStr for PredictionsScope {
     }
 }
 
-/// Everything one training run needs.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// `image-learner train`: everything one training run needs.
+#[derive(Args, Clone, Debug, Serialize, Deserialize)]
 pub struct TrainConfig {
+    /// ZIP of images.
+    #[arg(long)]
     pub images: PathBuf,
+    /// CSV or TSV naming each image and its class.
+    #[arg(long)]
     pub metadata: PathBuf,
+    /// Folder for the outputs.
+    #[arg(long, default_value = "out")]
     pub output_dir: PathBuf,
-    pub task: Task,
+    /// classification or binary.
+    #[arg(long, default_value = "classification", value_parser = parse_with::<TaskKind>)]
+    pub task: TaskKind,
+    /// Architecture (see `image-learner models`).
+    #[arg(long, default_value = "caformer_s18_384")]
     pub model: String,
+    #[arg(long, default_value_t = 10)]
     pub epochs: usize,
+    #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
+    /// Start from pretrained ImageNet weights (installed with `image-learner weights`).
+    #[arg(long, default_value = "true", action = ArgAction::Set, value_parser = parse_bool)]
     pub use_pretrained: bool,
+    /// Train all layers (true) or only the new head (false).
+    #[arg(long, default_value = "true", action = ArgAction::Set, value_parser = parse_bool)]
     pub fine_tune: bool,
+    #[arg(long, default_value_t = 0.001)]
     pub learning_rate: f64,
+    /// adam, adamw or sgd.
+    #[arg(long, default_value = "adam", value_parser = parse_with::<OptimizerKind>)]
     pub optimizer: OptimizerKind,
+    #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
+    #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Comma-separated: horizontal_flip, vertical_flip, rotate, blur, brightness, contrast.
+    #[arg(long, value_delimiter = ',', value_parser = parse_with::<Augmentation>)]
     pub augmentation: Vec<Augmentation>,
+    /// train/validation/test percentages.
+    #[arg(long, default_value = "70/10/20", value_parser = parse_with::<SplitFractions>)]
     pub split: SplitFractions,
+    /// Image column, by name or 1-based number.
+    #[arg(long, value_parser = parse_with::<ColumnRef>)]
     pub image_column: Option<ColumnRef>,
+    /// Label column, by name or 1-based number.
+    #[arg(long, value_parser = parse_with::<ColumnRef>)]
     pub label_column: Option<ColumnRef>,
+    /// Split column (train/validation/test or 0/1/2), by name or number.
+    #[arg(long, value_parser = parse_with::<ColumnRef>)]
     pub split_column: Option<ColumnRef>,
+    /// Keep all images of a group (e.g. lesion_id) in one split.
+    #[arg(long, value_parser = parse_with::<ColumnRef>)]
     pub group_column: Option<ColumnRef>,
-    pub image_size: Option<i64>,
+    /// Square input size in pixels (default: the images' size, at most the model's default).
+    #[arg(long)]
+    pub image_size: Option<usize>,
+    /// Stop after this many epochs without validation improvement.
+    #[arg(long)]
     pub early_stop: Option<usize>,
+    /// loss, accuracy, macro_f1 or roc_auc.
+    #[arg(long, default_value = "loss", value_parser = parse_with::<ValidationMetric>)]
     pub validation_metric: ValidationMetric,
+    /// Threads (default: GALAXY_SLOTS, else all cores).
+    #[arg(long)]
     pub threads: Option<usize>,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto", value_parser = parse_with::<DeviceChoice>)]
     pub device: DeviceChoice,
-    #[serde(default = "default_precision")]
+    /// auto (bf16 mixed precision on a CUDA GPU or a CPU with AMX, else float32), fp32 or bf16.
+    #[arg(long, default_value = "auto", value_parser = parse_with::<PrecisionChoice>)]
+    #[serde(default = "PrecisionChoice::default")]
     pub precision: PrecisionChoice,
+    /// Folder of pretrained weights (default: IMAGE_LEARNER_WEIGHTS, else the user cache).
+    #[arg(long)]
     pub weights_dir: Option<PathBuf>,
+    /// Predictions CSV for the test images (test) or every image with its split (all).
+    #[arg(long, default_value = "test", value_parser = parse_with::<PredictionsScope>)]
     pub predictions: PredictionsScope,
-    /// Binary task: predict the second class when its probability reaches this (default: the
-    /// more probable class, i.e. 0.5).
+    /// Binary task: decision threshold on the second class's probability (default 0.5).
+    #[arg(long)]
     #[serde(default)]
     pub threshold: Option<f32>,
-    /// Evaluate the training images again with the best weights in eval mode (one more pass
-    /// over them). Without it the train figures are the best epoch's own training pass.
+    /// Evaluate the training images again after training, with the best weights in eval mode
+    /// (one more pass over them); without it the train figures come from the best epoch's own
+    /// training pass (augmented images, weights still changing), as Keras and timm report them.
+    #[arg(long, default_value = "false", action = ArgAction::Set, value_parser = parse_bool)]
     #[serde(default)]
     pub evaluate_train: bool,
     /// The command line as typed, for the report.
+    #[arg(skip)]
     pub command_line: String,
 }
 
+/// Parses one command's options from flags alone, as the command line would.
+fn parse_options<T: Args>(flags: &[&str]) -> anyhow::Result<T> {
+    #[derive(Parser)]
+    struct One<T: Args> {
+        #[command(flatten)]
+        options: T,
+    }
+    let argv = std::iter::once("image-learner").chain(flags.iter().copied());
+    Ok(One::<T>::try_parse_from(argv).map_err(|e| input_error(e.to_string()))?.options)
+}
+
 impl TrainConfig {
-    /// A configuration with the tool's defaults for the given inputs.
+    /// The command line's defaults for these inputs and this model.
     pub fn new(images: PathBuf, metadata: PathBuf, output_dir: PathBuf, model: &str) -> Self {
-        TrainConfig {
-            images,
-            metadata,
-            output_dir,
-            task: Task::Classification,
-            model: model.to_string(),
-            precision: PrecisionChoice::Auto,
-            epochs: 10,
-            batch_size: 32,
-            use_pretrained: false,
-            fine_tune: true,
-            learning_rate: 0.001,
-            optimizer: OptimizerKind::Adam,
-            weight_decay: 0.0,
-            seed: 42,
-            augmentation: Vec::new(),
-            split: SplitFractions::default(),
-            image_column: None,
-            label_column: None,
-            split_column: None,
-            group_column: None,
-            image_size: None,
-            early_stop: None,
-            validation_metric: ValidationMetric::Loss,
-            evaluate_train: false,
-            threads: None,
-            device: DeviceChoice::Cpu,
-            weights_dir: None,
-            predictions: PredictionsScope::Test,
-            threshold: None,
-            command_line: String::new(),
-        }
+        let mut cfg: TrainConfig = parse_options(&["--images", "-", "--metadata", "-", "--model", model])
+            .expect("the defaults parse");
+        (cfg.images, cfg.metadata, cfg.output_dir) = (images, metadata, output_dir);
+        cfg
     }
 
     /// Checks the numeric options before any data is read.
@@ -404,5 +432,197 @@ impl TrainConfig {
             );
         }
         Ok(())
+    }
+}
+
+/// `image-learner predict`: a Best Model applied to a ZIP of images.
+#[derive(Args, Clone, Debug)]
+pub struct PredictConfig {
+    /// Best Model ZIP written by `train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// ZIP of images to classify.
+    #[arg(long)]
+    pub images: PathBuf,
+    /// Optional CSV naming the images (and their labels, to score against).
+    #[arg(long)]
+    pub metadata: Option<PathBuf>,
+    /// Predictions CSV to write.
+    #[arg(long, default_value = "predictions.csv")]
+    pub output: PathBuf,
+    /// HTML metrics page to write when the metadata has labels.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    #[arg(long, value_parser = parse_with::<ColumnRef>)]
+    pub image_column: Option<ColumnRef>,
+    #[arg(long, value_parser = parse_with::<ColumnRef>)]
+    pub label_column: Option<ColumnRef>,
+    /// Evaluation batch size (default: the one the model was evaluated with).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[arg(long, default_value = "auto", value_parser = parse_with::<DeviceChoice>)]
+    pub device: DeviceChoice,
+    /// auto, fp32 or bf16 (as for train).
+    #[arg(long, default_value = "auto", value_parser = parse_with::<PrecisionChoice>)]
+    pub precision: PrecisionChoice,
+}
+
+/// `image-learner throughput`: a model's training step, or the ingestion, timed.
+#[derive(Args, Clone, Debug)]
+pub struct ThroughputConfig {
+    /// The model whose training step is timed (or, with --images, the data ingestion instead).
+    #[arg(required_unless_present = "images")]
+    pub model: Option<String>,
+    /// Time reading, decoding and resizing this ZIP's images (with --metadata) instead.
+    #[arg(long, requires = "metadata")]
+    pub images: Option<PathBuf>,
+    #[arg(long)]
+    pub metadata: Option<PathBuf>,
+    #[arg(long, value_parser = parse_with::<ColumnRef>)]
+    pub label_column: Option<ColumnRef>,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 96)]
+    pub image_size: usize,
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    #[arg(long, default_value_t = 8)]
+    pub steps: usize,
+    #[arg(long, default_value = "auto", value_parser = parse_with::<PrecisionChoice>)]
+    pub precision: PrecisionChoice,
+    /// Keep the default contiguous (NCHW) layout instead of channels-last.
+    #[arg(long)]
+    pub contiguous: bool,
+    #[arg(long, default_value = "cpu", value_parser = parse_with::<DeviceChoice>)]
+    pub device: DeviceChoice,
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// `image-learner sample`: the bundled synthetic data set.
+#[derive(Args, Clone, Debug)]
+pub struct SampleConfig {
+    #[arg(long, default_value = "test-data")]
+    pub output_dir: PathBuf,
+    #[arg(long, default_value_t = 60)]
+    pub per_class: usize,
+    #[arg(long, alias = "size", default_value_t = 48)]
+    pub image_size: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// `image-learner weights fetch|import`.
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum WeightsConfig {
+    /// Download a model's published ImageNet weights (timm's hub, torchvision's URLs).
+    Fetch {
+        model: String,
+        #[arg(long)]
+        weights_dir: Option<PathBuf>,
+    },
+    /// Install a weights file you have (safetensors or a PyTorch state dict).
+    Import {
+        model: String,
+        file: PathBuf,
+        #[arg(long)]
+        weights_dir: Option<PathBuf>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// The default a Galaxy tool XML gives the parameter `name`: its `value`, its selected option,
+    /// or its `checked` state; None when it has none.
+    fn galaxy_default(xml: &str, name: &str) -> Option<String> {
+        let start = xml.find(&format!("<param name=\"{name}\""))?;
+        let tag_end = start + xml[start..].find('>')?;
+        let tag = &xml[start..tag_end];
+        let attr = |tag: &str, a: &str| -> Option<String> {
+            let i = tag.find(&format!(" {a}=\""))? + a.len() + 3;
+            Some(tag[i..i + tag[i..].find('"')?].to_string())
+        };
+        if let Some(v) = attr(tag, "value") {
+            return Some(v);
+        }
+        if let Some(c) = attr(tag, "checked") {
+            return Some(c);
+        }
+        if tag.ends_with('/') {
+            return None;
+        }
+        let body = &xml[tag_end..tag_end + xml[tag_end..].find("</param>")?];
+        body.split("<option ").skip(1).find(|o| o.contains("selected=\"true\"")).and_then(|o| attr(&format!(" {o}"), "value"))
+    }
+
+    #[derive(Parser)]
+    struct Train {
+        #[command(flatten)]
+        options: TrainConfig,
+    }
+
+    #[test]
+    fn the_galaxy_forms_defaults_are_the_command_lines() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/galaxy/");
+        // The form's inputs (not its tests, which set values of their own) and the macros.
+        let tool = std::fs::read_to_string(format!("{dir}image_learner.xml")).unwrap();
+        let xml = tool[..tool.find("<tests>").unwrap()].to_string() + &std::fs::read_to_string(format!("{dir}macros.xml")).unwrap();
+        let cmd = Train::command();
+        let cli_default = |id: &str| -> Option<String> {
+            let arg = cmd.get_arguments().find(|a| a.get_id() == id).unwrap_or_else(|| panic!("no option {id}"));
+            arg.get_default_values().first().map(|v| v.to_string_lossy().into_owned())
+        };
+        let same = |a: &str, b: &str| a == b || matches!((a.parse::<f64>(), b.parse::<f64>()), (Ok(x), Ok(y)) if x == y);
+        // (form parameter, option): every parameter of the form that has a command-line twin.
+        let pairs = [
+            ("task", "task"),
+            ("model", "model"),
+            ("epochs", "epochs"),
+            ("batch_size", "batch_size"),
+            ("use_pretrained", "use_pretrained"),
+            ("fine_tune", "fine_tune"),
+            ("learning_rate", "learning_rate"),
+            ("random_seed", "seed"),
+            ("augmentation", "augmentation"),
+            ("split_choice", "split"),
+            ("image_column", "image_column"),
+            ("label_column", "label_column"),
+            ("split_column", "split_column"),
+            ("group_column", "group_column"),
+            ("image_size", "image_size"),
+            ("early_stop", "early_stop"),
+            ("validation_metric", "validation_metric"),
+            ("threshold", "threshold"),
+            ("predictions", "predictions"),
+            ("evaluate_train", "evaluate_train"),
+        ];
+        for (param, id) in pairs {
+            let (form, cli) = (galaxy_default(&xml, param), cli_default(id));
+            match (&form, &cli) {
+                (Some(f), Some(c)) => assert!(same(f, c), "{param}: the form's default is {f}, --{id}'s is {c}"),
+                (None, None) => {}
+                _ => panic!("{param}: the form's default is {form:?}, --{id}'s is {cli:?}"),
+            }
+        }
+        // The helper reads what it should: a selected option, a value, a checkbox, none.
+        assert_eq!(galaxy_default(&xml, "split_choice").as_deref(), Some("70/10/20"));
+        assert_eq!(galaxy_default(&xml, "epochs").as_deref(), Some("10"));
+        assert_eq!(galaxy_default(&xml, "evaluate_train").as_deref(), Some("false"));
+        assert_eq!(galaxy_default(&xml, "early_stop"), None);
+        assert_eq!(galaxy_default(&xml, "image_column"), None);
+    }
+
+    #[test]
+    fn a_config_made_in_code_has_the_command_lines_defaults() {
+        let cfg = TrainConfig::new("a.zip".into(), "a.csv".into(), "out".into(), "resnet18");
+        assert_eq!((cfg.model.as_str(), cfg.epochs, cfg.batch_size, cfg.seed), ("resnet18", 10, 32, 42));
+        assert_eq!(cfg.device, DeviceChoice::Auto);
+        assert!(cfg.use_pretrained && cfg.fine_tune);
+        assert_eq!(cfg.images, PathBuf::from("a.zip"));
     }
 }

@@ -16,33 +16,54 @@ pub const EXIT_OUTPUT: i32 = 4;
 pub const EXIT_SIGINT: i32 = 130;
 pub const EXIT_SIGTERM: i32 = 143;
 
-/// The run needs more memory than it may use.
-#[derive(Debug)]
-pub struct MemoryError(pub String);
+/// What went wrong, as far as the exit code is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The user's input or options; the message says what to fix.
+    BadInput,
+    /// The run needs more memory than it has, or may use.
+    Memory,
+    /// An output cannot be written (a full disk, a read-only folder).
+    Output,
+    /// Anything else: a bug.
+    Internal,
+}
 
-impl fmt::Display for MemoryError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+impl ErrorKind {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ErrorKind::BadInput => EXIT_BAD_INPUT,
+            ErrorKind::Memory => EXIT_OUT_OF_MEMORY,
+            ErrorKind::Output => EXIT_OUTPUT,
+            ErrorKind::Internal => EXIT_INTERNAL,
+        }
     }
 }
 
-impl std::error::Error for MemoryError {}
-
-/// An error caused by the user's input or options; the message says what to fix.
+/// The one error type of the tool: a kind and a message. It travels inside `anyhow::Error`, so
+/// context added on the way up keeps the kind.
 #[derive(Debug)]
-pub struct InputError(pub String);
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+}
 
-impl fmt::Display for InputError {
+impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
-impl std::error::Error for InputError {}
+impl std::error::Error for Error {}
+
+/// An `anyhow::Error` of this kind.
+pub fn error(kind: ErrorKind, msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Error { kind, message: msg.into() })
+}
 
 /// Builds an `anyhow::Error` tagged as bad input.
 pub fn input_error(msg: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(InputError(msg.into()))
+    error(ErrorKind::BadInput, msg)
 }
 
 /// Returns early with a bad-input error formatted like `format!`.
@@ -59,22 +80,22 @@ pub fn shim_message(buf: &[u8]) -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// Picks the exit code for an error chain.
-pub fn exit_code(err: &anyhow::Error) -> i32 {
-    if err.chain().any(|e| e.downcast_ref::<InputError>().is_some()) {
-        return EXIT_BAD_INPUT;
-    }
-    if err.chain().any(|e| e.downcast_ref::<MemoryError>().is_some()) {
-        return EXIT_OUT_OF_MEMORY;
-    }
-    if err.chain().any(|e| e.downcast_ref::<crate::outputs::OutputError>().is_some()) {
-        return EXIT_OUTPUT;
+/// The kind of an error chain: the first tagged error in it, else memory exhaustion as libtorch
+/// words it, else internal.
+pub fn kind_of(err: &anyhow::Error) -> ErrorKind {
+    if let Some(e) = err.chain().find_map(|e| e.downcast_ref::<Error>()) {
+        return e.kind;
     }
     let text = format!("{err:#}").to_lowercase();
     if text.contains("out of memory") || text.contains("defaultcpuallocator: can't allocate") {
-        return EXIT_OUT_OF_MEMORY;
+        return ErrorKind::Memory;
     }
-    EXIT_INTERNAL
+    ErrorKind::Internal
+}
+
+/// Picks the exit code for an error chain.
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    kind_of(err).exit_code()
 }
 
 #[cfg(test)]
@@ -89,5 +110,15 @@ mod tests {
         assert_eq!(shim_message(&buf), "boom!");
         assert_eq!(shim_message(b"no terminator"), "no terminator");
         assert_eq!(shim_message(&[0u8; 4]), "");
+    }
+
+    #[test]
+    fn the_kind_survives_context_and_picks_the_exit_code() {
+        use anyhow::Context;
+        let e = Err::<(), _>(error(ErrorKind::Output, "cannot write x")).context("writing the outputs").unwrap_err();
+        assert_eq!(exit_code(&e), EXIT_OUTPUT);
+        assert_eq!(exit_code(&input_error("bad")), EXIT_BAD_INPUT);
+        assert_eq!(exit_code(&anyhow::anyhow!("CUDA out of memory. Tried to allocate")), EXIT_OUT_OF_MEMORY);
+        assert_eq!(exit_code(&anyhow::anyhow!("something else")), EXIT_INTERNAL);
     }
 }

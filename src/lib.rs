@@ -1,21 +1,27 @@
-//! image-learner: train and evaluate image classifiers from a ZIP of images and a CSV of labels.
+//! image-learner: train, evaluate and apply image classifiers from a ZIP of images and a CSV of
+//! labels.
 //!
-//! The data flows one way: `data` (CSV, ZIP, decoding, split, augmentation, batches) ->
-//! `models` -> `train` -> `metrics` -> `outputs` and `report`. `pipeline` runs the `train`
-//! command through them; `predict` applies a saved model.
-pub mod bench;
-pub mod cli;
+//! Data flows one way, and each module depends only on those before it:
+//! `config`, `error`, `shim` (the C++ kernels' declarations) -> `data` (CSV, ZIP, decoding,
+//! split, augmentation, batches) -> `models` (one file per family) -> `weights` (checkpoints,
+//! pretrained weights, the Best Model bundle) -> `task` and `metrics` -> `evaluation` ->
+//! `train` -> `outputs` and `report` -> `commands` (one short orchestrator per subcommand).
+//! `device`, `precision`, `optimizer` and `runtime` are how the arithmetic runs.
+pub mod commands;
 pub mod config;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod evaluation;
 pub mod metrics;
 pub mod models;
 pub mod optimizer;
 pub mod outputs;
-pub mod pipeline;
 pub mod precision;
-pub mod predict;
 pub mod report;
+pub mod runtime;
+mod shim;
 pub mod synth;
+pub mod task;
 pub mod train;
+pub mod weights;

@@ -10,25 +10,7 @@ use tch::{nn, nn::OptimizerConfig, Kind, Tensor};
 
 use crate::config::OptimizerKind;
 
-extern "C" {
-    fn il_grads_to_none(params: *const *const c_void, n: i32);
-    #[allow(clippy::too_many_arguments)]
-    fn il_fused_adam_step(
-        params: *const *const c_void,
-        exp_avgs: *const *const c_void,
-        exp_avg_sqs: *const *const c_void,
-        steps: *const *const c_void,
-        n: i32,
-        lr: f64,
-        beta1: f64,
-        beta2: f64,
-        weight_decay: f64,
-        eps: f64,
-        adamw: i32,
-        err: *mut u8,
-        err_len: usize,
-    ) -> i32;
-}
+use crate::shim::{il_grads_to_none, il_fused_adam_step};
 
 /// PyTorch's defaults for Adam and AdamW.
 const BETAS: (f64, f64) = (0.9, 0.999);

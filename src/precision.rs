@@ -9,11 +9,7 @@ use tch::{nn, Device, Tensor};
 use crate::bail_input;
 use crate::config::PrecisionChoice;
 
-extern "C" {
-    fn il_autocast_enter(device: i32, dtype: i32) -> i32;
-    fn il_autocast_exit(device: i32, previous: i32) -> i32;
-    fn il_autocast_is_enabled(device: i32) -> i32;
-}
+use crate::shim::{il_autocast_enter, il_autocast_exit, il_autocast_is_enabled};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Precision {

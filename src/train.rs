@@ -1,5 +1,5 @@
-//! The training loop: optimiser, epochs, validation, best-epoch selection, early stopping, and
-//! the evaluation pass that every split and `predict` share.
+//! The training loop: optimiser, epochs, validation, best-epoch selection and early stopping.
+//! The loss and the scores come from the task; each epoch's validation pass is `evaluation`'s.
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -7,18 +7,21 @@ use std::time::Instant;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use tch::{nn, Device, Kind, Tensor};
+use tch::{nn, Tensor};
 
 use crate::bail_input;
-use crate::config::{Augmentation, OptimizerKind, ValidationMetric};
-use crate::data::batches::{Batch, EpochBatches, Normalization};
+use crate::config::{Augmentation, OptimizerKind, TrainConfig, ValidationMetric};
+use crate::data::batches::{EpochBatches, Normalization};
 use crate::data::ImageSet;
+use crate::evaluation;
 use crate::metrics;
-use crate::models::Network;
+use crate::models::{ModelSpec, Network};
 use crate::optimizer::Optimizer;
 use crate::precision::Compute;
+use crate::task::Task;
 
 pub struct TrainSettings {
+    pub task: Task,
     pub epochs: usize,
     pub batch_size: usize,
     pub learning_rate: f64,
@@ -33,6 +36,75 @@ pub struct TrainSettings {
     pub seed: u64,
     pub compute: Compute,
     pub normalization: Normalization,
+}
+
+impl TrainSettings {
+    /// The loop's settings from the train options; `batch_size` as `fitting_batch_size` chose it.
+    pub fn new(cfg: &TrainConfig, spec: &ModelSpec, task: Task, batch_size: usize, compute: Compute) -> TrainSettings {
+        TrainSettings {
+            task,
+            epochs: cfg.epochs,
+            batch_size,
+            learning_rate: cfg.learning_rate,
+            optimizer: cfg.optimizer,
+            weight_decay: cfg.weight_decay,
+            early_stop: cfg.early_stop,
+            validation_metric: cfg.validation_metric,
+            frozen_backbone: !cfg.fine_tune,
+            head_prefix: spec.head_prefix.to_string(),
+            augmentation: cfg.augmentation.clone(),
+            seed: cfg.seed,
+            compute,
+            normalization: spec.normalization,
+        }
+    }
+}
+
+impl TrainSettings {
+    /// The evaluation pass of this run's validation and final figures.
+    pub fn evaluator<'a>(&'a self, net: &'a Network, set: &'a Arc<ImageSet>) -> evaluation::Evaluator<'a> {
+        evaluation::Evaluator {
+            net,
+            task: &self.task,
+            set,
+            batch_size: evaluation::batch_size(self.batch_size),
+            normalization: self.normalization,
+            compute: &self.compute,
+        }
+    }
+}
+
+/// The training batch size: the one asked for, or the training set's size when that is smaller
+/// (with a warning).
+pub fn fitting_batch_size(asked: usize, training_images: usize, warnings: &mut Vec<String>) -> usize {
+    if asked <= training_images {
+        return asked;
+    }
+    warnings.push(format!(
+        "--batch-size {asked} is larger than the training set ({training_images} images); using {training_images}"
+    ));
+    training_images
+}
+
+/// A model ready to train: its variables, its network, and the pretrained file it started from.
+pub struct StartedModel {
+    pub vs: nn::VarStore,
+    pub net: Network,
+    pub pretrained_file: Option<std::path::PathBuf>,
+}
+
+/// Builds `spec` with the task's head, seeded; loads the pretrained backbone from `weights_dir`
+/// when given; lays the weights out for `compute`.
+pub fn start_model(spec: &ModelSpec, task: &Task, seed: u64, weights_dir: Option<&std::path::Path>, compute: &Compute) -> Result<StartedModel> {
+    tch::manual_seed(seed as i64);
+    let mut vs = nn::VarStore::new(compute.device);
+    let net = spec.build(&vs.root(), task.head_outputs());
+    let pretrained_file = match weights_dir {
+        Some(dir) => Some(crate::weights::load_pretrained(&mut vs, spec, dir)?),
+        None => None,
+    };
+    compute.prepare(&vs);
+    Ok(StartedModel { vs, net, pretrained_file })
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -81,42 +153,6 @@ fn restore(vs: &nn::VarStore, state: &HashMap<String, Tensor>) {
     });
 }
 
-fn to_device(b: &Batch, size: usize, compute: &Compute) -> (Tensor, Tensor) {
-    let n = b.labels.len() as i64;
-    let s = size as i64;
-    let x = Tensor::from_slice(&b.pixels).view([n, 3, s, s]);
-    let y = Tensor::from_slice(&b.labels);
-    (compute.input(x), y.to_device(compute.device))
-}
-
-/// Softmax probabilities for images `indices` of `set`, in that order, in eval mode.
-pub fn predict_probs(
-    net: &Network,
-    set: &Arc<ImageSet>,
-    indices: &[usize],
-    batch_size: usize,
-    norm: Normalization,
-    compute: &Compute,
-) -> Vec<Vec<f32>> {
-    let k = set.classes.len();
-    let mut out = Vec::with_capacity(indices.len());
-    tch::no_grad(|| {
-        for b in EpochBatches::evaluation(set.clone(), indices, batch_size, norm) {
-            let (x, _) = to_device(&b, set.size, compute);
-            let p = compute.run(|| net.forward(&x, false, false)).softmax(-1, Kind::Float).to_device(Device::Cpu);
-            let flat: Vec<f32> = Vec::<f32>::try_from(p.flatten(0, -1)).expect("float probabilities");
-            out.extend(flat.chunks(k).map(<[f32]>::to_vec));
-        }
-    });
-    out
-}
-
-/// The batch size of every evaluation pass (validation during training, the final evaluation,
-/// `predict`): one value, so that the final figures reuse the validation pass bit for bit.
-pub fn evaluation_batch_size(training_batch_size: usize) -> usize {
-    training_batch_size.max(64)
-}
-
 /// Test hook: `IMAGE_LEARNER_FAULT_NAN_EPOCH=N` makes the loss of epoch N read as NaN, so the
 /// divergence handling can be tested without waiting for a real divergence.
 fn fault_nan_epoch() -> Option<usize> {
@@ -150,6 +186,7 @@ pub fn fit(
         }
     }
     let mut opt = Optimizer::new(vs, s.optimizer, s.learning_rate, s.weight_decay)?;
+    let validator = s.evaluator(net, set);
     let mut history = Vec::new();
     let mut best: Option<(usize, f64)> = None;
     let mut best_state = None;
@@ -183,10 +220,10 @@ pub fn fit(
         let mut waited = Instant::now();
         for b in batches {
             wait += waited.elapsed().as_secs_f64();
-            let (x, y) = to_device(&b, set.size, &s.compute);
+            let (x, y) = evaluation::batch_tensors(&b, set.size, &s.compute);
             let (logits, loss) = s.compute.run(|| {
                 let logits = net.forward(&x, true, s.frozen_backbone);
-                let loss = logits.cross_entropy_for_logits(&y);
+                let loss = s.task.loss(&logits, &y);
                 (logits, loss)
             });
             opt.backward_step(&loss)?;
@@ -201,9 +238,7 @@ pub fn fit(
             let n = b.labels.len();
             loss_sum += l * n as f64;
             seen += n;
-            let probs = logits.detach().softmax(-1, Kind::Float).to_device(Device::Cpu);
-            let flat = Vec::<f32>::try_from(probs.flatten(0, -1)).expect("float probabilities");
-            epoch_probs.extend(flat.chunks(set.classes.len()).map(<[f32]>::to_vec));
+            epoch_probs.extend(evaluation::rows(&s.task.scores(&logits.detach())));
             epoch_truth.extend(b.labels.iter().map(|&l| l as usize));
             bar.inc(1);
             waited = Instant::now();
@@ -214,14 +249,14 @@ pub fn fit(
             break;
         }
         let val_probs = (!val_idx.is_empty())
-            .then(|| predict_probs(net, set, val_idx, evaluation_batch_size(s.batch_size), s.normalization, &s.compute));
+            .then(|| validator.scores(val_idx));
         let val = val_probs.as_ref().map(|probs| {
             let truth: Vec<usize> = val_idx.iter().map(|&i| set.labels[i]).collect();
-            metrics::compute(&truth, probs, &set.classes)
+            s.task.metrics(&truth, probs)
         });
         let (val_loss, val_acc) = (val.as_ref().map(|m| m.log_loss), val.as_ref().map(|m| m.accuracy));
         let score = val.as_ref().and_then(|m| validation_score(s.validation_metric, m));
-        let train_m = metrics::compute(&epoch_truth, &epoch_probs, &set.classes);
+        let train_m = s.task.metrics(&epoch_truth, &epoch_probs);
         let record = EpochRecord {
             epoch,
             train_loss: loss_sum / seen.max(1) as f64,

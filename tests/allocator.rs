@@ -1,4 +1,4 @@
-//! Freed tensor memory stays in the process (pipeline::keep_freed_memory). This runs without the
+//! Freed tensor memory stays in the process (runtime::keep_freed_memory). This runs without the
 //! test harness so that it allocates on the main thread, as training does, and so that it can
 //! measure glibc's default first, in the same process, before the setting changes it.
 
@@ -28,13 +28,13 @@ fn faults_over_five_steps() -> i64 {
 
 fn main() {
     if !cfg!(all(target_os = "linux", target_env = "gnu")) {
-        assert!(!image_learner::pipeline::keep_freed_memory());
+        assert!(!image_learner::runtime::keep_freed_memory());
         println!("allocator: not glibc, nothing to check");
         return;
     }
     let default = faults_over_five_steps();
     assert!(default > 10_000, "glibc's default faulted only {default} pages in: this test no longer shows the setting's effect");
-    assert!(image_learner::pipeline::keep_freed_memory());
+    assert!(image_learner::runtime::keep_freed_memory());
     let kept = faults_over_five_steps();
     assert!(kept < 1_000, "{kept} page faults for memory that was freed and allocated again (glibc's default: {default})");
     println!("allocator: {default} page faults with glibc's default, {kept} with freed memory kept: ok");

@@ -13,6 +13,12 @@ fn fails(dir: &Path, zip: &Path, csv: &Path, extra: &[&str], expect: &str) {
         "train", "--images", zip.to_str().unwrap(), "--metadata", csv.to_str().unwrap(),
         "--image-size", "32", "--device", "cpu", "--output-dir", out.to_str().unwrap(),
     ];
+    if !extra.contains(&"--model") {
+        args.extend(["--model", "resnet18"]);
+    }
+    if !extra.contains(&"--use-pretrained") {
+        args.extend(["--use-pretrained", "false"]);
+    }
     if !extra.contains(&"--epochs") {
         args.extend(["--epochs", "1"]);
     }
@@ -77,6 +83,7 @@ fn rows_without_images_are_reported_and_skipped() {
     let out = dir.path().join("out");
     let o = run(&[
         "train", "--images", sample_zip().to_str().unwrap(), "--metadata", csv_path.to_str().unwrap(),
+        "--model", "resnet18", "--use-pretrained", "false",
         "--epochs", "1", "--image-size", "32", "--device", "cpu", "--output-dir", out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));

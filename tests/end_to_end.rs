@@ -5,8 +5,9 @@ mod common;
 use std::collections::HashSet;
 
 use common::*;
-use image_learner::outputs::{self, bundle};
-use image_learner::pipeline::run_train;
+use image_learner::outputs;
+use image_learner::weights::bundle;
+use image_learner::commands::train::run as run_train;
 
 #[test]
 fn train_writes_all_outputs_and_predict_reproduces_them() {
@@ -16,7 +17,7 @@ fn train_writes_all_outputs_and_predict_reproduces_them() {
     cfg.augmentation = vec![image_learner::config::Augmentation::HorizontalFlip];
     let summary = run_train(&cfg).unwrap();
     assert_eq!(summary.epochs_run, 3);
-    assert_eq!(summary.input_size, 32);
+    assert_eq!(summary.image_size, 32);
 
     let hist = csv_rows(&out.join(outputs::HISTORY));
     assert_eq!(hist[0], outputs::history::COLUMNS);
@@ -101,7 +102,7 @@ fn same_seed_repeats_and_another_seed_splits_differently() {
         let out = dir.path().join(name);
         let o = run(&[
             "train", "--images", sample_zip().to_str().unwrap(), "--metadata", sample_csv().to_str().unwrap(),
-            "--model", "resnet18", "--epochs", "2", "--batch-size", "16", "--image-size", "32",
+            "--model", "resnet18", "--use-pretrained", "false", "--epochs", "2", "--batch-size", "16", "--image-size", "32",
             "--seed", seed, "--threads", "2", "--device", "cpu",
             "--augmentation", "horizontal_flip,vertical_flip,rotate,blur,brightness,contrast",
             "--output-dir", out.to_str().unwrap(),
@@ -147,7 +148,7 @@ fn bf16_mixed_precision_trains_and_is_reported() {
         let out = dir.path().join(format!("{precision:?}"));
         let mut cfg = quick_config(&out, 8);
         cfg.precision = precision;
-        match image_learner::pipeline::run_train(&cfg) {
+        match run_train(&cfg) {
             Ok(s) => {
                 let html = std::fs::read_to_string(out.join(image_learner::outputs::REPORT)).unwrap();
                 let expected = if precision == image_learner::config::PrecisionChoice::Bf16 { "bf16 mixed precision" } else { "float32" };
@@ -176,7 +177,7 @@ fn final_figures_reuse_the_best_epochs_passes_exactly() {
         let (zip, csv) = (sample_zip(), sample_csv());
         let mut args = vec![
             "train", "--images", zip.to_str().unwrap(), "--metadata", csv.to_str().unwrap(),
-            "--model", "resnet18", "--epochs", "3", "--batch-size", "16", "--image-size", "32",
+            "--model", "resnet18", "--use-pretrained", "false", "--epochs", "3", "--batch-size", "16", "--image-size", "32",
             "--threads", "2", "--device", "cpu", "--augmentation", "horizontal_flip",
         ];
         args.extend_from_slice(&["--output-dir", out.to_str().unwrap()]);

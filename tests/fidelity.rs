@@ -34,7 +34,7 @@ const MODELS: &[(&str, &str)] = &[
 
 fn python() -> String {
     std::env::var("IMAGE_LEARNER_PYTHON")
-        .expect("IMAGE_LEARNER_PYTHON is set by scripts/setup.sh: run the tests through scripts/test.sh")
+        .expect("IMAGE_LEARNER_PYTHON is set by scripts/setup-test.sh: run the tests through scripts/test.sh")
 }
 
 fn read_all(path: &std::path::Path) -> HashMap<String, Tensor> {
@@ -59,7 +59,7 @@ fn logits_and_gradients_match_the_reference() {
         let ours = vs.variables();
         let theirs: Vec<&String> = refs.keys().filter(|k| !k.starts_with("__")).collect();
         assert_eq!(ours.len(), theirs.len(), "{name}: parameter count");
-        models::weights::copy_variables(&mut vs, None, &refs).unwrap();
+        image_learner::weights::copy_variables(&mut vs, None, &refs).unwrap();
 
         let x = &refs["__input"];
         let logits = net.forward(x, false, false);

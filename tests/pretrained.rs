@@ -3,8 +3,9 @@ mod common;
 
 use common::*;
 use image_learner::models;
-use image_learner::outputs::{self, bundle};
-use image_learner::pipeline::run_train;
+use image_learner::outputs;
+use image_learner::weights::bundle;
+use image_learner::commands::train::run as run_train;
 
 /// A weights folder holding a randomly initialised checkpoint for `name`, with a 1000-class head
 /// as the hubs publish it.
@@ -75,7 +76,7 @@ fn best_models_load_back_in_pytorch_with_the_same_logits() {
     let input = dir.path().join("x.safetensors");
     tch::Tensor::write_safetensors(&[("x", &x)], &input).unwrap();
     let theirs_path = dir.path().join("theirs.safetensors");
-    let python = std::env::var("IMAGE_LEARNER_PYTHON").expect("set by scripts/setup.sh");
+    let python = std::env::var("IMAGE_LEARNER_PYTHON").expect("set by scripts/setup-test.sh");
     let o = std::process::Command::new(python)
         .arg(repo().join("tests/reference/load_back.py"))
         .args([&input, &theirs_path])
@@ -87,7 +88,7 @@ fn best_models_load_back_in_pytorch_with_the_same_logits() {
         tch::Tensor::read_safetensors(&theirs_path).unwrap().into_iter().collect();
     for path in &bundles {
         let b = bundle::read(path).unwrap();
-        let (_vs, net, _) = image_learner::pipeline::network_from_bundle(&b, &image_learner::precision::Compute::cpu()).unwrap();
+        let (_vs, net, _) = image_learner::evaluation::network_from_bundle(&b, &image_learner::precision::Compute::cpu()).unwrap();
         let ours = net.forward(&x, false, false);
         let diff = (&ours - &theirs[&b.config.architecture]).abs().max().double_value(&[]);
         assert!(diff < 1e-4, "{}: logits differ by {diff}", b.config.architecture);
@@ -98,7 +99,7 @@ fn best_models_load_back_in_pytorch_with_the_same_logits() {
 /// package (efficientnet_pytorch names), imported through the command line.
 #[test]
 fn real_efficientnet_lite0_weights_import_by_name() {
-    let file = std::env::var("IMAGE_LEARNER_LITE0_PTH").expect("set by scripts/setup.sh");
+    let file = std::env::var("IMAGE_LEARNER_LITE0_PTH").expect("set by scripts/setup-test.sh");
     let dir = tempfile::tempdir().unwrap();
     let o = run(&["weights", "import", "efficientnet_lite0", &file, "--weights-dir", dir.path().to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -127,7 +128,7 @@ fn real_efficientnet_lite0_weights_import_by_name() {
 fn imports_pytorch_checkpoints_in_both_formats_without_running_them() {
     let dir = tempfile::tempdir().unwrap();
     let files = dir.path().join("files");
-    let python = std::env::var("IMAGE_LEARNER_PYTHON").expect("set by scripts/setup.sh");
+    let python = std::env::var("IMAGE_LEARNER_PYTHON").expect("set by scripts/setup-test.sh");
     let o = std::process::Command::new(python)
         .arg(repo().join("tests/reference/checkpoints.py"))
         .arg(&files)

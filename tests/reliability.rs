@@ -38,6 +38,7 @@ fn zip_with(dir: &Path, extra: &[(&str, Vec<u8>, &str)]) -> (PathBuf, PathBuf) {
 fn train(zip: &Path, meta: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     let mut args = vec![
         "train", "--images", zip.to_str().unwrap(), "--metadata", meta.to_str().unwrap(),
+        "--model", "resnet18", "--use-pretrained", "false",
         "--epochs", "1", "--image-size", "32", "--device", "cpu", "--threads", "2",
         "--output-dir", out.to_str().unwrap(),
     ];
@@ -50,6 +51,7 @@ fn train_sample_with_env(var: (&str, &str), out: &Path, epochs: &str, size: &str
     bin()
         .env(var.0, var.1)
         .args(["train", "--images", sample_zip().to_str().unwrap(), "--metadata", sample_csv().to_str().unwrap(),
+               "--model", "resnet18", "--use-pretrained", "false",
                "--epochs", epochs, "--image-size", size, "--device", "cpu", "--output-dir", out.to_str().unwrap()])
         .output()
         .unwrap()
@@ -188,6 +190,7 @@ fn signals_leave_all_outputs_or_none() {
         let out = dir.path().join("out");
         let mut child = bin()
             .args(["train", "--images", sample_zip().to_str().unwrap(), "--metadata", sample_csv().to_str().unwrap(),
+                   "--model", "resnet18", "--use-pretrained", "false",
                    "--epochs", "50", "--image-size", "48", "--device", "cpu", "--output-dir", out.to_str().unwrap()])
             .stderr(Stdio::piped())
             .spawn()

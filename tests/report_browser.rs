@@ -8,7 +8,7 @@ use std::process::Command;
 
 use common::*;
 use image_learner::outputs;
-use image_learner::pipeline::run_train;
+use image_learner::commands::train::run as run_train;
 
 const HEADINGS: [&str; 3] = ["Config and Overall Performance Summary", "Training and Validation Results", "Test Results"];
 
@@ -22,7 +22,7 @@ fn chromium(args: &[&str], profile: &std::path::Path) -> std::process::Output {
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(args)
         .output()
-        .expect("chromium is installed by scripts/setup.sh")
+        .expect("chromium is installed by scripts/setup-test.sh")
 }
 
 #[test]

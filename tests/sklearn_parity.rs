@@ -108,7 +108,7 @@ fn every_metric_matches_scikit_learn() {
         .collect();
     let (cin, cout) = (dir.path().join("cases.json"), dir.path().join("sklearn.json"));
     std::fs::write(&cin, serde_json::to_vec(&input).unwrap()).unwrap();
-    let python = std::env::var("IMAGE_LEARNER_PYTHON").expect("IMAGE_LEARNER_PYTHON is set by scripts/setup.sh");
+    let python = std::env::var("IMAGE_LEARNER_PYTHON").expect("IMAGE_LEARNER_PYTHON is set by scripts/setup-test.sh");
     let o = std::process::Command::new(python)
         .arg(common::repo().join("tests/reference/sklearn_metrics.py"))
         .args([&cin, &cout])

@@ -150,7 +150,6 @@ mod tests {
             pixels: (0..n * size * size * 3).map(|i| (i * 7 % 256) as u8).collect(),
             labels: (0..n).map(|i| i % 2).collect(),
             names: (0..n).map(|i| format!("{i}.png")).collect(),
-            entries: (0..n).map(|i| format!("{i}.png")).collect(),
             classes: vec!["a".into(), "b".into()],
         })
     }

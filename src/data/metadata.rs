@@ -49,8 +49,26 @@ pub struct ColumnChoice {
     pub label: Option<ColumnRef>,
     pub split: Option<ColumnRef>,
     pub group: Option<ColumnRef>,
-    /// When false (prediction), a table without a label column is accepted; labels are then "".
+    /// When true (prediction), a table without a label column is accepted; labels are then "".
     pub label_optional: bool,
+}
+
+impl ColumnChoice {
+    /// The columns a training run names (labels required).
+    pub fn for_training(cfg: &crate::config::TrainConfig) -> ColumnChoice {
+        ColumnChoice {
+            image: cfg.image_column.clone(),
+            label: cfg.label_column.clone(),
+            split: cfg.split_column.clone(),
+            group: cfg.group_column.clone(),
+            label_optional: false,
+        }
+    }
+
+    /// The columns `predict` names: image and label alone, labels optional.
+    pub fn for_prediction(image: Option<ColumnRef>, label: Option<ColumnRef>) -> ColumnChoice {
+        ColumnChoice { image, label, split: None, group: None, label_optional: true }
+    }
 }
 
 pub fn read_metadata(path: &Path, choice: &ColumnChoice) -> Result<Metadata> {

@@ -25,8 +25,6 @@ pub struct ImageSet {
     pub labels: Vec<usize>,
     /// The metadata row's image reference, as written in the CSV.
     pub names: Vec<String>,
-    /// The ZIP entry each image came from.
-    pub entries: Vec<String>,
     pub classes: Vec<String>,
 }
 
@@ -81,6 +79,29 @@ pub struct Ingested {
     pub labelled: bool,
     pub rows: Vec<metadata::Row>,
     pub summary: IngestSummary,
+}
+
+impl Ingested {
+    /// Logs how the rows met the images, and returns ingestion's warnings for the report: its
+    /// own, and the rows that name no image.
+    pub fn announce(&self) -> Vec<String> {
+        let s = &self.summary;
+        eprintln!(
+            "data: {} of {} rows matched an image in {}; {} rows without an image; {} images without a row",
+            s.matched, s.rows, s.archive_file, s.rows_without_image, s.images_without_row
+        );
+        let mut warnings = s.warnings.clone();
+        if s.rows_without_image > 0 {
+            warnings.push(format!(
+                "{} rows of {} name no image in {} (e.g. {}); they are left out",
+                s.rows_without_image,
+                s.metadata_file,
+                s.archive_file,
+                s.missing_examples.join("; ")
+            ));
+        }
+        warnings
+    }
 }
 
 /// Reads the metadata, matches it to the ZIP, and decodes every matched image at `size`.
@@ -206,7 +227,6 @@ pub fn ingest(
     }
     let labels: Vec<usize> = kept.iter().map(|&k| labels[k]).collect();
     let matched: Vec<(usize, usize)> = kept.iter().map(|&k| report.matched[k]).collect();
-    let entries: Vec<String> = matched.iter().map(|&(_, e)| archive.entries[e].name.clone()).collect();
     let report = archive::MatchReport { matched, missing: report.missing, unused: report.unused };
     let rows: Vec<metadata::Row> = report.matched.iter().map(|&(r, _)| meta.rows[r].clone()).collect();
     let summary = IngestSummary {
@@ -231,7 +251,7 @@ pub fn ingest(
         warnings,
     };
     Ok(Ingested {
-        images: ImageSet { size, pixels, labels, names: rows.iter().map(|r| r.image.clone()).collect(), entries, classes },
+        images: ImageSet { size, pixels, labels, names: rows.iter().map(|r| r.image.clone()).collect(), classes },
         labelled,
         rows,
         summary,
@@ -250,10 +270,10 @@ pub fn check_memory(images: usize, size: usize, limit_mb: Option<u64>) -> Result
     let need = (images * size * size * 3) as u64 / (1 << 20) + 1024;
     if need > limit {
         let fits = (((limit.saturating_sub(1024)) << 20) as f64 / (images as f64 * 3.0)).sqrt() as usize;
-        return Err(anyhow::Error::new(crate::error::MemoryError(format!(
+        return Err(crate::error::error(crate::error::ErrorKind::Memory, format!(
             "{images} images at {size}x{size} need about {need} MB of memory but the job may use {limit} MB \
              (GALAXY_MEMORY_MB); use a smaller --image-size (about {fits} would fit) or ask for more memory"
-        ))));
+        )));
     }
     Ok(())
 }

@@ -40,12 +40,6 @@ pub fn parse_split_value(v: &str) -> Option<Split> {
     }
 }
 
-/// How the split was made, for the report.
-#[derive(Clone, Debug, Serialize)]
-pub struct SplitMethod {
-    pub description: String,
-}
-
 /// Target counts for `n` items over the splits with a non-zero share; each such split gets at
 /// least one item. `None` when `n` is too small for that.
 fn counts(n: usize, f: &SplitFractions) -> Option<[usize; 3]> {
@@ -245,6 +239,60 @@ pub fn leakage_warnings(names: &[String], splits: &[Split], groups: Option<&[Str
         ));
     }
     warnings
+}
+
+/// The split stage's result: which images train, validate and test, and how that was decided.
+pub struct SplitPlan {
+    /// Indices into the image set, in set order.
+    pub train: Vec<usize>,
+    pub validation: Vec<usize>,
+    pub test: Vec<usize>,
+    /// How the split was made, for the report.
+    pub method: String,
+    /// Leakage and missing-group warnings.
+    pub warnings: Vec<String>,
+}
+
+impl SplitPlan {
+    pub fn indices(&self, which: Split) -> &[usize] {
+        match which {
+            Split::Train => &self.train,
+            Split::Validation => &self.validation,
+            Split::Test => &self.test,
+        }
+    }
+}
+
+/// Splits an ingested set: by its split column when it has one, else grouped by its group
+/// column when it has one, else stratified by class; seeded throughout.
+pub fn plan(ing: &super::Ingested, f: &SplitFractions, seed: u64) -> Result<SplitPlan> {
+    let set = &ing.images;
+    let s = &ing.summary;
+    let mut warnings = Vec::new();
+    let (assignment, method) = if let Some(col) = &s.split_column {
+        let values: Vec<(usize, Option<String>)> = ing.rows.iter().map(|r| (r.line, r.split.clone())).collect();
+        let (splits, carved) = from_column(&values, &set.labels, &set.classes, col, f, seed)?;
+        let how = if carved {
+            format!("Split from the column '{col}'; it has no validation rows, so validation was carved from train (stratified, seed {seed}).")
+        } else {
+            format!("Split from the column '{col}'.")
+        };
+        (splits, how)
+    } else if let Some(col) = &s.group_column {
+        let groups: Vec<String> = ing.rows.iter().map(|r| r.group.clone().unwrap_or_else(|| format!("row:{}", r.line))).collect();
+        let missing = ing.rows.iter().filter(|r| r.group.is_none()).count();
+        if missing > 0 {
+            warnings.push(format!("{missing} rows have no value in the group column '{col}'; each is its own group"));
+        }
+        let splits = grouped(&set.labels, &groups, &set.classes, f, seed)?;
+        (splits, format!("Stratified {f} split grouped by '{col}': all images of one group are in one split (seed {seed})."))
+    } else {
+        (stratified(&set.labels, &set.classes, f, seed)?, format!("Stratified random {f} split by class (seed {seed})."))
+    };
+    let groups: Option<Vec<String>> = s.group_column.as_ref().map(|_| ing.rows.iter().map(|r| r.group.clone().unwrap_or_default()).collect());
+    warnings.extend(leakage_warnings(&set.names, &assignment, groups.as_deref(), s.group_column.as_deref()));
+    let idx = |which: Split| -> Vec<usize> { (0..assignment.len()).filter(|&i| assignment[i] == which).collect() };
+    Ok(SplitPlan { train: idx(Split::Train), validation: idx(Split::Validation), test: idx(Split::Test), method, warnings })
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ const BN_B5: Bn = Bn {
 };
 
 /// The variants by torchvision name, with their default (evaluation) input size.
-pub const VARIANTS: &[(&str, i64, Variant)] = &[
+pub const VARIANTS: &[(&str, usize, Variant)] = &[
     (
         "efficientnet_b0",
         224,

@@ -9,42 +9,7 @@ use std::ffi::c_void;
 
 use tch::Tensor;
 
-extern "C" {
-    fn il_star_relu(
-        x: *const c_void,
-        scale: *const c_void,
-        bias: *const c_void,
-        out: *mut c_void,
-        err: *mut u8,
-        err_len: usize,
-    ) -> i32;
-    #[allow(clippy::too_many_arguments)]
-    fn il_depthwise_conv2d(
-        x: *const c_void,
-        weight: *const c_void,
-        bias: *const c_void,
-        stride: i64,
-        padding: i64,
-        out: *mut c_void,
-        err: *mut u8,
-        err_len: usize,
-    ) -> i32;
-    #[allow(clippy::too_many_arguments)]
-    fn il_batch_norm_act(
-        x: *const c_void,
-        weight: *const c_void,
-        bias: *const c_void,
-        running_mean: *const c_void,
-        running_var: *const c_void,
-        momentum: f64,
-        eps: f64,
-        lo: f64,
-        hi: f64,
-        out: *mut c_void,
-        err: *mut u8,
-        err_len: usize,
-    ) -> i32;
-}
+use crate::shim::{il_star_relu, il_depthwise_conv2d, il_batch_norm_act};
 
 fn ptr(t: &Tensor) -> *const c_void {
     t.as_ptr() as *const c_void
@@ -135,9 +100,7 @@ mod tests {
         Tensor::run_backward(&[(y * g).sum(Kind::Double)], inputs, false, false)
     }
 
-    extern "C" {
-        fn il_parallel_threads(n: i64) -> i64;
-    }
+    use crate::shim::il_parallel_threads;
 
     #[test]
     fn the_kernels_parallel_loops_use_every_thread() {

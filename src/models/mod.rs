@@ -11,10 +11,8 @@ pub mod metaformer;
 pub mod mobilenet;
 pub mod resnet;
 pub mod swin;
-pub mod torch_pickle;
 pub mod vgg;
 pub mod vit;
-pub mod weights;
 
 use anyhow::Result;
 use tch::{nn, nn::ModuleT, Tensor};
@@ -62,7 +60,7 @@ pub struct ModelSpec {
     pub name: &'static str,
     pub family: &'static str,
     pub reference: String,
-    pub default_size: i64,
+    pub default_size: usize,
     pub normalization: Normalization,
     /// The state-dict prefix of the classifier head, dropped from pretrained checkpoints.
     pub head_prefix: &'static str,
@@ -202,7 +200,7 @@ pub fn registry() -> &'static [ModelSpec] {
         for (base, cfg) in metaformer::VARIANTS {
             // CAFormer and ConvFormer come with 384x384 and ImageNet-21k-pretrained weight tags;
             // each is its own name (as in the existing tool), with its own default size.
-            let tags: &[(&str, i64, &str)] = if cfg.mlp_head {
+            let tags: &[(&str, usize, &str)] = if cfg.mlp_head {
                 &[
                     ("", 224, "sail_in1k"),
                     ("_384", 384, "sail_in1k_384"),
@@ -252,30 +250,6 @@ pub fn find(name: &str) -> Result<&'static ModelSpec> {
     near.sort();
     let names: Vec<_> = near.iter().take(3).map(|(_, n)| *n).collect();
     bail_input!("unknown model '{name}'. Nearest: {}. `image-learner models` lists them all", names.join(", "))
-}
-
-/// The table `image-learner models` prints: every name with its family, default input size,
-/// parameter count, whether weights are present in `weights_dir`, and its reference.
-pub fn listing(weights_dir: &std::path::Path) -> String {
-    let row = |name: &str, family: &str, size: &str, params: &str, local: &str, reference: &str| {
-        format!("{name:<26} {family:<18} {size:>8} {params:>11} {local:>10}  {reference}")
-    };
-    let mut lines = vec![row("name", "family", "input", "parameters", "pretrained", "reference")];
-    for spec in registry() {
-        let vs = nn::VarStore::new(tch::Device::Cpu);
-        let _ = spec.build(&vs.root(), 1000);
-        let local = weights::candidates(weights_dir, spec).iter().any(|p| p.is_file());
-        lines.push(row(
-            spec.name,
-            spec.family,
-            &format!("{0}x{0}", spec.default_size),
-            &parameter_count(&vs).to_string(),
-            if local { "local" } else { "-" },
-            &spec.reference,
-        ));
-    }
-    lines.push(format!("(pretrained: weights present in {}; see `image-learner weights`)", weights_dir.display()));
-    lines.join("\n")
 }
 
 /// Number of parameters of a built model.

@@ -1,8 +1,9 @@
-//! The files a run leaves: the Best Model bundle, the Training History, the Predictions and the
-//! metrics. Each is written to a temporary name beside its target and renamed when complete.
-pub mod bundle;
+//! The files a run leaves: the Best Model bundle, the Training History, the Predictions, the
+//! metrics and the report. Each is written to a temporary name beside its target and renamed when complete.
 pub mod history;
-pub mod predictions;
+mod train_run;
+
+pub use train_run::{write_train_outputs, TrainedRun};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -77,6 +78,33 @@ impl Drop for Staging {
     }
 }
 
+/// SIGINT / SIGTERM: outputs are either all committed or none. A signal during the final renames
+/// waits for them; otherwise the staged files are removed and the process exits at once with
+/// 128 + the signal number.
+pub fn install_signal_handlers() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            while COMMITTING.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            abandon_staging();
+            let code = if sig == SIGINT { crate::error::EXIT_SIGINT } else { crate::error::EXIT_SIGTERM };
+            if COMMITTED.load(Ordering::SeqCst) {
+                eprintln!("image-learner: stopped by signal {sig} after every output was written");
+            } else {
+                eprintln!("image-learner: stopped by signal {sig}; no output was written");
+            }
+            // SAFETY: _exit ends the process without running destructors of libtorch's globals,
+            // which may be in use by the training thread.
+            unsafe { libc::_exit(code) };
+        }
+    });
+}
+
 /// Removes the staging folder of an interrupted run (called from the signal handler).
 pub fn abandon_staging() {
     if let Some(dir) = STAGING.lock().unwrap_or_else(|e| e.into_inner()).take() {
@@ -84,25 +112,13 @@ pub fn abandon_staging() {
     }
 }
 
-/// An output that cannot be written: a full disk, a read-only folder.
-#[derive(Debug)]
-pub struct OutputError(pub String);
-
-impl std::fmt::Display for OutputError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for OutputError {}
-
 fn output_error(path: &Path, e: std::io::Error) -> anyhow::Error {
     let hint = match e.raw_os_error() {
         Some(libc::ENOSPC) | Some(libc::EDQUOT) => " (the disk is full: free space or choose another --output-dir)",
         Some(libc::EACCES) | Some(libc::EROFS) | Some(libc::EPERM) => " (no permission: choose another --output-dir)",
         _ => "",
     };
-    anyhow::Error::new(OutputError(format!("cannot write {}: {e}{hint}", path.display())))
+    crate::error::error(crate::error::ErrorKind::Output, format!("cannot write {}: {e}{hint}", path.display()))
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder, then renames it, so

@@ -3,12 +3,16 @@
 //! `templates/report.html`; an optional inline script adds tabs, sorting and a class filter, and
 //! everything stays readable when Galaxy strips scripts.
 pub mod plots;
+mod train_page;
+
+pub use train_page::train_report;
 
 use askama::Template;
 use base64::Engine;
 
 use crate::data::split::Split;
 use crate::metrics::{self, Intervals, Metrics};
+use crate::task::Task;
 use crate::train::EpochRecord;
 use plots::{colour, hex, LineChart, Series};
 
@@ -104,7 +108,8 @@ pub struct ReportInput<'a> {
     pub data: Vec<Item>,
     pub warnings: Vec<String>,
     pub split_method: String,
-    pub classes: &'a [String],
+    /// The task: its classes and how scores become decisions.
+    pub task: &'a Task,
     /// Images per class in train, validation, test.
     pub split_counts: Vec<[usize; 3]>,
     pub history: &'a [EpochRecord],
@@ -270,9 +275,22 @@ fn curve_series(label: String, i: usize, pts: Vec<(f64, f64)>, dashed: bool, wha
     Series { label, points: pts, colour: colour(i), dashed, hover }
 }
 
+/// Test images per tenth of confidence (the probability of the decided class), right and wrong,
+/// decided as the task decides (a binary threshold included), as the confusion matrix is.
+fn confidence_counts(input: &ReportInput) -> (Vec<usize>, Vec<usize>) {
+    let mut right = vec![0usize; 10];
+    let mut wrong = vec![0usize; 10];
+    for (p, &t) in input.test_probs.iter().zip(input.test_truth) {
+        let pred = input.task.decide(p);
+        let b = ((p[pred] * 10.0) as usize).min(9);
+        if pred == t { right[b] += 1 } else { wrong[b] += 1 }
+    }
+    (right, wrong)
+}
+
 /// ROC and precision-recall curves per class, then the confidence histogram.
 fn test_plots(input: &ReportInput, m: &Metrics) -> (Vec<Plot>, Plot) {
-    let k = input.classes.len();
+    let k = input.task.classes.len();
     let probs = input.test_probs;
     let mut roc = Vec::new();
     let mut pr = Vec::new();
@@ -286,10 +304,10 @@ fn test_plots(input: &ReportInput, m: &Metrics) -> (Vec<Plot>, Plot) {
             let pts = metrics::roc_curve(&scores, &pos);
             grid.extend(pts.iter().map(|p| p.0));
             per_class_roc.push(pts.clone());
-            roc.push(curve_series(format!("{} (AUC {auc:.3})", input.classes[c]), c, pts, false, ("FPR", "TPR")));
+            roc.push(curve_series(format!("{} (AUC {auc:.3})", input.task.classes[c]), c, pts, false, ("FPR", "TPR")));
         }
         if let Some(ap) = cm.average_precision {
-            pr.push(curve_series(format!("{} (AP {ap:.3})", input.classes[c]), c, metrics::pr_curve(&scores, &pos), false, ("recall", "precision")));
+            pr.push(curve_series(format!("{} (AP {ap:.3})", input.task.classes[c]), c, metrics::pr_curve(&scores, &pos), false, ("recall", "precision")));
         }
     }
     if k > 2 && !per_class_roc.is_empty() {
@@ -329,13 +347,7 @@ fn test_plots(input: &ReportInput, m: &Metrics) -> (Vec<Plot>, Plot) {
         },
     ];
     let bins: Vec<f64> = (0..=10).map(|i| i as f64 / 10.0).collect();
-    let mut right = vec![0usize; 10];
-    let mut wrong = vec![0usize; 10];
-    for (p, &t) in probs.iter().zip(input.test_truth) {
-        let pred = metrics::argmax(p);
-        let b = ((p[pred] * 10.0) as usize).min(9);
-        if pred == t { right[b] += 1 } else { wrong[b] += 1 }
-    }
+    let (right, wrong) = confidence_counts(input);
     let confidence = Plot {
         svg: plots::histogram("Confidence of correct and wrong predictions", "confidence (probability of the predicted class)", &bins, &[("correct".into(), right, colour(2)), ("wrong".into(), wrong, colour(3))]),
         guide: "A trustworthy model is confident when right (green bars to the right) and unsure when wrong (red bars to the left). Many confident wrong predictions mean the confidence should not be taken at face value.".into(),
@@ -351,13 +363,14 @@ fn png_uri(pixels: &[u8], size: usize) -> String {
     format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png.get_ref()))
 }
 
+/// The most confidently misclassified test images, decided as the task decides.
 fn gallery(input: &ReportInput) -> Vec<Thumb> {
     let mut wrong: Vec<(usize, f32)> = input
         .test_probs
         .iter()
         .enumerate()
         .filter_map(|(i, p)| {
-            let pred = metrics::argmax(p);
+            let pred = input.task.decide(p);
             (pred != input.test_truth[i]).then_some((i, p[pred]))
         })
         .collect();
@@ -366,14 +379,14 @@ fn gallery(input: &ReportInput) -> Vec<Thumb> {
         .iter()
         .take(12)
         .map(|&(i, conf)| {
-            let pred = metrics::argmax(&input.test_probs[i]);
+            let pred = input.task.decide(&input.test_probs[i]);
             Thumb {
                 uri: png_uri(&(input.test_pixels)(i), input.image_size),
                 caption: format!(
                     "{}: true {}, predicted {} ({:.1}%)",
                     input.test_names[i],
-                    input.classes[input.test_truth[i]],
-                    input.classes[pred],
+                    input.task.classes[input.test_truth[i]],
+                    input.task.classes[pred],
                     100.0 * conf
                 ),
             }
@@ -407,6 +420,11 @@ fn per_class_table(m: &Metrics) -> Table {
     }
 }
 
+/// `predict`'s page when the images have no labels to score against.
+pub const NO_LABELS_PAGE: &str = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>No labels</title></head><body>\
+    <h1>No labels to score against</h1><p>The metadata has no label column (or some rows have no label), \
+    so the predictions were not scored.</p></body></html>";
+
 /// The metrics page of `predict` against labelled images.
 pub fn build_metrics_page(title: &str, subtitle: &str, m: &Metrics, classes: &[String]) -> anyhow::Result<String> {
     let input_rows = headline_rows_for(&[(Split::Test, m)], None);
@@ -424,10 +442,11 @@ pub fn build_metrics_page(title: &str, subtitle: &str, m: &Metrics, classes: &[S
 
 pub fn build(input: &ReportInput) -> anyhow::Result<String> {
     let test = input.per_split.iter().find(|(s, _)| *s == Split::Test).map(|(_, m)| *m).expect("test metrics");
-    let k = input.classes.len();
+    let k = input.task.classes.len();
     let split_counts = Table {
         header: ["Class", "Train", "Validation", "Test"].map(String::from).to_vec(),
         rows: input
+            .task
             .classes
             .iter()
             .zip(&input.split_counts)
@@ -476,7 +495,7 @@ pub fn build(input: &ReportInput) -> anyhow::Result<String> {
         header: vec!["Metric".into(), "Test".into()],
         rows: headline(input).rows.into_iter().map(|mut r| Row { values: vec![r.values.pop().unwrap_or_default()], ..r }).collect(),
     };
-    let (matrix_counts, matrix_percent) = matrices(test, input.classes);
+    let (matrix_counts, matrix_percent) = matrices(test, &input.task.classes);
     let mut training_plots = epoch_plots(input);
     training_plots.retain(|p| !p.svg.is_empty());
     let gallery = gallery(input);
@@ -511,7 +530,7 @@ pub fn build(input: &ReportInput) -> anyhow::Result<String> {
         epochs,
         test_note: format!("{} test images, never seen in training or in choosing the best epoch.", test.n),
         test_table,
-        classes: input.classes.to_vec(),
+        classes: input.task.classes.to_vec(),
         class_colours: (0..k).map(|c| hex(colour(c))).collect(),
         matrix_counts,
         matrix_percent,
@@ -522,4 +541,52 @@ pub fn build(input: &ReportInput) -> anyhow::Result<String> {
         gallery,
     };
     Ok(page.render()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::TaskKind;
+
+    #[test]
+    fn with_a_threshold_the_gallery_and_histogram_agree_with_the_confusion_matrix() {
+        let classes = vec!["benign".to_string(), "malignant".to_string()];
+        let task = Task::for_training(TaskKind::Binary, &classes, Some(0.3), "label", "m.csv").unwrap();
+        // Image 0 is malignant with p(malignant) = 0.35: argmax says benign (a mistake), the
+        // threshold 0.3 says malignant (right). Image 1 is benign with p(malignant) = 0.32: argmax
+        // is right, the threshold makes it a mistake at confidence 0.32.
+        let probs = vec![vec![0.65, 0.35], vec![0.68, 0.32]];
+        let truth = vec![1, 0];
+        let m = task.metrics(&truth, &probs);
+        assert_eq!(m.confusion_matrix, vec![vec![0, 1], vec![0, 1]]);
+        let names = vec!["a.png".to_string(), "b.png".to_string()];
+        let pixels = |_: usize| vec![0u8; 4 * 4 * 3];
+        let input = ReportInput {
+            title: String::new(),
+            run: Vec::new(),
+            command_line: String::new(),
+            data: Vec::new(),
+            warnings: Vec::new(),
+            split_method: String::new(),
+            task: &task,
+            split_counts: vec![[1, 0, 1], [1, 0, 1]],
+            history: &[],
+            best_epoch: 1,
+            validation_metric: "loss",
+            stopped_early: false,
+            per_split: vec![(Split::Test, &m)],
+            train_from_training_pass: true,
+            test_intervals: None,
+            test_truth: &truth,
+            test_probs: &probs,
+            test_names: &names,
+            test_pixels: &pixels,
+            image_size: 4,
+        };
+        let shown: Vec<String> = gallery(&input).into_iter().map(|t| t.caption).collect();
+        assert_eq!(shown, vec!["b.png: true benign, predicted malignant (32.0%)".to_string()]);
+        let (right, wrong) = confidence_counts(&input);
+        assert_eq!((right[3], wrong[3]), (1, 1), "one right at 0.35, one wrong at 0.32: {right:?} {wrong:?}");
+        assert_eq!(right.iter().sum::<usize>() + wrong.iter().sum::<usize>(), 2);
+    }
 }

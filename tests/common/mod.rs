@@ -24,6 +24,7 @@ pub fn quick_config(out: &Path, epochs: usize) -> TrainConfig {
     cfg.batch_size = 16;
     cfg.image_size = Some(32);
     cfg.threads = Some(2);
+    cfg.use_pretrained = false;
     cfg
 }
 

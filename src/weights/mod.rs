@@ -1,5 +1,10 @@
-//! Pretrained weights: where they are looked for and how they load into a model by name. The
-//! checkpoint's classifier head is dropped; the model keeps its new, freshly initialised head.
+//! Checkpoints in and out: pretrained weights (where they are looked for, how they are fetched or
+//! imported, how they load into a model by name; the checkpoint's classifier head is dropped and
+//! the model keeps its new one), PyTorch's pickle format (`torch_pickle`), and the Best Model
+//! bundle (`bundle`).
+pub mod bundle;
+pub mod torch_pickle;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -293,7 +298,7 @@ fn read_checkpoint(file: &Path) -> Result<HashMap<String, Tensor>> {
         Tensor::read_safetensors(file)
             .with_context(|| format!("{} is not a valid safetensors file", file.display()))?
     } else {
-        super::torch_pickle::read(file)
+        torch_pickle::read(file)
             .map_err(|e| {
                 crate::error::input_error(format!(
                     "{} is neither safetensors nor a PyTorch state dict (torch.save) this tool can read: {e:#}",

@@ -9,18 +9,32 @@ use anyhow::Result;
 use serde::Serialize;
 use tch::{nn, Kind, Tensor};
 
-use crate::config::{ColumnRef, OptimizerKind};
+use crate::config::{ColumnRef, OptimizerKind, ThroughputConfig};
 use crate::data::{self, metadata::ColumnChoice, SizePolicy};
-use crate::models;
 use crate::optimizer::Optimizer;
 use crate::precision::Compute;
+use crate::{device, models, runtime};
+
+/// Prints one JSON line: the ingestion's figures with --images, else the model's training step.
+pub fn run(cfg: &ThroughputConfig) -> Result<()> {
+    runtime::configure(cfg.threads);
+    let mut compute = Compute::resolve(device::resolve(cfg.device)?, cfg.precision)?;
+    compute.channels_last = !cfg.contiguous;
+    let line = match (&cfg.images, &cfg.metadata, &cfg.model) {
+        (Some(images), Some(metadata), _) => serde_json::to_string(&ingestion(images, metadata, cfg.label_column.clone(), cfg.image_size)?)?,
+        (_, _, Some(model)) => serde_json::to_string(&throughput(model, cfg.batch_size, cfg.image_size, cfg.warmup, cfg.steps, &compute)?)?,
+        _ => crate::bail_input!("name a model, or --images and --metadata"),
+    };
+    println!("{line}");
+    Ok(())
+}
 
 #[derive(Debug, Serialize)]
 pub struct Throughput {
     pub model: String,
     pub precision: String,
-    pub batch_size: i64,
-    pub image_size: i64,
+    pub batch_size: usize,
+    pub image_size: usize,
     pub steps: usize,
     pub images_per_second: f64,
 }
@@ -41,23 +55,17 @@ pub fn ingestion(
     images: &Path,
     metadata: &Path,
     label: Option<ColumnRef>,
-    size: i64,
+    size: usize,
 ) -> Result<Ingestion> {
     let started = Instant::now();
-    let choice = ColumnChoice {
-        image: None,
-        label,
-        split: None,
-        group: None,
-        label_optional: false,
-    };
+    let choice = ColumnChoice { label, ..ColumnChoice::default() };
     let meta = data::metadata::read_metadata(metadata, &choice)?;
-    let ing = data::ingest(images, meta, SizePolicy::Fixed(size as usize), None)?;
+    let ing = data::ingest(images, meta, SizePolicy::Fixed(size), None)?;
     let seconds = started.elapsed().as_secs_f64();
     let n = ing.images.len();
     Ok(Ingestion {
         images: n,
-        image_size: size as usize,
+        image_size: size,
         seconds,
         images_per_second: n as f64 / seconds,
         pixel_bytes: ing.images.pixels.len(),
@@ -67,8 +75,8 @@ pub fn ingestion(
 /// Times `steps` training steps after `warmup` untimed ones.
 pub fn throughput(
     name: &str,
-    batch: i64,
-    size: i64,
+    batch: usize,
+    size: usize,
     warmup: usize,
     steps: usize,
     compute: &Compute,
@@ -79,11 +87,9 @@ pub fn throughput(
     let net = spec.build(&vs.root(), 7);
     compute.prepare(&vs);
     let mut opt = Optimizer::new(&vs, OptimizerKind::Adam, 1e-3, 0.0)?;
-    let x = compute.input(Tensor::randn(
-        [batch, 3, size, size],
-        (Kind::Float, tch::Device::Cpu),
-    ));
-    let y = Tensor::randint(7, [batch], (Kind::Int64, compute.device));
+    let (b, s) = (batch as i64, size as i64);
+    let x = compute.input(Tensor::randn([b, 3, s, s], (Kind::Float, tch::Device::Cpu)));
+    let y = Tensor::randint(7, [b], (Kind::Int64, compute.device));
     let mut started = Instant::now();
     for step in 0..warmup + steps {
         if step == warmup {

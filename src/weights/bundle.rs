@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Tensor};
 
 use crate::bail_input;
-use crate::config::{Task, TrainConfig};
+use crate::config::TrainConfig;
+use crate::task::{Task, TaskKind};
 use crate::data::batches::Normalization;
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -21,9 +22,11 @@ pub struct BundleConfig {
     pub format_version: u32,
     pub tool_version: String,
     pub architecture: String,
-    pub task: Task,
+    pub task: TaskKind,
     pub classes: Vec<String>,
-    pub input_size: i64,
+    /// Square input size in pixels (`input_size` in bundles before 0.1.0's restructuring).
+    #[serde(alias = "input_size")]
+    pub image_size: usize,
     pub normalization: Normalization,
     pub best_epoch: usize,
     /// Batch size used for evaluation, so that `predict` reproduces the test predictions.
@@ -135,6 +138,13 @@ pub fn to_zip(vs: &nn::VarStore, config: &BundleConfig) -> Result<Vec<u8>> {
 pub struct Bundle {
     pub config: BundleConfig,
     pub tensors: HashMap<String, Tensor>,
+}
+
+impl Bundle {
+    /// The task the model was trained for, with its classes and decision rule.
+    pub fn task(&self) -> Task {
+        Task { kind: self.config.task, classes: self.config.classes.clone(), threshold: self.config.options.threshold }
+    }
 }
 
 pub fn read(path: &Path) -> Result<Bundle> {

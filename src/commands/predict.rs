@@ -1,0 +1,79 @@
+//! `image-learner predict`: a Best Model read -> images ingested (every image of the ZIP, or
+//! those a CSV names) -> scored -> the Predictions CSV, and with labels a metrics page.
+use std::sync::Arc;
+
+use anyhow::Result;
+
+use crate::config::PredictConfig;
+use crate::data::archive::Archive;
+use crate::data::metadata::{ColumnChoice, Metadata, Row};
+use crate::data::{self, SizePolicy};
+use crate::evaluation::{self, Evaluator};
+use crate::weights::bundle;
+use crate::{device, metrics, outputs, precision, report, runtime};
+
+pub struct PredictSummary {
+    pub images: usize,
+    pub metrics: Option<metrics::Metrics>,
+}
+
+/// Every image of the ZIP, in archive order, as metadata rows without labels.
+fn rows_from_archive(zip: &std::path::Path) -> Result<Metadata> {
+    let archive = Archive::open(zip)?;
+    let rows = archive
+        .entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Row { line: i + 1, image: e.name.clone(), label: String::new(), split: None, group: None })
+        .collect();
+    Ok(Metadata {
+        file_name: "(all images in the ZIP)".into(),
+        delimiter: b',',
+        encoding: "UTF-8",
+        headers: vec!["image_path".into()],
+        image_column: "image_path".into(),
+        label_column: String::new(),
+        split_column: None,
+        group_column: None,
+        rows,
+        warnings: Vec::new(),
+    })
+}
+
+pub fn run(cfg: &PredictConfig) -> Result<PredictSummary> {
+    let b = bundle::read(&cfg.model)?;
+    let task = b.task();
+    runtime::configure(cfg.threads);
+    let compute = precision::Compute::resolve(device::resolve(cfg.device)?, cfg.precision)?;
+    let meta = match &cfg.metadata {
+        Some(path) => data::metadata::read_metadata(path, &ColumnChoice::for_prediction(cfg.image_column.clone(), cfg.label_column.clone()))?,
+        None => rows_from_archive(&cfg.images)?,
+    };
+    let ing = data::ingest(&cfg.images, meta, SizePolicy::Fixed(b.config.image_size), Some(&task.classes))?;
+    let s = &ing.summary;
+    if s.rows_without_image > 0 {
+        eprintln!("warning: {} rows name no image in {} (e.g. {})", s.rows_without_image, s.archive_file, s.missing_examples.join("; "));
+    }
+    let (_vs, net, _) = evaluation::network_from_bundle(&b, &compute)?;
+    let set = Arc::new(ing.images);
+    let indices: Vec<usize> = (0..set.len()).collect();
+    let batch_size = cfg.batch_size.unwrap_or(b.config.eval_batch_size).max(1);
+    let ev = Evaluator { net: &net, task: &task, set: &set, batch_size, normalization: b.config.normalization, compute: &compute };
+    let scores = ev.scores(&indices);
+    let truth: Option<Vec<String>> = ing.labelled.then(|| set.labels.iter().map(|&l| set.classes[l].clone()).collect());
+    let csv = task.predictions_csv(&set.names, truth.as_deref(), &scores, None)?;
+    outputs::write_atomic(&cfg.output, &csv)?;
+    let metrics = ing.labelled.then(|| task.metrics(&set.labels, &scores));
+    if let Some(path) = &cfg.report {
+        let page = match &metrics {
+            Some(m) => {
+                let title = format!("Image Learner predictions: {} on {}", b.config.architecture, s.archive_file);
+                let subtitle = format!("{} images scored against the labels of {}", m.n, s.metadata_file);
+                report::build_metrics_page(&title, &subtitle, m, &set.classes)?
+            }
+            None => report::NO_LABELS_PAGE.to_string(),
+        };
+        outputs::write_atomic(path, page.as_bytes())?;
+    }
+    Ok(PredictSummary { images: set.len(), metrics })
+}

@@ -1,0 +1,124 @@
+//! `image-learner train`: options checked -> data ingested -> split -> model fitted -> every
+//! split evaluated -> outputs and report written, all or none.
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Result;
+
+use crate::config::TrainConfig;
+use crate::data::{self, metadata::ColumnChoice, split, SizePolicy};
+use crate::evaluation::FinalFigures;
+use crate::metrics::Metrics;
+use crate::outputs::{self, TrainedRun};
+use crate::task::Task;
+use crate::{device, models, precision, report, runtime, train, weights};
+
+pub struct RunSummary {
+    pub output_dir: std::path::PathBuf,
+    pub test: Metrics,
+    pub best_epoch: usize,
+    pub epochs_run: usize,
+    pub seconds: f64,
+    pub image_size: usize,
+}
+
+pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
+    let started = Instant::now();
+    // Options, model, output folder, threads, device and weights: all checked before any data.
+    cfg.validate()?;
+    let spec = models::find(&cfg.model)?;
+    outputs::prepare_output_dir(&cfg.output_dir)?;
+    runtime::configure(cfg.threads);
+    let compute = precision::Compute::resolve(device::resolve(cfg.device)?, cfg.precision)?;
+    let weights_dir = weights::weights_dir(cfg.weights_dir.as_deref());
+    if cfg.use_pretrained {
+        weights::require(spec, &weights_dir)?;
+    }
+
+    // Ingest: CSV + ZIP -> decoded images, and the task their labels make.
+    let meta = data::metadata::read_metadata(&cfg.metadata, &ColumnChoice::for_training(cfg))?;
+    let size = cfg.image_size.map_or(SizePolicy::FromImages { max: spec.default_size }, SizePolicy::Fixed);
+    let ing = data::ingest(&cfg.images, meta, size, None)?;
+    let ingested = started.elapsed().as_secs_f64();
+    let mut warnings = ing.announce();
+    let s = &ing.summary;
+    let task = Task::for_training(cfg.task, &ing.images.classes, cfg.threshold, &s.label_column, &s.metadata_file)?;
+
+    // Split.
+    let plan = split::plan(&ing, &cfg.split, cfg.seed)?;
+    warnings.extend(plan.warnings.iter().cloned());
+    let batch_size = train::fitting_batch_size(cfg.batch_size, plan.train.len(), &mut warnings);
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    eprintln!(
+        "split: {} train, {} validation, {} test; {} classes; input {n}x{n}; model {} on {}",
+        plan.train.len(),
+        plan.validation.len(),
+        plan.test.len(),
+        task.classes.len(),
+        spec.name,
+        device::describe(compute.device),
+        n = ing.images.size,
+    );
+    eprintln!("arithmetic: {}", compute.describe());
+
+    // Fit.
+    let model = train::start_model(spec, &task, cfg.seed, cfg.use_pretrained.then_some(weights_dir.as_path()), &compute)?;
+    let settings = train::TrainSettings::new(cfg, spec, task.clone(), batch_size, compute);
+    let set = Arc::new(ing.images);
+    let training_started = Instant::now();
+    let mut vs = model.vs;
+    let outcome = train::fit(&model.net, &mut vs, &set, &plan.train, &plan.validation, &settings)?;
+    let training = training_started.elapsed().as_secs_f64();
+    if let Some(e) = outcome.diverged_at {
+        warnings.push(format!(
+            "the training loss became NaN or infinite in epoch {e}; training stopped and the best earlier epoch ({}) was kept",
+            outcome.best_epoch
+        ));
+    }
+
+    // Evaluate.
+    let evaluation_started = Instant::now();
+    let evaluator = settings.evaluator(&model.net, &set);
+    let figures = FinalFigures::compute(&evaluator, &plan, &outcome.best_training_pass, outcome.best_validation_probs.as_ref(), cfg);
+    let evaluation = evaluation_started.elapsed().as_secs_f64();
+
+    // Outputs and report, staged and committed together.
+    let outputs_started = Instant::now();
+    let run = TrainedRun {
+        cfg,
+        spec,
+        task: &task,
+        set: &set,
+        summary: &ing.summary,
+        plan: &plan,
+        outcome: &outcome,
+        figures: &figures,
+        vs: &vs,
+        batch_size,
+        parameters: models::parameter_count(&vs),
+        pretrained_file: model.pretrained_file,
+        compute,
+        warnings,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let html = report::train_report(&run)?;
+    outputs::write_train_outputs(&run, html.as_bytes())?;
+    let waited: f64 = outcome.history.iter().map(|r| r.data_wait_seconds).sum();
+    eprintln!(
+        "time: data {ingested:.1} s, training {training:.1} s (waiting for batches {:.1}%), final evaluation {evaluation:.1} s, report and outputs {:.1} s",
+        100.0 * waited / training.max(1e-9),
+        outputs_started.elapsed().as_secs_f64()
+    );
+    let seconds = run.seconds;
+    drop(run);
+    Ok(RunSummary {
+        output_dir: cfg.output_dir.clone(),
+        test: figures.test,
+        best_epoch: outcome.best_epoch,
+        epochs_run: outcome.history.len(),
+        seconds,
+        image_size: set.size,
+    })
+}

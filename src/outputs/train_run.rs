@@ -1,0 +1,116 @@
+//! The five files of a training run, made from what the run produced and committed together.
+use anyhow::Result;
+use tch::nn;
+
+use crate::config::{PredictionsScope, TrainConfig};
+use crate::data::split::{Split, SplitPlan};
+use crate::data::{ImageSet, IngestSummary};
+use crate::evaluation::{self, FinalFigures};
+use crate::models::ModelSpec;
+use crate::precision::Compute;
+use crate::task::Task;
+use crate::train::TrainOutcome;
+use crate::weights::bundle::{self, BundleConfig};
+
+use super::{history, Staging, BEST_MODEL, HISTORY, METRICS, PREDICTIONS, REPORT};
+
+/// Everything a training run produced, for its outputs and its report.
+pub struct TrainedRun<'a> {
+    pub cfg: &'a TrainConfig,
+    pub spec: &'static ModelSpec,
+    pub task: &'a Task,
+    pub set: &'a ImageSet,
+    pub summary: &'a IngestSummary,
+    pub plan: &'a SplitPlan,
+    pub outcome: &'a TrainOutcome,
+    pub figures: &'a FinalFigures,
+    /// The best epoch's weights.
+    pub vs: &'a nn::VarStore,
+    pub batch_size: usize,
+    pub parameters: i64,
+    pub pretrained_file: Option<std::path::PathBuf>,
+    pub compute: Compute,
+    pub warnings: Vec<String>,
+    pub seconds: f64,
+}
+
+impl TrainedRun<'_> {
+    /// The image references of `indices`, as the CSV wrote them.
+    pub fn names(&self, indices: &[usize]) -> Vec<String> {
+        indices.iter().map(|&i| self.set.names[i].clone()).collect()
+    }
+
+    /// The true class names of `indices`.
+    fn truth(&self, indices: &[usize]) -> Vec<String> {
+        indices.iter().map(|&i| self.set.classes[self.set.labels[i]].clone()).collect()
+    }
+
+    /// The Predictions CSV: the test images, or every image with its split.
+    fn predictions(&self) -> Result<Vec<u8>> {
+        let (plan, f) = (self.plan, self.figures);
+        if self.cfg.predictions == PredictionsScope::Test {
+            return self.task.predictions_csv(&self.names(&plan.test), Some(&self.truth(&plan.test)), &f.test_scores, None);
+        }
+        let (mut names, mut truth, mut scores, mut splits) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for which in Split::ALL {
+            let ix = plan.indices(which);
+            let s = match which {
+                Split::Train => f.train_scores.clone().expect("train images evaluated for --predictions all"),
+                Split::Validation => f.validation_scores.clone().unwrap_or_default(),
+                Split::Test => f.test_scores.clone(),
+            };
+            names.extend(self.names(ix));
+            truth.extend(self.truth(ix));
+            scores.extend(s);
+            splits.extend(std::iter::repeat_n(which.name().to_string(), ix.len()));
+        }
+        self.task.predictions_csv(&names, Some(&truth), &scores, Some(&splits))
+    }
+
+    /// metrics.json: every split's figures and the test intervals.
+    fn metrics_json(&self) -> Result<Vec<u8>> {
+        let f = self.figures;
+        let json = serde_json::json!({
+            "test": &f.test,
+            "test_95ci": &f.test_intervals,
+            "validation": &f.validation,
+            "train": &f.train,
+            "train_figures_from": if f.train_scores.is_some() {
+                "the training images evaluated again with the best weights (eval mode)"
+            } else {
+                "the best epoch's own training pass (augmented images, train mode)"
+            },
+            "best_epoch": self.outcome.best_epoch,
+            "classes": &self.task.classes,
+        });
+        Ok(serde_json::to_vec_pretty(&json)?)
+    }
+
+    /// The Best Model: the best epoch's weights and what `predict` needs to use them.
+    fn best_model(&self) -> Result<Vec<u8>> {
+        let config = BundleConfig {
+            format_version: bundle::FORMAT_VERSION,
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            architecture: self.spec.name.to_string(),
+            task: self.task.kind,
+            classes: self.task.classes.clone(),
+            image_size: self.set.size,
+            normalization: self.spec.normalization,
+            best_epoch: self.outcome.best_epoch,
+            eval_batch_size: evaluation::batch_size(self.batch_size),
+            options: self.cfg.clone(),
+        };
+        bundle::to_zip(self.vs, &config)
+    }
+}
+
+/// Writes the run's five files into the output folder, all or none.
+pub fn write_train_outputs(run: &TrainedRun, report_html: &[u8]) -> Result<()> {
+    let mut staging = Staging::new(&run.cfg.output_dir)?;
+    staging.write(PREDICTIONS, &run.predictions()?)?;
+    staging.write(HISTORY, &history::to_csv(&run.outcome.history, run.outcome.best_epoch)?)?;
+    staging.write(METRICS, &run.metrics_json()?)?;
+    staging.write(BEST_MODEL, &run.best_model()?)?;
+    staging.write(REPORT, report_html)?;
+    staging.commit()
+}
