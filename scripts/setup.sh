@@ -15,7 +15,7 @@ if [ ! -f "$venv/.image-learner-torch" ]; then
     python3 -m venv "$venv" &&
     "$venv/bin/pip" install --quiet --upgrade pip &&
     "$venv/bin/pip" install --quiet "torch==$TORCH_VERSION" &&
-    "$venv/bin/python" -c "import torch; assert torch.__version__.startswith('$TORCH_VERSION'), torch.__version__" &&
+    "$venv/bin/python" -W ignore -c "import torch; assert torch.__version__.startswith('$TORCH_VERSION'), torch.__version__" &&
     touch "$venv/.image-learner-torch" || { echo "setup: failed; see the messages above" >&2; return 1 2>/dev/null || exit 1; }
 fi
 

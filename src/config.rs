@@ -9,7 +9,6 @@ use clap::{ArgAction, Args, Parser};
 use serde::{Deserialize, Serialize};
 
 use crate::error::input_error;
-pub use crate::task::TaskKind;
 
 fn parse_bool(s: &str) -> Result<bool, String> {
     match s.trim().to_ascii_lowercase().as_str() {
@@ -21,6 +20,25 @@ fn parse_bool(s: &str) -> Result<bool, String> {
 
 fn parse_with<T: FromStr<Err = anyhow::Error>>(s: &str) -> Result<T, String> {
     s.parse::<T>().map_err(|e| e.to_string())
+}
+
+/// `--task`, as the form offers it (what each means is `task::Task`'s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    Classification,
+    Binary,
+}
+
+impl FromStr for TaskKind {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "classification" | "multiclass" | "multi_class" | "category" => Ok(TaskKind::Classification),
+            "binary" | "binary_classification" => Ok(TaskKind::Binary),
+            other => Err(input_error(format!("unknown task '{other}': use 'classification' or 'binary'"))),
+        }
+    }
 }
 
 /// One of the six augmentations of the existing tool.

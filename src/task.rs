@@ -4,32 +4,11 @@
 //! the Predictions CSV's columns and how the report names it. Multi-class and binary
 //! classification are written through it; another kind of task is another variant here.
 use anyhow::Result;
-use serde::{Deserialize, Serialize};
-use std::str::FromStr;
 use tch::{Kind, Tensor};
 
 use crate::bail_input;
-use crate::error::input_error;
+pub use crate::config::TaskKind;
 use crate::metrics::{self, Intervals, Metrics};
-
-/// `--task`, as the form offers it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskKind {
-    Classification,
-    Binary,
-}
-
-impl FromStr for TaskKind {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<Self> {
-        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
-            "classification" | "multiclass" | "multi_class" | "category" => Ok(TaskKind::Classification),
-            "binary" | "binary_classification" => Ok(TaskKind::Binary),
-            other => Err(input_error(format!("unknown task '{other}': use 'classification' or 'binary'"))),
-        }
-    }
-}
 
 /// Bootstrap resamples behind every 95% interval of the test figures.
 pub const BOOTSTRAP_RESAMPLES: usize = 1000;

@@ -14,7 +14,7 @@ fn weights_dir(dir: &std::path::Path, name: &str) -> std::collections::HashMap<S
     let spec = models::find(name).unwrap();
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
     let _ = spec.build(&vs.root(), 1000);
-    let bytes = bundle::safetensors_bytes(&vs).unwrap();
+    let bytes = bundle::safetensors_bytes(&vs, spec).unwrap();
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join(format!("{name}.safetensors")), &bytes).unwrap();
     bundle::read_safetensors(&bytes).unwrap()

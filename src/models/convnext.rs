@@ -5,7 +5,8 @@
 use tch::nn::{self, Init, ModuleT};
 
 use super::layers::{layer_norm, layer_norm_2d, stochastic_depth, Conv};
-use super::Network;
+use super::{torchvision_url, Arch, ModelSpec, Network};
+use crate::data::batches::IMAGENET;
 
 const EPS: f64 = 1e-6;
 
@@ -113,4 +114,25 @@ pub fn build(p: &nn::Path, v: &Variant, num_classes: i64) -> Network {
         0.0,
         nn::linear(p / "classifier" / 2, last, num_classes, Default::default()),
     )
+}
+
+/// The family's specs, with torchvision's weights.
+pub fn specs() -> Vec<ModelSpec> {
+    let files = ["convnext_tiny-983f1562.pth", "convnext_small-0c510722.pth", "convnext_base-6075fbad.pth"];
+    VARIANTS
+        .iter()
+        .zip(files)
+        .map(|((name, v), file)| ModelSpec {
+            name,
+            family: "ConvNeXt",
+            reference: format!("torchvision.models.{name}"),
+            default_size: 224,
+            normalization: IMAGENET,
+            head_prefix: "classifier.2",
+            arch: Arch::ConvNeXt(v),
+            weights_url: Some(torchvision_url(file)),
+            checkpoint_names: None,
+            extra_buffer: None,
+        })
+        .collect()
 }

@@ -5,7 +5,10 @@ use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
 use super::layers::{batch_norm, conv2d, Act, BN_DEFAULT};
-use super::Network;
+use std::collections::HashMap;
+
+use super::{fixed, torchvision_url, ModelSpec, Network};
+use crate::data::batches::IMAGENET;
 
 const GROWTH: i64 = 32;
 const BN_SIZE: i64 = 4;
@@ -87,4 +90,31 @@ fn densenet(p: &nn::Path, blocks: [i64; 4], init: i64, num_classes: i64) -> Netw
 
 pub fn densenet121(p: &nn::Path, num_classes: i64) -> Network {
     densenet(p, [6, 12, 24, 16], 64, num_classes)
+}
+
+/// torchvision's DenseNet file keeps the 2017 names (`denselayer1.norm.1`), which torchvision
+/// renames to today's (`denselayer1.norm1`) as it loads them.
+fn checkpoint_names(_: &ModelSpec, tensors: HashMap<String, Tensor>) -> HashMap<String, Tensor> {
+    tensors.into_iter().map(|(k, v)| (current_name(&k), v)).collect()
+}
+
+fn current_name(k: &str) -> String {
+    let mut name = k.to_string();
+    if k.contains(".denselayer") {
+        for layer in ["norm", "relu", "conv"] {
+            for i in ["1", "2"] {
+                name = name.replace(&format!(".{layer}.{i}."), &format!(".{layer}{i}."));
+            }
+        }
+    }
+    name
+}
+
+/// The family's spec, with torchvision's weights.
+pub fn specs() -> Vec<ModelSpec> {
+    vec![ModelSpec {
+        weights_url: Some(torchvision_url("densenet121-a639ec97.pth")),
+        checkpoint_names: Some(checkpoint_names),
+        ..fixed("densenet121", "DenseNet", "torchvision.models.densenet121", IMAGENET, "classifier", densenet121)
+    }]
 }

@@ -7,7 +7,8 @@ use tch::nn::{self, ModuleT};
 use super::layers::{
     conv_bn_act, make_divisible, pooled, residual_block, squeeze_excitation, Act, Bn, BN_DEFAULT,
 };
-use super::Network;
+use super::{torchvision_url, Arch, ModelSpec, Network};
+use crate::data::batches::IMAGENET;
 
 /// Width and depth multipliers, dropout and batch-norm settings of one variant.
 #[derive(Clone, Copy, Debug)]
@@ -196,4 +197,34 @@ pub fn build(p: &nn::Path, v: &Variant, num_classes: i64) -> Network {
         v.dropout,
         nn::linear(p / "classifier" / 1, last, num_classes, Default::default()),
     )
+}
+
+/// The family's specs, with torchvision's weights for each size.
+pub fn specs() -> Vec<ModelSpec> {
+    let files = [
+        "efficientnet_b0_rwightman-7f5810bc.pth",
+        "efficientnet_b1-c27df63c.pth",
+        "efficientnet_b2_rwightman-c35c1473.pth",
+        "efficientnet_b3_rwightman-b3899882.pth",
+        "efficientnet_b4_rwightman-23ab8bcd.pth",
+        "efficientnet_b5_lukemelas-1a07897c.pth",
+        "efficientnet_b6_lukemelas-24a108a5.pth",
+        "efficientnet_b7_lukemelas-c5b4e57e.pth",
+    ];
+    VARIANTS
+        .iter()
+        .zip(files)
+        .map(|((name, size, v), file)| ModelSpec {
+            name,
+            family: "EfficientNet",
+            reference: format!("torchvision.models.{name}"),
+            default_size: *size,
+            normalization: IMAGENET,
+            head_prefix: "classifier.1",
+            arch: Arch::EfficientNet(v),
+            weights_url: Some(torchvision_url(file)),
+            checkpoint_names: None,
+            extra_buffer: None,
+        })
+        .collect()
 }

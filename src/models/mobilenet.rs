@@ -7,7 +7,8 @@ use super::layers::{
     batch_norm, conv2d, conv_bn_act, make_divisible, pooled, residual_block, squeeze_excitation,
     Act, Bn, BN_DEFAULT,
 };
-use super::Network;
+use super::{fixed, torchvision_url, ModelSpec, Network};
+use crate::data::batches::IMAGENET;
 
 /// V2's stages: expansion, output channels, blocks, first stride.
 const V2: [(i64, i64, i64, i64); 7] = [
@@ -216,4 +217,17 @@ pub fn mobilenet_v3_large(p: &nn::Path, num_classes: i64) -> Network {
 
 pub fn mobilenet_v3_small(p: &nn::Path, num_classes: i64) -> Network {
     mobilenet_v3(p, &V3_SMALL, 1024, num_classes)
+}
+
+/// The family's specs, with torchvision's weights.
+pub fn specs() -> Vec<ModelSpec> {
+    let tv = |name: &'static str, head: &'static str, build: fn(&nn::Path, i64) -> Network, file: &str| ModelSpec {
+        weights_url: Some(torchvision_url(file)),
+        ..fixed(name, "MobileNet", &format!("torchvision.models.{name}"), IMAGENET, head, build)
+    };
+    vec![
+        tv("mobilenet_v2", "classifier.1", mobilenet_v2, "mobilenet_v2-7ebf99e0.pth"),
+        tv("mobilenet_v3_small", "classifier.3", mobilenet_v3_small, "mobilenet_v3_small-047dcff4.pth"),
+        tv("mobilenet_v3_large", "classifier.3", mobilenet_v3_large, "mobilenet_v3_large-5c1a4163.pth"),
+    ]
 }

@@ -1,6 +1,7 @@
-//! The architectures: a registry of specs (name, input size, normalisation, builder) and one file
-//! per family. Parameter names follow the reference implementations (torchvision, timm) so that
-//! their state dicts load by name.
+//! The architectures: one file per family, holding the family's network and its facts (its
+//! `specs()`: names, default sizes, normalisation, head, published weights, checkpoint name maps,
+//! extra buffers), and the registry that collects them. Parameter names follow the reference
+//! implementations (torchvision, timm) so that their state dicts load by name.
 pub mod convnext;
 pub mod densenet;
 pub mod efficientnet;
@@ -14,11 +15,13 @@ pub mod swin;
 pub mod vgg;
 pub mod vit;
 
+use std::collections::HashMap;
+
 use anyhow::Result;
 use tch::{nn, nn::ModuleT, Tensor};
 
 use crate::bail_input;
-use crate::data::batches::{Normalization, IMAGENET};
+use crate::data::batches::Normalization;
 
 /// A classifier: a backbone that yields pooled features, then dropout and a linear head.
 #[derive(Debug)]
@@ -55,7 +58,19 @@ pub enum Arch {
     ConvNeXt(&'static convnext::Variant),
 }
 
-/// Facts about one architecture; `build` makes it with a head of `num_classes`.
+/// Renames a checkpoint's parameters from another naming scheme to the model's.
+pub type NameMap = fn(&ModelSpec, HashMap<String, Tensor>) -> HashMap<String, Tensor>;
+
+/// An integer buffer that PyTorch's state dict carries and the model computes instead:
+/// its name, shape and values.
+pub struct Buffer {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub values: Vec<i64>,
+}
+
+/// Facts about one architecture, each set in its family's file; `build` makes it with a head of
+/// `num_classes`.
 pub struct ModelSpec {
     pub name: &'static str,
     pub family: &'static str,
@@ -65,6 +80,13 @@ pub struct ModelSpec {
     /// The state-dict prefix of the classifier head, dropped from pretrained checkpoints.
     pub head_prefix: &'static str,
     pub arch: Arch,
+    /// Where its published ImageNet weights are, for `weights fetch`.
+    pub weights_url: Option<String>,
+    /// Renames the parameters of checkpoints published under other names.
+    pub checkpoint_names: Option<NameMap>,
+    /// The integer buffer, if any, that a saved state dict carries beside the variable `name`
+    /// (so that a Best Model loads into the reference with `strict=True`).
+    pub extra_buffer: Option<fn(&str) -> Option<Buffer>>,
 }
 
 impl ModelSpec {
@@ -85,7 +107,18 @@ pub fn sub_path<'a>(p: &nn::Path<'a>, dotted: &str) -> nn::Path<'a> {
     parts.fold(first, |acc, c| acc / c)
 }
 
-fn fixed(
+/// A model's safetensors file on timm's hub, by timm's `name.tag`.
+pub fn timm_hub(id: &str) -> String {
+    format!("https://huggingface.co/timm/{id}/resolve/main/model.safetensors")
+}
+
+/// A torchvision weights file (its DEFAULT ImageNet weights, as torchvision 0.28 lists them).
+pub fn torchvision_url(file: &str) -> String {
+    format!("https://download.pytorch.org/models/{file}")
+}
+
+/// The spec of a fixed architecture at 224x224, with nothing extra: families add their facts.
+pub fn fixed(
     name: &'static str,
     family: &'static str,
     reference: &str,
@@ -101,129 +134,31 @@ fn fixed(
         normalization: norm,
         head_prefix: head,
         arch: Arch::Fixed(f),
+        weights_url: None,
+        checkpoint_names: None,
+        extra_buffer: None,
     }
 }
 
-fn family_of(name: &str) -> &'static str {
-    if name.starts_with("caformer") {
-        "CAFormer"
-    } else if name.starts_with("convformer") {
-        "ConvFormer"
-    } else {
-        "PoolFormerV2"
-    }
-}
-
+/// Every architecture, family by family.
 pub fn registry() -> &'static [ModelSpec] {
     static REGISTRY: std::sync::OnceLock<Vec<ModelSpec>> = std::sync::OnceLock::new();
     REGISTRY.get_or_init(|| {
-        let mut r = vec![
-            fixed("resnet18", "ResNet", "torchvision.models.resnet18", IMAGENET, "fc", resnet::resnet18),
-            fixed("resnet34", "ResNet", "torchvision.models.resnet34", IMAGENET, "fc", resnet::resnet34),
-            fixed("resnet50", "ResNet", "torchvision.models.resnet50", IMAGENET, "fc", resnet::resnet50),
-            fixed("resnet101", "ResNet", "torchvision.models.resnet101", IMAGENET, "fc", resnet::resnet101),
-            fixed("resnet152", "ResNet", "torchvision.models.resnet152", IMAGENET, "fc", resnet::resnet152),
-            fixed(
-                "resnext50_32x4d",
-                "ResNeXt",
-                "torchvision.models.resnext50_32x4d",
-                IMAGENET,
-                "fc",
-                resnet::resnext50_32x4d,
-            ),
-            fixed(
-                "wide_resnet50_2",
-                "Wide ResNet",
-                "torchvision.models.wide_resnet50_2",
-                IMAGENET,
-                "fc",
-                resnet::wide_resnet50_2,
-            ),
-            fixed(
-                "efficientnet_lite0",
-                "EfficientNet",
-                "timm efficientnet_lite0",
-                Normalization { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] },
-                "classifier",
-                efficientnet_lite::efficientnet_lite0,
-            ),
-        ];
-        let tv = |name: &str| format!("torchvision.models.{name}");
-        for (name, size, v) in efficientnet::VARIANTS {
-            r.push(ModelSpec {
-                name,
-                family: "EfficientNet",
-                reference: tv(name),
-                default_size: *size,
-                normalization: IMAGENET,
-                head_prefix: "classifier.1",
-                arch: Arch::EfficientNet(v),
-            });
-        }
-        r.extend([
-            fixed("mobilenet_v2", "MobileNet", &tv("mobilenet_v2"), IMAGENET, "classifier.1", mobilenet::mobilenet_v2),
-            fixed(
-                "mobilenet_v3_small",
-                "MobileNet",
-                &tv("mobilenet_v3_small"),
-                IMAGENET,
-                "classifier.3",
-                mobilenet::mobilenet_v3_small,
-            ),
-            fixed(
-                "mobilenet_v3_large",
-                "MobileNet",
-                &tv("mobilenet_v3_large"),
-                IMAGENET,
-                "classifier.3",
-                mobilenet::mobilenet_v3_large,
-            ),
-            fixed("densenet121", "DenseNet", &tv("densenet121"), IMAGENET, "classifier", densenet::densenet121),
-            fixed("vgg16", "VGG", &tv("vgg16"), IMAGENET, "classifier.6", vgg::vgg16),
-            fixed("vgg16_bn", "VGG", &tv("vgg16_bn"), IMAGENET, "classifier.6", vgg::vgg16_bn),
-        ]);
-        for (name, v) in convnext::VARIANTS {
-            r.push(ModelSpec {
-                name,
-                family: "ConvNeXt",
-                reference: tv(name),
-                default_size: 224,
-                normalization: IMAGENET,
-                head_prefix: "classifier.2",
-                arch: Arch::ConvNeXt(v),
-            });
-        }
-        r.extend([
-            fixed("vit_b_16", "Vision Transformer", &tv("vit_b_16"), IMAGENET, "heads.head", vit::vit_b_16),
-            fixed("swin_t", "Swin Transformer", &tv("swin_t"), IMAGENET, "head", swin::swin_t),
-        ]);
-        for (base, cfg) in metaformer::VARIANTS {
-            // CAFormer and ConvFormer come with 384x384 and ImageNet-21k-pretrained weight tags;
-            // each is its own name (as in the existing tool), with its own default size.
-            let tags: &[(&str, usize, &str)] = if cfg.mlp_head {
-                &[
-                    ("", 224, "sail_in1k"),
-                    ("_384", 384, "sail_in1k_384"),
-                    ("_in21ft1k", 224, "sail_in22k_ft_in1k"),
-                    ("_384_in21ft1k", 384, "sail_in22k_ft_in1k_384"),
-                ]
-            } else {
-                &[("", 224, "sail_in1k")]
-            };
-            for (suffix, size, tag) in tags {
-                let name: &'static str = Box::leak(format!("{base}{suffix}").into_boxed_str());
-                r.push(ModelSpec {
-                    name,
-                    family: family_of(base),
-                    reference: format!("timm {base}.{tag}"),
-                    default_size: *size,
-                    normalization: IMAGENET,
-                    head_prefix: metaformer::head_prefix(cfg),
-                    arch: Arch::MetaFormer(cfg),
-                });
-            }
-        }
-        r
+        [
+            resnet::specs(),
+            efficientnet_lite::specs(),
+            efficientnet::specs(),
+            mobilenet::specs(),
+            densenet::specs(),
+            vgg::specs(),
+            convnext::specs(),
+            vit::specs(),
+            swin::specs(),
+            metaformer::specs(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     })
 }
 
@@ -279,6 +214,22 @@ mod tests {
         offered.sort();
         names.sort();
         assert_eq!(offered, names);
+    }
+
+    #[test]
+    fn every_model_names_where_its_weights_are_published() {
+        for spec in registry() {
+            let url = spec.weights_url.as_deref().unwrap_or_else(|| panic!("{} has no weights URL", spec.name));
+            // timm's hub id or torchvision's file starts with the model's base name.
+            let base = spec.name.trim_end_matches("_in21ft1k").trim_end_matches("_384");
+            let file = url.trim_start_matches("https://huggingface.co/timm/").trim_start_matches("https://download.pytorch.org/models/");
+            assert!(file.starts_with(&format!("{base}.")) || file.starts_with(&format!("{base}-")) || file.starts_with(&format!("{base}_")), "{}: {url}", spec.name);
+        }
+        let tag = |name: &str| find(name).unwrap().weights_url.clone().unwrap();
+        assert_eq!(tag("caformer_s18_384_in21ft1k"), timm_hub("caformer_s18.sail_in22k_ft_in1k_384"));
+        assert_eq!(tag("resnet18"), timm_hub("resnet18.tv_in1k"));
+        assert_eq!(tag("efficientnet_b5"), torchvision_url("efficientnet_b5_lukemelas-1a07897c.pth"));
+        assert!(find("swin_t").unwrap().extra_buffer.is_some() && find("resnet18").unwrap().extra_buffer.is_none());
     }
 
     #[test]

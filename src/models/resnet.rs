@@ -4,7 +4,8 @@
 use tch::nn::{self, ModuleT};
 
 use super::layers::{batch_norm, conv2d, Act, BN_DEFAULT};
-use super::Network;
+use super::{fixed, timm_hub, ModelSpec, Network};
+use crate::data::batches::IMAGENET;
 
 fn head(p: &nn::Path, features: i64, num_classes: i64) -> nn::Linear {
     nn::linear(p / "fc", features, num_classes, Default::default())
@@ -157,4 +158,25 @@ pub fn resnext50_32x4d(p: &nn::Path, num_classes: i64) -> Network {
 
 pub fn wide_resnet50_2(p: &nn::Path, num_classes: i64) -> Network {
     resnet(p, Block::Bottleneck, [3, 4, 6, 3], 1, 128, num_classes)
+}
+
+/// The family's specs: torchvision's ResNets, whose own weights timm's hub publishes as
+/// `.tv_in1k` safetensors with the same names.
+pub fn specs() -> Vec<ModelSpec> {
+    let models: [(&'static str, &'static str, fn(&nn::Path, i64) -> Network); 7] = [
+        ("resnet18", "ResNet", resnet18),
+        ("resnet34", "ResNet", resnet34),
+        ("resnet50", "ResNet", resnet50),
+        ("resnet101", "ResNet", resnet101),
+        ("resnet152", "ResNet", resnet152),
+        ("resnext50_32x4d", "ResNeXt", resnext50_32x4d),
+        ("wide_resnet50_2", "Wide ResNet", wide_resnet50_2),
+    ];
+    models
+        .into_iter()
+        .map(|(name, family, build)| ModelSpec {
+            weights_url: Some(timm_hub(&format!("{name}.tv_in1k"))),
+            ..fixed(name, family, &format!("torchvision.models.{name}"), IMAGENET, "fc", build)
+        })
+        .collect()
 }

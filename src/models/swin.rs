@@ -9,7 +9,8 @@ use tch::nn::{self, Init, ModuleT};
 use tch::{Kind, Tensor};
 
 use super::layers::{layer_norm, stochastic_depth};
-use super::Network;
+use super::{fixed, torchvision_url, Buffer, ModelSpec, Network};
+use crate::data::batches::IMAGENET;
 
 const WINDOW: i64 = 7;
 const EMBED: i64 = 96;
@@ -219,4 +220,21 @@ pub fn swin_t(p: &nn::Path, num_classes: i64) -> Network {
         0.0,
         nn::linear(p / "head", dim, num_classes, Default::default()),
     )
+}
+
+/// PyTorch's state dict carries each attention's `relative_position_index`, which the model
+/// computes: a saved model writes it beside `relative_position_bias_table`.
+fn extra_buffer(variable: &str) -> Option<Buffer> {
+    let prefix = variable.strip_suffix(".relative_position_bias_table")?;
+    let values = Vec::<i64>::try_from(relative_position_index()).ok()?;
+    Some(Buffer { name: format!("{prefix}.relative_position_index"), shape: vec![values.len()], values })
+}
+
+/// The family's spec, with torchvision's weights.
+pub fn specs() -> Vec<ModelSpec> {
+    vec![ModelSpec {
+        weights_url: Some(torchvision_url("swin_t-704ceda3.pth")),
+        extra_buffer: Some(extra_buffer),
+        ..fixed("swin_t", "Swin Transformer", "torchvision.models.swin_t", IMAGENET, "head", swin_t)
+    }]
 }

@@ -4,7 +4,8 @@
 use tch::nn;
 
 use super::layers::{batch_norm, conv2d, Act, BN_DEFAULT};
-use super::Network;
+use super::{fixed, torchvision_url, ModelSpec, Network};
+use crate::data::batches::IMAGENET;
 
 /// Configuration "D": channels of each 3x3 convolution, 0 for a 2x2 max pooling.
 const D: [i64; 18] = [
@@ -58,4 +59,13 @@ pub fn vgg16(p: &nn::Path, num_classes: i64) -> Network {
 
 pub fn vgg16_bn(p: &nn::Path, num_classes: i64) -> Network {
     vgg16_with(p, true, num_classes)
+}
+
+/// The family's specs, with torchvision's weights.
+pub fn specs() -> Vec<ModelSpec> {
+    let tv = |name: &'static str, build: fn(&nn::Path, i64) -> Network, file: &str| ModelSpec {
+        weights_url: Some(torchvision_url(file)),
+        ..fixed(name, "VGG", &format!("torchvision.models.{name}"), IMAGENET, "classifier.6", build)
+    };
+    vec![tv("vgg16", vgg16, "vgg16-397923af.pth"), tv("vgg16_bn", vgg16_bn, "vgg16_bn-6c64b313.pth")]
 }

@@ -10,7 +10,8 @@ use tch::nn::{self, Init, ModuleT};
 use tch::Tensor;
 
 use super::layers::layer_norm;
-use super::Network;
+use super::{fixed, torchvision_url, ModelSpec, Network};
+use crate::data::batches::IMAGENET;
 
 const PATCH: i64 = 16;
 const GRID: i64 = 224 / PATCH;
@@ -127,4 +128,12 @@ pub fn vit_b_16(p: &nn::Path, num_classes: i64) -> Network {
             Default::default(),
         ),
     )
+}
+
+/// The family's spec, with torchvision's weights.
+pub fn specs() -> Vec<ModelSpec> {
+    vec![ModelSpec {
+        weights_url: Some(torchvision_url("vit_b_16-c867db91.pth")),
+        ..fixed("vit_b_16", "Vision Transformer", "torchvision.models.vit_b_16", IMAGENET, "heads.head", vit_b_16)
+    }]
 }

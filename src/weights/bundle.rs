@@ -14,6 +14,7 @@ use crate::bail_input;
 use crate::config::TrainConfig;
 use crate::task::{Task, TaskKind};
 use crate::data::batches::Normalization;
+use crate::models::ModelSpec;
 
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -55,10 +56,11 @@ impl View for &Raw {
     }
 }
 
-/// Safetensors bytes of every variable of `vs`, on the CPU, as float32, with the integer buffers
-/// PyTorch's state dicts carry and ours computes instead: each batch norm's
-/// `num_batches_tracked` and each Swin attention's `relative_position_index`.
-pub fn safetensors_bytes(vs: &nn::VarStore) -> Result<Vec<u8>> {
+/// Safetensors bytes of every variable of `vs` (a `spec` model), on the CPU, as float32, with the
+/// integer buffers PyTorch's state dicts carry and ours computes instead: each batch norm's
+/// `num_batches_tracked`, and the family's own (`ModelSpec::extra_buffer`).
+pub fn safetensors_bytes(vs: &nn::VarStore, spec: &ModelSpec) -> Result<Vec<u8>> {
+    let int64 = |shape: Vec<usize>, values: &[i64]| Raw { dtype: Dtype::I64, shape, data: values.iter().flat_map(|v| v.to_le_bytes()).collect() };
     let mut raws: Vec<(String, Raw)> = Vec::new();
     for (name, t) in vs.variables() {
         let t = t
@@ -70,25 +72,10 @@ pub fn safetensors_bytes(vs: &nn::VarStore) -> Result<Vec<u8>> {
         let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         let shape = t.size().iter().map(|&d| d as usize).collect();
         if let Some(prefix) = name.strip_suffix(".running_mean") {
-            raws.push((
-                format!("{prefix}.num_batches_tracked"),
-                Raw {
-                    dtype: Dtype::I64,
-                    shape: vec![],
-                    data: 0i64.to_le_bytes().to_vec(),
-                },
-            ));
+            raws.push((format!("{prefix}.num_batches_tracked"), int64(vec![], &[0])));
         }
-        if let Some(prefix) = name.strip_suffix(".relative_position_bias_table") {
-            let index = Vec::<i64>::try_from(crate::models::swin::relative_position_index())?;
-            raws.push((
-                format!("{prefix}.relative_position_index"),
-                Raw {
-                    dtype: Dtype::I64,
-                    shape: vec![index.len()],
-                    data: index.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                },
-            ));
+        if let Some(buffer) = spec.extra_buffer.and_then(|f| f(&name)) {
+            raws.push((buffer.name, int64(buffer.shape, &buffer.values)));
         }
         raws.push((
             name,
@@ -131,7 +118,7 @@ pub fn to_zip(vs: &nn::VarStore, config: &BundleConfig) -> Result<Vec<u8>> {
     w.start_file("config.json", stored)?;
     w.write_all(&serde_json::to_vec_pretty(config)?)?;
     w.start_file("model.safetensors", stored)?;
-    w.write_all(&safetensors_bytes(vs)?)?;
+    w.write_all(&safetensors_bytes(vs, crate::models::find(&config.architecture)?)?)?;
     Ok(w.finish()?.into_inner())
 }
 

@@ -103,189 +103,13 @@ pub fn copy_variables(
     })
 }
 
-/// Where each architecture's published ImageNet weights live: safetensors on timm's hub for the
-/// timm models and the ResNets (torchvision's own ResNet weights are published there as
-/// `.tv_in1k`, with the same names), torchvision's `.pth` files for the other torchvision models.
-pub fn published_url(spec: &ModelSpec) -> Option<String> {
-    let timm_repo =
-        |id: &str| format!("https://huggingface.co/timm/{id}/resolve/main/model.safetensors");
-    match spec.name {
-        "resnet18" | "resnet34" | "resnet50" | "resnet101" | "resnet152" | "resnext50_32x4d"
-        | "wide_resnet50_2" => Some(timm_repo(&format!("{}.tv_in1k", spec.name))),
-        "efficientnet_lite0" => Some(timm_repo("efficientnet_lite0.ra_in1k")),
-        _ => spec
-            .reference
-            .strip_prefix("timm ")
-            .map(timm_repo)
-            .or_else(|| {
-                // torchvision's DEFAULT ImageNet weights (as listed by torchvision 0.28).
-                let file = match spec.name {
-                    "efficientnet_b0" => "efficientnet_b0_rwightman-7f5810bc.pth",
-                    "efficientnet_b1" => "efficientnet_b1-c27df63c.pth",
-                    "efficientnet_b2" => "efficientnet_b2_rwightman-c35c1473.pth",
-                    "efficientnet_b3" => "efficientnet_b3_rwightman-b3899882.pth",
-                    "efficientnet_b4" => "efficientnet_b4_rwightman-23ab8bcd.pth",
-                    "efficientnet_b5" => "efficientnet_b5_lukemelas-1a07897c.pth",
-                    "efficientnet_b6" => "efficientnet_b6_lukemelas-24a108a5.pth",
-                    "efficientnet_b7" => "efficientnet_b7_lukemelas-c5b4e57e.pth",
-                    "mobilenet_v2" => "mobilenet_v2-7ebf99e0.pth",
-                    "mobilenet_v3_small" => "mobilenet_v3_small-047dcff4.pth",
-                    "mobilenet_v3_large" => "mobilenet_v3_large-5c1a4163.pth",
-                    "densenet121" => "densenet121-a639ec97.pth",
-                    "vgg16" => "vgg16-397923af.pth",
-                    "vgg16_bn" => "vgg16_bn-6c64b313.pth",
-                    "convnext_tiny" => "convnext_tiny-983f1562.pth",
-                    "convnext_small" => "convnext_small-0c510722.pth",
-                    "convnext_base" => "convnext_base-6075fbad.pth",
-                    "vit_b_16" => "vit_b_16-c867db91.pth",
-                    "swin_t" => "swin_t-704ceda3.pth",
-                    _ => return None,
-                };
-                Some(format!("https://download.pytorch.org/models/{file}"))
-            }),
-    }
-}
-
-/// Renames a checkpoint's keys to this model's (reference) names where it follows another
-/// naming scheme: efficientnet_pytorch's EfficientNet-Lite (`_conv_stem`, `_blocks.N`, ...), the
-/// original MetaFormer release's (sail-sg: `downsample_layers`, `stages.S.B`, `head.fc1`), and
-/// the 2017 names of torchvision's own DenseNet file (`denselayer1.norm.1`, which torchvision
-/// renames to `denselayer1.norm1` when it loads it).
+/// A checkpoint's keys in this model's (reference) names: the family renames those of
+/// checkpoints published under other names (see each family's `checkpoint_names`).
 fn map_names(spec: &ModelSpec, tensors: HashMap<String, Tensor>) -> HashMap<String, Tensor> {
-    if spec.name.starts_with("densenet") {
-        return tensors
-            .into_iter()
-            .map(|(k, v)| (densenet_name(&k), v))
-            .collect();
+    match spec.checkpoint_names {
+        Some(rename) => rename(spec, tensors),
+        None => tensors,
     }
-    if matches!(spec.arch, crate::models::Arch::MetaFormer(_))
-        && !tensors.contains_key("stem.conv.weight")
-    {
-        return metaformer_names(spec, tensors);
-    }
-    if spec.name != "efficientnet_lite0" || !tensors.contains_key("_conv_stem.weight") {
-        return tensors;
-    }
-    // efficientnet_pytorch numbers blocks 0..15 in one run; timm as stage.block.
-    const STAGES: [usize; 7] = [1, 2, 2, 3, 3, 4, 1];
-    let position = |flat: usize| {
-        let mut left = flat;
-        for (s, &n) in STAGES.iter().enumerate() {
-            if left < n {
-                return (s, left);
-            }
-            left -= n;
-        }
-        (usize::MAX, 0)
-    };
-    tensors
-        .into_iter()
-        .map(|(k, v)| {
-            let name = if let Some(rest) = k.strip_prefix("_blocks.") {
-                let (flat, tail) = rest.split_once('.').unwrap_or((rest, ""));
-                let flat: usize = flat.parse().unwrap_or(usize::MAX);
-                let (s, b) = position(flat);
-                let (layer, param) = tail.split_once('.').unwrap_or((tail, ""));
-                let layer = match (s, layer) {
-                    (0, "_depthwise_conv") => "conv_dw",
-                    (0, "_bn1") => "bn1",
-                    (0, "_project_conv") => "conv_pw",
-                    (0, "_bn2") => "bn2",
-                    (_, "_expand_conv") => "conv_pw",
-                    (_, "_bn0") => "bn1",
-                    (_, "_depthwise_conv") => "conv_dw",
-                    (_, "_bn1") => "bn2",
-                    (_, "_project_conv") => "conv_pwl",
-                    (_, "_bn2") => "bn3",
-                    (_, other) => other,
-                };
-                format!("blocks.{s}.{b}.{layer}.{param}")
-            } else {
-                let (layer, param) = k.split_once('.').unwrap_or((&k, ""));
-                let layer = match layer {
-                    "_conv_stem" => "conv_stem",
-                    "_bn0" => "bn1",
-                    "_conv_head" => "conv_head",
-                    "_bn1" => "bn2",
-                    "_fc" => "classifier",
-                    other => other,
-                };
-                format!("{layer}.{param}")
-            };
-            (name, v)
-        })
-        .collect()
-}
-
-fn densenet_name(k: &str) -> String {
-    let mut name = k.to_string();
-    if k.contains(".denselayer") {
-        for layer in ["norm", "relu", "conv"] {
-            for i in ["1", "2"] {
-                name = name.replace(&format!(".{layer}.{i}."), &format!(".{layer}{i}."));
-            }
-        }
-    }
-    name
-}
-
-/// timm's `checkpoint_filter_fn` for MetaFormer: the sail-sg release's names to timm's, and
-/// scales reshaped to the model's shape where only the shape differs.
-fn metaformer_names(spec: &ModelSpec, tensors: HashMap<String, Tensor>) -> HashMap<String, Tensor> {
-    let vs = nn::VarStore::new(tch::Device::Cpu);
-    let _ = spec.build(&vs.root(), 1000);
-    let shapes: HashMap<String, Vec<i64>> = vs
-        .variables()
-        .into_iter()
-        .map(|(k, v)| (k, v.size()))
-        .collect();
-    tensors
-        .into_iter()
-        .map(|(k, v)| {
-            let mut parts: Vec<String> = k.split('.').map(str::to_string).collect();
-            if parts.len() > 1 && parts[0] == "downsample_layers" {
-                parts.splice(
-                    0..2,
-                    [
-                        "stages".to_string(),
-                        parts[1].clone(),
-                        "downsample".to_string(),
-                    ],
-                );
-            }
-            // `stages.S.B` -> `stages.S.blocks.B`.
-            if let Some(i) = (0..parts.len().saturating_sub(1)).find(|&i| {
-                [&parts[i], &parts[i + 1]]
-                    .iter()
-                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-            }) {
-                parts.insert(i + 1, "blocks".to_string());
-            }
-            let mut name = parts
-                .join(".")
-                .replace("downsample.proj", "downsample.conv");
-            if let Some(rest) = name.strip_prefix("stages.0.downsample.") {
-                name = format!("stem.{rest}");
-            }
-            name = name
-                .replace("post_norm", "norm")
-                .replace("pre_norm", "norm");
-            if let Some(rest) = name.strip_prefix("head.") {
-                name = format!("head.fc.{rest}");
-            } else if name.starts_with("norm.") {
-                name = format!("head.{name}");
-            }
-            let v = match shapes.get(&name) {
-                Some(shape)
-                    if *shape != v.size() && shape.iter().product::<i64>() == v.numel() as i64 =>
-                {
-                    v.reshape(shape.as_slice())
-                }
-                _ => v,
-            };
-            (name, v)
-        })
-        .collect()
 }
 
 /// Reads a checkpoint: safetensors, or a PyTorch `.pth`/`.pt` state dict as `torch.save` writes
@@ -341,7 +165,7 @@ pub fn import(spec: &ModelSpec, file: &Path, dir: &Path) -> Result<PathBuf> {
 /// `weights fetch`: downloads the published weights and imports them. Fails within seconds
 /// where the network does not reach the hub.
 pub fn fetch(spec: &ModelSpec, dir: &Path) -> Result<PathBuf> {
-    let Some(url) = published_url(spec) else {
+    let Some(url) = spec.weights_url.as_deref() else {
         bail_input!("no published weights are known for {}", spec.name);
     };
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -356,7 +180,7 @@ pub fn fetch(spec: &ModelSpec, dir: &Path) -> Result<PathBuf> {
             spec.name, spec.name
         ))
     };
-    let mut response = agent.get(&url).call().map_err(|e| fail(&e))?;
+    let mut response = agent.get(url).call().map_err(|e| fail(&e))?;
     let bytes = response
         .body_mut()
         .with_config()
