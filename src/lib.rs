@@ -1,12 +1,13 @@
 //! image-learner: train, evaluate and apply image classifiers from a ZIP of images and a CSV of
 //! labels.
 //!
-//! Data flows one way, and each module depends only on those before it:
-//! `config`, `error`, `shim` (the C++ kernels' declarations) -> `data` (CSV, ZIP, decoding,
-//! split, augmentation, batches) -> `models` (one file per family) -> `weights` (checkpoints,
-//! pretrained weights, the Best Model bundle) -> `task` and `metrics` -> `evaluation` ->
-//! `train` -> `outputs` and `report` -> `commands` (one short orchestrator per subcommand).
-//! `device`, `precision`, `optimizer` and `runtime` are how the arithmetic runs.
+//! Data flows one way, and each module depends only on those before it (`tests/layers.rs`
+//! checks it): `error`, `shim` (the C++ kernels' declarations) -> `config` (every option) ->
+//! `device`, `precision`, `runtime` (where and how the arithmetic runs) -> `data` (CSV, ZIP,
+//! decoding, split, augmentation, batches) -> `models` (one file per family, with its facts),
+//! `optimizer` -> `metrics` -> `task` (what differs between tasks) -> `weights` (checkpoints,
+//! pretrained weights, the Best Model bundle) -> `evaluation` -> `train` -> `outputs`, `synth`
+//! -> `report` -> `commands` (one short orchestrator per subcommand).
 pub mod commands;
 pub mod config;
 pub mod data;
