@@ -164,3 +164,29 @@ pub fn read(path: &Path) -> Result<Bundle> {
     let tensors = read_safetensors(&member("model.safetensors")?)?;
     Ok(Bundle { config, tensors })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundles_written_before_the_input_size_was_renamed_still_read() {
+        let config = BundleConfig {
+            format_version: FORMAT_VERSION,
+            tool_version: "0.1.0".into(),
+            architecture: "resnet18".into(),
+            task: TaskKind::Binary,
+            classes: vec!["a".into(), "b".into()],
+            image_size: 48,
+            normalization: crate::data::batches::IMAGENET,
+            best_epoch: 3,
+            eval_batch_size: 64,
+            options: TrainConfig::new("i.zip".into(), "m.csv".into(), "out".into(), "resnet18"),
+        };
+        let json = serde_json::to_string(&config).unwrap();
+        assert!(json.contains("\"image_size\":48"), "{json}");
+        let old = json.replacen("\"image_size\":48", "\"input_size\":48", 1);
+        let read: BundleConfig = serde_json::from_str(&old).unwrap();
+        assert_eq!((read.image_size, read.task, read.best_epoch), (48, TaskKind::Binary, 3));
+    }
+}
