@@ -81,9 +81,43 @@ impl Task {
         metrics::bootstrap(truth, probs, &self.classes, BOOTSTRAP_RESAMPLES, seed, self.threshold)
     }
 
-    /// The Predictions CSV: `truth` (class names) where known, `splits` when it covers every split.
+    /// The Predictions CSV: one row per image with the decided class, its probability and one
+    /// probability column per class; `truth` (class names) where known, `splits` when it covers
+    /// every split.
     pub fn predictions_csv(&self, images: &[String], truth: Option<&[String]>, probs: &[Vec<f32>], splits: Option<&[String]>) -> Result<Vec<u8>> {
-        predictions_csv(images, truth, probs, &self.classes, splits, &|p: &[f32]| self.decide(p))
+        let classes = &self.classes;
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let mut header = vec!["image_path".to_string()];
+        if splits.is_some() {
+            header.push("split".into());
+        }
+        if truth.is_some() {
+            header.push("true_label".into());
+        }
+        header.extend(["predicted_label".to_string(), "confidence".to_string()]);
+        header.extend(classes.iter().map(|c| format!("prob_{c}")));
+        if truth.is_some() {
+            header.push("correct".into());
+        }
+        w.write_record(&header)?;
+        for (i, p) in probs.iter().enumerate() {
+            let pred = self.decide(p);
+            let mut rec = vec![images[i].clone()];
+            if let Some(s) = splits {
+                rec.push(s[i].clone());
+            }
+            if let Some(t) = truth {
+                rec.push(t[i].clone());
+            }
+            rec.push(classes[pred].clone());
+            rec.push(format!("{:.6}", p[pred]));
+            rec.extend(p.iter().map(|v| format!("{v:.6}")));
+            if let Some(t) = truth {
+                rec.push((t[i] == classes[pred]).to_string());
+            }
+            w.write_record(&rec)?;
+        }
+        Ok(w.into_inner()?)
     }
 
     /// How the report names the task.
@@ -94,52 +128,6 @@ impl Task {
             (TaskKind::Classification, None) => "classification".into(),
         }
     }
-}
-
-/// The Predictions CSV of a classification: one row per image with the decided class, its
-/// probability and one probability column per class.
-/// `truth`: the true class of each image where known; `splits`: each image's split, when the
-/// predictions cover every split; `decide`: the task's decision for one image's probabilities.
-fn predictions_csv(
-    images: &[String],
-    truth: Option<&[String]>,
-    probs: &[Vec<f32>],
-    classes: &[String],
-    splits: Option<&[String]>,
-    decide: &dyn Fn(&[f32]) -> usize,
-) -> Result<Vec<u8>> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let mut header = vec!["image_path".to_string()];
-    if splits.is_some() {
-        header.push("split".into());
-    }
-    if truth.is_some() {
-        header.push("true_label".into());
-    }
-    header.extend(["predicted_label".to_string(), "confidence".to_string()]);
-    header.extend(classes.iter().map(|c| format!("prob_{c}")));
-    if truth.is_some() {
-        header.push("correct".into());
-    }
-    w.write_record(&header)?;
-    for (i, p) in probs.iter().enumerate() {
-        let pred = decide(p);
-        let mut rec = vec![images[i].clone()];
-        if let Some(s) = splits {
-            rec.push(s[i].clone());
-        }
-        if let Some(t) = truth {
-            rec.push(t[i].clone());
-        }
-        rec.push(classes[pred].clone());
-        rec.push(format!("{:.6}", p[pred]));
-        rec.extend(p.iter().map(|v| format!("{v:.6}")));
-        if let Some(t) = truth {
-            rec.push((t[i] == classes[pred]).to_string());
-        }
-        w.write_record(&rec)?;
-    }
-    Ok(w.into_inner()?)
 }
 
 #[cfg(test)]

@@ -58,9 +58,7 @@ impl TrainSettings {
             normalization: spec.normalization,
         }
     }
-}
 
-impl TrainSettings {
     /// The evaluation pass of this run's validation and final figures.
     pub fn evaluator<'a>(&'a self, net: &'a Network, set: &'a Arc<ImageSet>) -> evaluation::Evaluator<'a> {
         evaluation::Evaluator {

@@ -5,14 +5,12 @@ use crate::config::WeightsConfig;
 use crate::{models, weights};
 
 pub fn run(cfg: &WeightsConfig) -> Result<()> {
+    let (WeightsConfig::Fetch { model, weights_dir } | WeightsConfig::Import { model, weights_dir, .. }) = cfg;
+    let (spec, dir) = (models::find(model)?, weights::weights_dir(weights_dir.as_deref()));
     let path = match cfg {
-        WeightsConfig::Fetch { model, weights_dir } => {
-            weights::fetch(models::find(model)?, &weights::weights_dir(weights_dir.as_deref()))?
-        }
-        WeightsConfig::Import { model, file, weights_dir } => {
-            weights::import(models::find(model)?, file, &weights::weights_dir(weights_dir.as_deref()))?
-        }
+        WeightsConfig::Fetch { .. } => weights::fetch(spec, &dir)?,
+        WeightsConfig::Import { file, .. } => weights::import(spec, file, &dir)?,
     };
-    eprintln!("{} weights installed: {}", path.file_stem().unwrap_or_default().to_string_lossy(), path.display());
+    eprintln!("{} weights installed: {}", spec.name, path.display());
     Ok(())
 }
