@@ -74,6 +74,18 @@ macro_rules! bail_input {
     };
 }
 
+/// A name or value for a message: whole up to 120 characters, else its start and end around
+/// an ellipsis, so that a name of a megabyte cannot flood the log and the report.
+pub fn short(text: &str) -> String {
+    const MAX: usize = 120;
+    if text.chars().count() <= MAX {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(70).collect();
+    let tail: String = text.chars().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+    format!("{head}...{tail} ({} characters)", text.chars().count())
+}
+
 /// The message that a C++ shim call (csrc/) wrote into its error buffer: up to the first NUL.
 pub fn shim_message(buf: &[u8]) -> String {
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
@@ -91,6 +103,53 @@ pub fn kind_of(err: &anyhow::Error) -> ErrorKind {
         return ErrorKind::Memory;
     }
     ErrorKind::Internal
+}
+
+/// The last panic's message and place, kept by `capture_panics`' hook.
+static PANIC: std::sync::Mutex<Option<(String, String)>> = std::sync::Mutex::new(None);
+
+/// Keeps each panic's message for `from_panic` instead of printing Rust's report of it. tch
+/// panics on any libtorch error, out of memory included, and its message carries a C++ trace.
+pub fn capture_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let text = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".to_string());
+        let place = info.location().map(|l| format!(" ({}:{})", l.file(), l.line())).unwrap_or_default();
+        *PANIC.lock().unwrap_or_else(|e| e.into_inner()) = Some((first_line_of_torch_error(&text), place));
+    }));
+}
+
+/// The error a caught panic stands for: memory ran out (as libtorch words it), or a bug.
+pub fn from_panic() -> anyhow::Error {
+    let (text, place) = PANIC.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default();
+    let lower = text.to_lowercase();
+    if lower.contains("out of memory") || lower.contains("can't allocate memory") {
+        return error(ErrorKind::Memory, format!(
+            "memory ran out while computing ({text}); use a smaller --batch-size or --image-size, or ask for more memory"
+        ));
+    }
+    error(ErrorKind::Internal, format!("internal error, please report it: {text}{place}"))
+}
+
+/// libtorch's message without tch's wrapping and the C++ stack trace, on one line.
+fn first_line_of_torch_error(text: &str) -> String {
+    let text = text.strip_prefix("called `Result::unwrap()` on an `Err` value: ").unwrap_or(text);
+    let text = text.strip_prefix("Torch(\"").unwrap_or(text);
+    let text = text.strip_prefix("[enforce fail at ").and_then(|t| t.split_once("] ")).map_or(text, |(_, t)| t);
+    let end = ["Exception raised from", "\\nframe #", "\nframe #"].iter().filter_map(|m| text.find(m)).min();
+    let head = &text[..end.unwrap_or(text.len())];
+    let one: Vec<&str> = head.split_whitespace().collect();
+    let mut line = one.join(" ");
+    if line.len() > 400 {
+        let cut = (0..=400).rev().find(|&i| line.is_char_boundary(i)).unwrap_or(0);
+        line.truncate(cut);
+        line.push_str("...");
+    }
+    line
 }
 
 /// Picks the exit code for an error chain.
@@ -120,5 +179,33 @@ mod tests {
         assert_eq!(exit_code(&input_error("bad")), EXIT_BAD_INPUT);
         assert_eq!(exit_code(&anyhow::anyhow!("CUDA out of memory. Tried to allocate")), EXIT_OUT_OF_MEMORY);
         assert_eq!(exit_code(&anyhow::anyhow!("something else")), EXIT_INTERNAL);
+    }
+
+    #[test]
+    fn long_names_are_shortened_for_messages() {
+        assert_eq!(short("circle_000.png"), "circle_000.png");
+        let long = format!("{}.png", "é".repeat(1_000_000));
+        let s = short(&long);
+        assert!(s.starts_with("éé") && s.ends_with("é.png (1000004 characters)"), "{}", &s[..20]);
+        assert!(s.chars().count() < 150);
+    }
+
+    #[test]
+    fn a_torch_error_loses_its_cpp_trace() {
+        let text = "called `Result::unwrap()` on an `Err` value: Torch(\"[enforce fail at alloc_cpu.cpp:117] data. \
+                    DefaultCPUAllocator: can't allocate memory: you tried to allocate 4503599627370496 bytes.\n\
+                    Exception raised from alloc_cpu at /pytorch/c10/core/impl/alloc_cpu.cpp:117 (most recent call first):\n\
+                    frame #0: c10::ThrowEnforceNotMet\")";
+        let line = first_line_of_torch_error(text);
+        assert_eq!(line, "data. DefaultCPUAllocator: can't allocate memory: you tried to allocate 4503599627370496 bytes.");
+        // As tch words it: the message debug-printed, its line breaks as the two characters \n.
+        let escaped = "Torch(\"[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: \
+                       you tried to allocate 8 bytes. Error code 12 (Cannot allocate memory)\\nframe #0: c10::Throw\")";
+        assert_eq!(
+            first_line_of_torch_error(escaped),
+            "err == 0. DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 bytes. Error code 12 (Cannot allocate memory)"
+        );
+        assert!(!line.contains('\n') && !line.contains("frame #0"));
+        assert!(first_line_of_torch_error(&"x".repeat(1000)).len() <= 403);
     }
 }

@@ -36,10 +36,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn main() {
     outputs::install_signal_handlers();
+    image_learner::error::capture_panics();
     let cli = Cli::parse();
-    if let Err(e) = run(cli) {
-        eprintln!("image-learner: error: {e:#}");
-        std::process::exit(exit_code(&e));
-    }
-    std::process::exit(EXIT_OK);
+    let e = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli))) {
+        Ok(Ok(())) => std::process::exit(EXIT_OK),
+        Ok(Err(e)) => e,
+        // libtorch's failures reach Rust as panics in tch: turned into the error they stand for.
+        Err(_) => image_learner::error::from_panic(),
+    };
+    eprintln!("image-learner: error: {e:#}");
+    std::process::exit(exit_code(&e));
 }

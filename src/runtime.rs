@@ -1,16 +1,34 @@
 //! Process set-up that every command that computes shares: the allocator and the threads.
 
 /// Sets up the process for a run: the allocator (`keep_freed_memory`), and the threads for
-/// libtorch and the decoders: `--threads`, else `GALAXY_SLOTS`, else all cores.
+/// libtorch and the decoders: `--threads`, else `GALAXY_SLOTS`, else all cores; never more than
+/// the cores this process may use, since extra threads only contend for them (a warning says so).
 pub fn configure(threads: Option<usize>) -> usize {
     keep_freed_memory();
-    let n = threads
-        .or_else(|| std::env::var("GALAXY_SLOTS").ok().and_then(|s| s.trim().parse().ok()))
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (n, warning) = thread_count(threads, std::env::var("GALAXY_SLOTS").ok().as_deref(), cores);
+    if let Some(w) = warning {
+        eprintln!("warning: {w}");
+    }
     tch::set_num_threads(n as i32);
     let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
     n
+}
+
+/// The thread count from `--threads`, `GALAXY_SLOTS` and the cores available, with a warning
+/// when the one asked for is more than the cores.
+fn thread_count(asked: Option<usize>, slots: Option<&str>, cores: usize) -> (usize, Option<String>) {
+    let (n, source) = match asked.filter(|&n| n > 0) {
+        Some(n) => (n, "--threads"),
+        None => match slots.and_then(|s| s.trim().parse::<usize>().ok()).filter(|&n| n > 0) {
+            Some(n) => (n, "GALAXY_SLOTS"),
+            None => return (cores, None),
+        },
+    };
+    if n <= cores {
+        return (n, None);
+    }
+    (cores, Some(format!("{source} {n} is more than the {cores} cores this run may use; using {cores}")))
 }
 
 /// Keeps memory that libtorch frees in the process for the next training step, instead of
@@ -31,5 +49,23 @@ pub fn keep_freed_memory() -> bool {
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thread_count;
+
+    #[test]
+    fn threads_are_capped_at_the_cores_with_a_warning() {
+        assert_eq!(thread_count(Some(2), None, 4), (2, None));
+        assert_eq!(thread_count(None, Some(" 3 "), 4), (3, None));
+        assert_eq!(thread_count(None, Some("many"), 4), (4, None));
+        assert_eq!(thread_count(None, None, 4), (4, None));
+        let (n, w) = thread_count(Some(1000), Some("2"), 4);
+        assert_eq!(n, 4);
+        assert_eq!(w.unwrap(), "--threads 1000 is more than the 4 cores this run may use; using 4");
+        let (n, w) = thread_count(None, Some("64"), 2);
+        assert_eq!((n, w.unwrap().starts_with("GALAXY_SLOTS 64")), (2, true));
     }
 }

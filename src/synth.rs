@@ -70,11 +70,17 @@ pub fn write_sample(dir: &Path, per_class: usize, size: u32, seed: u64) -> Resul
             csv.push_str(&format!("{class}_{i:03}.png,{class}\n"));
         }
     }
-    crate::outputs::write_atomic(&dir.join("sample_images.zip"), &zip.finish()?.into_inner())?;
-    crate::outputs::write_atomic(&dir.join("sample_metadata.csv"), csv.as_bytes())?;
-    crate::outputs::write_atomic(&dir.join("sample_metadata_split.csv"), split.as_bytes())?;
-    crate::outputs::write_atomic(&dir.join("sample_metadata_binary.csv"), binary.as_bytes())?;
-    crate::outputs::write_atomic(&dir.join("sample_metadata_ham.tsv"), ham.as_bytes())?;
-    crate::outputs::write_atomic(&dir.join("sample_metadata_bad.csv"), bad.as_bytes())?;
+    let mut files = crate::outputs::OutputSet::new();
+    files.stage(&dir.join("sample_images.zip"), &zip.finish()?.into_inner())?;
+    for (name, text) in [
+        ("sample_metadata.csv", &csv),
+        ("sample_metadata_split.csv", &split),
+        ("sample_metadata_binary.csv", &binary),
+        ("sample_metadata_ham.tsv", &ham),
+        ("sample_metadata_bad.csv", &bad),
+    ] {
+        files.stage(&dir.join(name), text.as_bytes())?;
+    }
+    files.commit()?;
     Ok(())
 }

@@ -21,6 +21,7 @@ use crate::precision::Compute;
 use crate::task::Task;
 
 pub struct TrainSettings {
+    pub model: &'static str,
     pub task: Task,
     pub epochs: usize,
     pub batch_size: usize,
@@ -42,6 +43,7 @@ impl TrainSettings {
     /// The loop's settings from the train options; `batch_size` as `fitting_batch_size` chose it.
     pub fn new(cfg: &TrainConfig, spec: &ModelSpec, task: Task, batch_size: usize, compute: Compute) -> TrainSettings {
         TrainSettings {
+            model: spec.name,
             task,
             epochs: cfg.epochs,
             batch_size,
@@ -151,6 +153,24 @@ fn restore(vs: &nn::VarStore, state: &HashMap<String, Tensor>) {
     });
 }
 
+/// The first variable (parameter or buffer) of `vs` holding a NaN or an infinity, by name.
+pub fn first_non_finite(vs: &nn::VarStore) -> Option<String> {
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    tch::no_grad(|| vars.into_iter().find(|(_, t)| t.isfinite().all().int64_value(&[]) == 0).map(|(k, _)| k))
+}
+
+/// Whether the model normalises with batch statistics (it has running means and variances).
+fn has_batch_norm(vs: &nn::VarStore) -> bool {
+    vs.variables().keys().any(|k| k.ends_with("running_var"))
+}
+
+/// Test hook: `IMAGE_LEARNER_FAULT_OOM_STEP=N` makes training step N ask libtorch for far more
+/// memory than any machine has, so that running out of memory in a step can be tested.
+fn fault_oom_step() -> Option<usize> {
+    std::env::var("IMAGE_LEARNER_FAULT_OOM_STEP").ok().and_then(|v| v.parse().ok())
+}
+
 /// Test hook: `IMAGE_LEARNER_FAULT_NAN_EPOCH=N` makes the loss of epoch N read as NaN, so the
 /// divergence handling can be tested without waiting for a real divergence.
 fn fault_nan_epoch() -> Option<usize> {
@@ -175,6 +195,16 @@ pub fn fit(
     val_idx: &[usize],
     s: &TrainSettings,
 ) -> Result<TrainOutcome> {
+    if s.batch_size < 2 && !s.frozen_backbone && has_batch_norm(vs) {
+        // One image per batch gives batch normalisation no variance: its running statistics
+        // become NaN and so does every prediction (PyTorch refuses this too).
+        bail_input!(
+            "{} normalises each batch, which needs at least 2 images per batch; the training batches \
+             would hold 1. Use --batch-size 2 or more (or a model without batch normalisation, \
+             such as convnext_tiny or caformer_s18)",
+            s.model
+        );
+    }
     if s.frozen_backbone {
         let head = format!("{}.", s.head_prefix);
         for (name, var) in vs.variables() {
@@ -216,8 +246,13 @@ pub fn fit(
         let mut epoch_probs: Vec<Vec<f32>> = Vec::with_capacity(train_idx.len());
         let mut wait = 0f64;
         let mut waited = Instant::now();
+        let mut step = 0;
         for b in batches {
             wait += waited.elapsed().as_secs_f64();
+            step += 1;
+            if fault_oom_step() == Some(step) {
+                let _ = Tensor::zeros([1 << 50], (tch::Kind::Float, s.compute.device));
+            }
             let (x, y) = evaluation::batch_tensors(&b, set.size, &s.compute);
             let (logits, loss) = s.compute.run(|| {
                 let logits = net.forward(&x, true, s.frozen_backbone);
@@ -242,8 +277,16 @@ pub fn fit(
             waited = Instant::now();
         }
         bar.finish_and_clear();
+        let mut what = "the training loss".to_string();
+        if diverged_at.is_none() {
+            // A finite loss can hide non-finite weights or batch statistics: check them all.
+            if let Some(name) = first_non_finite(vs) {
+                what = format!("the model's '{name}'");
+                diverged_at = Some(epoch);
+            }
+        }
         if let Some(e) = diverged_at {
-            eprintln!("epoch {e}: the training loss became NaN or infinite; training stops here (try a lower --learning-rate)");
+            eprintln!("epoch {e}: {what} became NaN or infinite; training stops here (try a lower --learning-rate)");
             break;
         }
         let val_probs = (!val_idx.is_empty())
@@ -306,11 +349,35 @@ pub fn fit(
     }
     let Some((best_epoch, _)) = best else {
         bail_input!(
-            "the training loss became NaN in the first epoch, so there is no model to keep; \
+            "training became NaN or infinite in the first epoch, so there is no model to keep; \
              lower --learning-rate (now {}) and check the images",
             s.learning_rate
         );
     };
     restore(vs, best_state.as_ref().expect("state saved with the best epoch"));
     Ok(TrainOutcome { history, best_epoch, stopped_early, diverged_at, best_validation_probs, best_training_pass })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_non_finite_buffer_is_found_by_name() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let _ = nn::batch_norm2d(&vs.root() / "bn", 4, Default::default());
+        let _ = nn::linear(&vs.root() / "fc", 4, 2, Default::default());
+        assert_eq!(first_non_finite(&vs), None);
+        assert!(has_batch_norm(&vs));
+        tch::no_grad(|| {
+            let mut v = vs.variables()["bn.running_var"].shallow_clone();
+            let _ = v.fill_(f64::NAN);
+        });
+        assert_eq!(first_non_finite(&vs).as_deref(), Some("bn.running_var"));
+        tch::no_grad(|| {
+            let mut w = vs.variables()["fc.weight"].shallow_clone();
+            let _ = w.fill_(f64::INFINITY);
+        });
+        assert_eq!(first_non_finite(&vs).as_deref(), Some("bn.running_var"), "the first by name");
+    }
 }

@@ -47,6 +47,7 @@ fn options_and_tables_that_cannot_train() {
     fails(d, &zip, &csv, &["--model", "resnet19"], "unknown model 'resnet19'. Nearest: resnet18");
     fails(d, &zip, &csv, &["--epochs", "0"], "--epochs must be at least 1");
     fails(d, &zip, &csv, &["--batch-size", "0"], "--batch-size must be at least 1");
+    fails(d, &zip, &csv, &["--batch-size", "1"], "resnet18 normalises each batch, which needs at least 2 images per batch");
     fails(d, &zip, &csv, &["--learning-rate", "0"], "--learning-rate must be a number above 0");
     fails(d, &zip, &csv, &["--learning-rate", "NaN"], "--learning-rate must be a number above 0");
     fails(d, &zip, &csv, &["--split", "50/10/10"], "sum to 70, not 100");

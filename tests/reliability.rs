@@ -211,10 +211,139 @@ fn signals_leave_all_outputs_or_none() {
     }
 }
 
+/// An earlier run's five outputs, each holding "old <name>".
+fn earlier_outputs(out: &Path) {
+    std::fs::create_dir_all(out).unwrap();
+    for f in OUTPUTS {
+        std::fs::write(out.join(f), format!("old {f}")).unwrap();
+    }
+}
+
+/// How many of the five outputs are the earlier run's; panics unless the folder holds exactly
+/// the five names, with no temporary beside them.
+fn earlier_left(out: &Path) -> usize {
+    let mut names = outputs_in(out);
+    names.sort();
+    assert_eq!(names, OUTPUTS.to_vec(), "exactly the five outputs, nothing staged left");
+    OUTPUTS.iter().filter(|f| std::fs::read(out.join(f)).unwrap() == format!("old {f}").as_bytes()).count()
+}
+
+fn quick_train(out: &Path) -> Command {
+    let mut c = bin();
+    c.args(["train", "--images", sample_zip().to_str().unwrap(), "--metadata", sample_csv().to_str().unwrap(),
+            "--model", "resnet18", "--use-pretrained", "false", "--epochs", "1", "--image-size", "32",
+            "--device", "cpu", "--threads", "2", "--output-dir", out.to_str().unwrap()]);
+    c
+}
+
+/// A rename that fails part-way through the commit, and a folder in the way of an output: the
+/// earlier run's files stay exactly as they were, and nothing staged is left.
+#[test]
+fn a_failed_commit_leaves_the_earlier_outputs_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    earlier_outputs(&out);
+    // Steps 1..10 are: move earlier file aside, put new file in place, for each of five outputs.
+    let o = quick_train(&out).env("IMAGE_LEARNER_FAULT_COMMIT_STEP", "6").output().unwrap();
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("fault injected at commit step 6"), "{}", stderr(&o));
+    assert_eq!(earlier_left(&out), 5);
+
+    let blocked = dir.path().join("blocked");
+    std::fs::create_dir_all(blocked.join("report.html")).unwrap();
+    std::fs::write(blocked.join("predictions.csv"), "old").unwrap();
+    let o = quick_train(&blocked).output().unwrap();
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("report.html: a folder of that name is in the way"), "{}", stderr(&o));
+    let mut left = outputs_in(&blocked);
+    left.sort();
+    assert_eq!(left, ["predictions.csv", "report.html"]);
+    assert_eq!(std::fs::read_to_string(blocked.join("predictions.csv")).unwrap(), "old");
+}
+
+/// Starts `quick_train` with its commit slowed, and returns it once training has ended (its
+/// last epoch's line is out), with the instant that line came and the rest of its stderr to come.
+fn train_until_last_epoch(out: &Path) -> (std::process::Child, std::time::Instant, std::thread::JoinHandle<String>) {
+    use std::io::BufRead;
+    const PAUSE_MS: &str = "120"; // per rename: the commit's ten renames take about 1.2 s
+    let mut child = quick_train(out)
+        .env("IMAGE_LEARNER_FAULT_COMMIT_PAUSE_MS", PAUSE_MS)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with("epoch 1/1:") {
+            break;
+        }
+    }
+    let at = std::time::Instant::now();
+    let rest = std::thread::spawn(move || seen + &lines.map(|l| l.unwrap() + "\n").collect::<String>());
+    (child, at, rest)
+}
+
+/// SIGTERM at instants spread over the last second or so of a run (from the end of training to
+/// the exit; the commit slowed so that some land inside it): every time, the folder holds the
+/// earlier five outputs or the complete new five.
+#[test]
+fn sigterm_over_the_final_second_leaves_the_old_outputs_or_all_new_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    // One run without a signal times the final stretch: evaluation, report, staging, commit.
+    let out = dir.path().join("timing");
+    earlier_outputs(&out);
+    let (mut child, trained, rest) = train_until_last_epoch(&out);
+    assert!(child.wait().unwrap().success(), "{}", rest.join().unwrap());
+    let stretch = trained.elapsed();
+    assert_eq!(earlier_left(&out), 0, "an undisturbed run replaces all five");
+
+    let steps = 10;
+    let (mut old, mut new_after_signal) = (0, 0);
+    for k in 0..steps {
+        let out = dir.path().join(format!("sweep{k}"));
+        earlier_outputs(&out);
+        let (mut child, trained, rest) = train_until_last_epoch(&out);
+        let at = stretch.mul_f64(k as f64 / (steps - 1) as f64 * 1.1);
+        std::thread::sleep(at.saturating_sub(trained.elapsed()));
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().unwrap();
+        let err = rest.join().unwrap();
+        let earlier = earlier_left(&out);
+        assert!(earlier == 0 || earlier == 5, "signal {at:?} after training: {earlier} of 5 outputs are the earlier run's: {err}");
+        match status.code() {
+            Some(143) if earlier == 5 => {
+                assert!(err.contains("no output was written"), "{err}");
+                old += 1;
+            }
+            Some(143) => {
+                assert!(err.contains("after every output was written"), "{err}");
+                new_after_signal += 1;
+            }
+            Some(0) => assert_eq!(earlier, 0),
+            other => panic!("exit {other:?} for a signal {at:?} after training: {err}"),
+        }
+    }
+    assert!(old > 0 && new_after_signal > 0, "the sweep reached both sides of the commit: {old} old, {new_after_signal} new");
+}
+
 #[test]
 fn memory_limit_and_oversized_batches() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
+    // Memory that runs out inside a training step (libtorch's allocation fails): exit 3, one
+    // line without libtorch's C++ trace, no outputs.
+    let o = train_sample_with_env(("IMAGE_LEARNER_FAULT_OOM_STEP", "2"), &out, "1", "32");
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("memory ran out while computing (") && err.contains("can't allocate memory"), "{err}");
+    assert!(err.contains("use a smaller --batch-size or --image-size"), "{err}");
+    assert!(!err.contains("panicked") && !err.contains("frame #") && !err.contains("Result::unwrap"), "{err}");
+    assert!(outputs_in(&out).is_empty(), "{:?}", outputs_in(&out));
+
     let o = train_sample_with_env(("GALAXY_MEMORY_MB", "1100"), &out, "1", "512");
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("GALAXY_MEMORY_MB") && stderr(&o).contains("smaller --image-size"));

@@ -61,8 +61,9 @@ pub fn run(cfg: &PredictConfig) -> Result<PredictSummary> {
     let ev = Evaluator { net: &net, task: &task, set: &set, batch_size, normalization: b.config.normalization, compute: &compute };
     let scores = ev.scores(&indices);
     let truth: Option<Vec<String>> = ing.labelled.then(|| set.labels.iter().map(|&l| set.classes[l].clone()).collect());
-    let csv = task.predictions_csv(&set.names, truth.as_deref(), &scores, None)?;
-    outputs::write_atomic(&cfg.output, &csv)?;
+    // The predictions and the page are committed together: both, or neither.
+    let mut files = outputs::OutputSet::new();
+    files.stage(&cfg.output, &task.predictions_csv(&set.names, truth.as_deref(), &scores, None)?)?;
     let metrics = ing.labelled.then(|| task.metrics(&set.labels, &scores));
     if let Some(path) = &cfg.report {
         let page = match &metrics {
@@ -73,7 +74,8 @@ pub fn run(cfg: &PredictConfig) -> Result<PredictSummary> {
             }
             None => report::NO_LABELS_PAGE.to_string(),
         };
-        outputs::write_atomic(path, page.as_bytes())?;
+        files.stage(path, page.as_bytes())?;
     }
+    files.commit()?;
     Ok(PredictSummary { images: set.len(), metrics })
 }

@@ -61,6 +61,7 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
         device::describe(compute.device),
         n = ing.images.size,
     );
+    eprintln!("split method: {}", plan.method);
     eprintln!("arithmetic: {}", compute.describe());
 
     // Fit.
@@ -73,7 +74,7 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
     let training = training_started.elapsed().as_secs_f64();
     if let Some(e) = outcome.diverged_at {
         warnings.push(format!(
-            "the training loss became NaN or infinite in epoch {e}; training stopped and the best earlier epoch ({}) was kept",
+            "training became NaN or infinite in epoch {e}; it stopped there and the best earlier epoch ({}) was kept",
             outcome.best_epoch
         ));
     }

@@ -12,7 +12,7 @@ use crate::task::Task;
 use crate::train::TrainOutcome;
 use crate::weights::bundle::{self, BundleConfig};
 
-use super::{history, Staging, BEST_MODEL, HISTORY, METRICS, PREDICTIONS, REPORT};
+use super::{history, OutputSet, BEST_MODEL, HISTORY, METRICS, PREDICTIONS, REPORT};
 
 /// Everything a training run produced, for its outputs and its report.
 pub struct TrainedRun<'a> {
@@ -106,11 +106,12 @@ impl TrainedRun<'_> {
 
 /// Writes the run's five files into the output folder, all or none.
 pub fn write_train_outputs(run: &TrainedRun, report_html: &[u8]) -> Result<()> {
-    let mut staging = Staging::new(&run.cfg.output_dir)?;
-    staging.write(PREDICTIONS, &run.predictions()?)?;
-    staging.write(HISTORY, &history::to_csv(&run.outcome.history, run.outcome.best_epoch)?)?;
-    staging.write(METRICS, &run.metrics_json()?)?;
-    staging.write(BEST_MODEL, &run.best_model()?)?;
-    staging.write(REPORT, report_html)?;
-    staging.commit()
+    let dir = &run.cfg.output_dir;
+    let mut set = OutputSet::new();
+    set.stage(&dir.join(PREDICTIONS), &run.predictions()?)?;
+    set.stage(&dir.join(HISTORY), &history::to_csv(&run.outcome.history, run.outcome.best_epoch)?)?;
+    set.stage(&dir.join(METRICS), &run.metrics_json()?)?;
+    set.stage(&dir.join(BEST_MODEL), &run.best_model()?)?;
+    set.stage(&dir.join(REPORT), report_html)?;
+    set.commit()
 }
