@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the metadata reader, the ZIP reader + matching + decoding and the PyTorch checkpoint reader for a fixed number of
+# Fuzzes the metadata reader, the ZIP reader + matching + decoding, the PyTorch checkpoint reader
+# and the Best Model reader (as predict reads it) for a fixed number of
 # executions each (default 200000), starting from the seeds in fuzz/seeds. Not part of CI.
 # Usage: scripts/fuzz.sh [RUNS]. Crashes land in fuzz/artifacts/<target>/.
 set -euo pipefail
@@ -7,7 +8,7 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 runs="${1:-200000}"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-for target in metadata archive checkpoint; do
+for target in metadata archive checkpoint bundle; do
   mkdir -p "fuzz/corpus/$target"
   cp -n fuzz/seeds/"$target"/* "fuzz/corpus/$target/" 2>/dev/null || true
   # -s none: libtorch is linked (through the library) but not instrumented; Rust's own checks

@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::input_error;
 
+/// The range of `--image-size` (a model family may need more: `ModelSpec::min_size`).
+pub const MIN_IMAGE_SIZE: usize = 16;
+pub const MAX_IMAGE_SIZE: usize = 1024;
+
 fn parse_bool(s: &str) -> Result<bool, String> {
     match s.trim().to_ascii_lowercase().as_str() {
         "true" | "yes" | "1" | "on" => Ok(true),
@@ -432,8 +436,8 @@ impl TrainConfig {
             crate::bail_input!("--weight-decay must be 0 or more (got {})", self.weight_decay);
         }
         if let Some(s) = self.image_size {
-            if !(16..=1024).contains(&s) {
-                crate::bail_input!("--image-size must be between 16 and 1024 pixels (got {s})");
+            if !(MIN_IMAGE_SIZE..=MAX_IMAGE_SIZE).contains(&s) {
+                crate::bail_input!("--image-size must be between {MIN_IMAGE_SIZE} and {MAX_IMAGE_SIZE} pixels (got {s})");
             }
         }
         if let Some(t) = self.threshold {

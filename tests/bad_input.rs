@@ -11,8 +11,11 @@ fn fails(dir: &Path, zip: &Path, csv: &Path, extra: &[&str], expect: &str) {
     let out = dir.join("out");
     let mut args = vec![
         "train", "--images", zip.to_str().unwrap(), "--metadata", csv.to_str().unwrap(),
-        "--image-size", "32", "--device", "cpu", "--output-dir", out.to_str().unwrap(),
+        "--device", "cpu", "--output-dir", out.to_str().unwrap(),
     ];
+    if !extra.contains(&"--image-size") {
+        args.extend(["--image-size", "32"]);
+    }
     if !extra.contains(&"--model") {
         args.extend(["--model", "resnet18"]);
     }
@@ -91,4 +94,114 @@ fn rows_without_images_are_reported_and_skipped() {
     assert!(stderr(&o).contains("180 of 182 rows matched an image in sample_images.zip; 2 rows without an image"));
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("ghost_1.png"), "the report names the rows without an image");
+}
+
+/// `train` on the sample's ZIP with the given CSV text; returns its exit code and stderr.
+fn train_csv(dir: &Path, csv: &str, extra: &[&str]) -> (Option<i32>, String) {
+    let meta = write(dir, "meta.csv", csv);
+    let out = dir.join("out");
+    let zip = sample_zip();
+    let mut args = vec![
+        "train", "--images", zip.to_str().unwrap(), "--metadata", meta.to_str().unwrap(),
+        "--model", "resnet18", "--use-pretrained", "false", "--epochs", "1", "--device", "cpu",
+        "--output-dir", out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let o = run(&args);
+    (o.status.code(), stderr(&o))
+}
+
+/// Rows that would silently train a wrong model: one image under two spellings or two labels,
+/// labels that differ only in case, a `fold` column, a class that only the test split has.
+#[test]
+fn rows_that_would_train_a_wrong_model_are_merged_with_a_warning_or_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sample = std::fs::read_to_string(sample_csv()).unwrap();
+    let small = ["--image-size", "32"];
+
+    // The same image twice under two spellings: used once, and said.
+    let (code, err) = train_csv(d, &format!("{sample}images/CIRCLE_000.PNG,circle\n"), &small);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("1 rows of meta.csv name an image that an earlier row, with the same label, already names"), "{err}");
+    assert!(err.contains("180 of 181 rows matched"), "{err}");
+    // ... and under two labels: stop, naming both lines.
+    let (code, err) = train_csv(d, &format!("{sample}images/CIRCLE_000.PNG,square\n"), &small);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("line 2 ('circle_000.png', label 'circle') and line 182 ('images/CIRCLE_000.PNG', label 'square')"), "{err}");
+
+    // `Circle ` and `circle` are one class.
+    let renamed = sample.replacen("circle_001.png,circle", "circle_001.png,Circle ", 1);
+    let (code, err) = train_csv(d, &renamed, &small);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("differ only in case; they are one class, 'circle'") && err.contains("3 classes"), "{err}");
+
+    // A `fold` column is not a split unless named; the log says how the split was made.
+    let mut folded = String::from("image_path,label,fold\n");
+    for (i, line) in sample.lines().skip(1).enumerate() {
+        folded.push_str(&format!("{line},{}\n", i % 3));
+    }
+    let (code, err) = train_csv(d, &folded, &["--image-size", "32", "--split", "60/20/20"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("the column 'fold' is not used as a split"), "{err}");
+    assert!(err.contains("split method: Stratified random 60/20/20 split by class"), "{err}");
+
+    // A split column that puts a class only in validation and test: stop.
+    let mut only_test = String::from("image_path,label,split\n");
+    for (i, line) in sample.lines().skip(1).enumerate() {
+        let split = if line.ends_with(",triangle") { ["validation", "test"][i % 2] } else { ["train", "test"][i % 2] };
+        only_test.push_str(&format!("{line},{split}\n"));
+    }
+    let (code, err) = train_csv(d, &only_test, &small);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("class 'triangle' has no training image: the split column 'split' puts its 60 image(s) in validation (30) and test (30)"), "{err}");
+}
+
+/// Without --image-size the input size comes from the first image that can be read, not from a
+/// damaged first row (which gave the model's 224 and a 7x slower run).
+#[test]
+fn the_input_size_comes_from_an_image_that_was_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let zip = dir.path().join("images.zip");
+    std::fs::write(&zip, sample_zip_after(&[("images/aaa_broken.png", b"\x89PNG\r\n\x1a\n broken".to_vec())])).unwrap();
+    let csv = format!("image_path,label\naaa_broken.png,circle\n{}", std::fs::read_to_string(sample_csv()).unwrap().split_once('\n').unwrap().1);
+    let meta = write(dir.path(), "meta.csv", &csv);
+    let out = dir.path().join("out");
+    let o = run(&[
+        "train", "--images", zip.to_str().unwrap(), "--metadata", meta.to_str().unwrap(), "--model", "resnet18",
+        "--use-pretrained", "false", "--epochs", "1", "--device", "cpu", "--output-dir", out.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("aaa_broken.png") && err.contains("input 48x48"), "the sample's 48x48 images set the size: {err}");
+}
+
+/// Files that are not what the option asks for, and sizes an architecture cannot take: exit 2
+/// at once, naming the file or the size, without hanging on a pipe.
+#[test]
+fn wrong_files_and_too_small_inputs_stop_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (zip, csv) = (sample_zip(), sample_csv());
+    fails(d, &zip, &d.join("missing.csv"), &[], "cannot open the metadata file");
+    fails(d, &zip, d, &[], "is a folder; give the file itself");
+    let fifo = d.join("pipe.zip");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    fails(d, &fifo, &csv, &[], "is not a regular file");
+    fails(d, &csv, &zip, &[], "did you swap the images (--images) and the metadata (--metadata)?");
+    fails(d, &csv, &csv, &[], "is a text table, not a ZIP of images: did you swap");
+    fails(d, &zip, &csv, &["--model", "vgg16", "--image-size", "28"], "--image-size 28 is too small for vgg16: its downsampling needs at least 32 pixels");
+    fails(d, &zip, &csv, &["--model", "densenet121", "--image-size", "16"], "needs at least 29 pixels");
+    let weights = d.join("weights");
+    std::fs::create_dir_all(&weights).unwrap();
+    std::fs::write(weights.join("resnet18.safetensors"), b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage").unwrap();
+    fails(d, &zip, &csv, &["--use-pretrained", "true", "--weights-dir", weights.to_str().unwrap()], "is not a valid safetensors file");
+
+    // predict: a model file that is not one.
+    let garbage = write(d, "best_model.zip", "garbage");
+    let o = run(&["predict", "--model", garbage.to_str().unwrap(), "--images", zip.to_str().unwrap(), "--output", d.join("p.csv").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("best_model.zip is not a Best Model made by image-learner"), "{}", stderr(&o));
+    assert!(!d.join("p.csv").exists());
 }

@@ -27,6 +27,14 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
     // Options, model, output folder, threads, device and weights: all checked before any data.
     cfg.validate()?;
     let spec = models::find(&cfg.model)?;
+    if let Some(size) = cfg.image_size.filter(|&s| s < spec.min_size) {
+        crate::bail_input!(
+            "--image-size {size} is too small for {}: its downsampling needs at least {} pixels; use --image-size {} or more",
+            spec.name,
+            spec.min_size,
+            spec.min_size
+        );
+    }
     outputs::prepare_output_dir(&cfg.output_dir)?;
     runtime::configure(cfg.threads);
     let compute = precision::Compute::resolve(device::resolve(cfg.device)?, cfg.precision)?;

@@ -1,6 +1,7 @@
 //! The image ZIP: read in place (never extracted to disk), its image entries indexed, and each
 //! metadata row matched to one entry by full path, then file name, then file name without
-//! extension, case-insensitively.
+//! extension; at each step an exact match (after Unicode NFC, so that names from macOS ZIPs meet
+//! names typed elsewhere) wins over one that ignores case.
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek};
@@ -10,7 +11,7 @@ use anyhow::Result;
 
 use crate::bail_input;
 use crate::data::metadata::Row;
-use crate::error::input_error;
+use crate::error::{input_error, short};
 
 pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp", "gif"];
 /// Largest decompressed size accepted for one entry (a ZIP bomb stops here, while reading).
@@ -39,12 +40,16 @@ pub struct MatchReport {
     pub missing: Vec<(usize, String)>,
     /// Image entries that no row names.
     pub unused: Vec<String>,
+    /// Rows left out because an earlier row, with the same label, names the same image:
+    /// (line, image, the earlier line).
+    pub repeated: Vec<(usize, String, usize)>,
 }
 
+/// A path as rows and entries are compared: `/` separators, no leading `./` or `/`, Unicode NFC.
 fn normalise(path: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
     let p = path.replace('\\', "/");
-    let p = p.trim_start_matches("./").trim_start_matches('/');
-    p.to_lowercase()
+    p.trim_start_matches("./").trim_start_matches('/').nfc().collect()
 }
 
 fn file_name(path: &str) -> &str {
@@ -66,8 +71,14 @@ fn is_image_name(name: &str) -> bool {
 impl Archive<File> {
     pub fn open(path: &Path) -> Result<Self> {
         let display = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let file = File::open(path)
-            .map_err(|e| input_error(format!("cannot open the image ZIP {}: {e}", path.display())))?;
+        let mut file = super::open_input(path, "image ZIP", u64::MAX)?;
+        let mut head = [0u8; 512];
+        let n = file.read(&mut head).unwrap_or(0);
+        let head = &head[..n];
+        if n > 0 && !head.starts_with(b"PK") && !head.contains(&0) && head.contains(&b'\n') && head.iter().any(|b| b",;\t".contains(b)) {
+            bail_input!("{display} is a text table, not a ZIP of images: did you swap the images (--images) and the metadata (--metadata)?");
+        }
+        file.rewind().map_err(|e| input_error(format!("cannot read the image ZIP {}: {e}", path.display())))?;
         Archive::from_reader(file, &display)
     }
 }
@@ -104,55 +115,72 @@ impl<R: Read + Seek> Archive<R> {
         Ok(Archive { display_name: display_name.to_string(), entries, skipped, zip })
     }
 
-    /// Matches each row's image to one entry: full path, then file name, then stem.
+    /// Matches each row's image to one entry: full path, then file name, then stem; exact
+    /// before case-insensitive at each. Two rows that reach one entry are one image: a repeat with
+    /// the same label is left out (and reported), one with another label is an error.
     pub fn match_rows(&self, rows: &[Row]) -> Result<MatchReport> {
-        let mut by_path: HashMap<String, Vec<usize>> = HashMap::new();
-        let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
-        let mut by_stem: HashMap<String, Vec<usize>> = HashMap::new();
-        for (i, e) in self.entries.iter().enumerate() {
-            let full = normalise(&e.name);
+        // Six indexes, in the order they are tried.
+        let mut index: [HashMap<String, Vec<usize>>; 6] = Default::default();
+        let keys = |text: &str| -> [String; 6] {
+            let full = normalise(text);
             let name = file_name(&full).to_string();
-            by_stem.entry(stem(&name).to_string()).or_default().push(i);
-            by_name.entry(name).or_default().push(i);
-            by_path.entry(full).or_default().push(i);
+            let stem = stem(&name).to_string();
+            [full.clone(), full.to_lowercase(), name.clone(), name.to_lowercase(), stem.clone(), stem.to_lowercase()]
+        };
+        for (i, e) in self.entries.iter().enumerate() {
+            for (map, key) in index.iter_mut().zip(keys(&e.name)) {
+                let hits = map.entry(key).or_default();
+                if hits.last() != Some(&i) {
+                    hits.push(i);
+                }
+            }
         }
         let mut report = MatchReport::default();
-        let mut used = vec![false; self.entries.len()];
+        let mut row_of_entry: HashMap<usize, usize> = HashMap::new();
         for (row_index, row) in rows.iter().enumerate() {
-            let full = normalise(&row.image);
-            let name = file_name(&full).to_string();
-            let candidates = [
-                by_path.get(&full),
-                by_name.get(&name),
-                by_stem.get(stem(&name)),
-            ];
-            match candidates.into_iter().flatten().next() {
-                None => report.missing.push((row.line, row.image.clone())),
+            let found = index.iter().zip(keys(&row.image)).find_map(|(map, key)| map.get(&key));
+            let entry = match found {
+                None => {
+                    report.missing.push((row.line, row.image.clone()));
+                    continue;
+                }
                 Some(hits) if hits.len() > 1 => {
-                    let names: Vec<_> = hits.iter().take(4).map(|&i| self.entries[i].name.as_str()).collect();
+                    let names: Vec<_> = hits.iter().take(4).map(|&i| short(&self.entries[i].name)).collect();
                     bail_input!(
-                        "line {}: '{}' matches {} images in {} ({}); write the full path inside the ZIP \
-                         in the image column so that it names one",
+                        "line {}: '{}' matches {} images in {} ({}); write the image's full path inside the \
+                         ZIP, with its case, in the image column so that it names one",
                         row.line,
-                        row.image,
+                        short(&row.image),
                         hits.len(),
                         self.display_name,
                         names.join(", ")
                     );
                 }
-                Some(hits) => {
-                    used[hits[0]] = true;
-                    report.matched.push((row_index, hits[0]));
+                Some(hits) => hits[0],
+            };
+            match row_of_entry.get(&entry) {
+                None => {
+                    row_of_entry.insert(entry, row_index);
+                    report.matched.push((row_index, entry));
                 }
+                Some(&first) if rows[first].label == row.label => {
+                    report.repeated.push((row.line, row.image.clone(), rows[first].line));
+                }
+                Some(&first) => bail_input!(
+                    "line {} ('{}', label '{}') and line {} ('{}', label '{}') name the same image, {}, \
+                     with two labels; keep the row with the right label and remove the other",
+                    rows[first].line,
+                    short(&rows[first].image),
+                    short(&rows[first].label),
+                    row.line,
+                    short(&row.image),
+                    short(&row.label),
+                    short(&self.entries[entry].name)
+                ),
             }
         }
-        report.unused = self
-            .entries
-            .iter()
-            .zip(&used)
-            .filter(|(_, &u)| !u)
-            .map(|(e, _)| e.name.clone())
-            .collect();
+        let used: std::collections::HashSet<usize> = row_of_entry.keys().copied().collect();
+        report.unused = (0..self.entries.len()).filter(|i| !used.contains(i)).map(|i| self.entries[i].name.clone()).collect();
         Ok(report)
     }
 
@@ -223,24 +251,47 @@ pub(crate) mod tests {
 
     #[test]
     fn matching_rules_in_order() {
-        let z = zip_of(&[("data/x/a.png", b"1"), ("data/y/a.png", b"2"), ("data/y/B.jpg", b"3"), ("c.tif", b"4"), ("spare.png", b"5")]);
+        let z = zip_of(&[
+            ("data/x/a.png", b"1"), ("data/y/a.png", b"2"), ("data/y/B.jpg", b"3"), ("c.tif", b"4"), ("spare.png", b"5"),
+            ("w/d.png", b"6"), ("Case/Red.png", b"7"), ("case/red.png", b"8"), ("caf\u{e9}.png", b"9"),
+        ]);
         let a = Archive::from_reader(Cursor::new(z), "t.zip").unwrap();
         let rows = [
             row(2, "data/y/a.png"),   // full path, although the name is ambiguous
             row(3, "./DATA/X/A.PNG"), // full path, other case and a ./ prefix
             row(4, "b.JPG"),          // file name, case-insensitive
             row(5, "C"),              // stem
-            row(6, "elsewhere\\c.tif"), // file name after a Windows folder
+            row(6, "elsewhere\\d.png"), // file name after a Windows folder
             row(7, "missing.png"),
+            row(8, "case/red.png"),   // two entries differ only in case: the exact one wins
+            row(9, "Case/Red.png"),
+            row(10, "cafe\u{301}.png"), // NFD (as macOS writes it) meets the NFC entry
         ];
         let r = a.match_rows(&rows).unwrap();
         let got: Vec<_> = r.matched.iter().map(|&(row, e)| (row, a.entries[e].name.as_str())).collect();
         assert_eq!(
             got,
-            [(0, "data/y/a.png"), (1, "data/x/a.png"), (2, "data/y/B.jpg"), (3, "c.tif"), (4, "c.tif")]
+            [(0, "data/y/a.png"), (1, "data/x/a.png"), (2, "data/y/B.jpg"), (3, "c.tif"), (4, "w/d.png"),
+             (6, "case/red.png"), (7, "Case/Red.png"), (8, "caf\u{e9}.png")]
         );
         assert_eq!(r.missing, [(7, "missing.png".to_string())]);
         assert_eq!(r.unused, ["spare.png"]);
+        assert!(r.repeated.is_empty());
+    }
+
+    #[test]
+    fn rows_that_reach_one_image_are_one_image() {
+        let z = zip_of(&[("imgs/red_0.png", b"1"), ("imgs/blue_0.png", b"2")]);
+        let a = Archive::from_reader(Cursor::new(z), "t.zip").unwrap();
+        // The same image under two spellings, same label: the repeat is left out and reported.
+        let r = a.match_rows(&[row(2, "imgs/red_0.png"), row(3, "RED_0.PNG"), row(4, "blue_0")]).unwrap();
+        assert_eq!(r.matched, [(0, 0), (2, 1)]);
+        assert_eq!(r.repeated, [(3, "RED_0.PNG".to_string(), 2)]);
+        // Under two labels: an error naming both lines and both labels.
+        let mut other = row(3, "red_0.png");
+        other.label = "y".into();
+        let e = format!("{:#}", a.match_rows(&[row(2, "imgs/red_0.png"), other]).unwrap_err());
+        assert!(e.contains("line 2 ('imgs/red_0.png', label 'x') and line 3 ('red_0.png', label 'y') name the same image"), "{e}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::bail_input;
 use crate::config::ColumnRef;
@@ -16,7 +16,11 @@ pub const IMAGE_COLUMN_NAMES: &[&str] = &[
 /// Column names that hold the class, most specific first.
 pub const LABEL_COLUMN_NAMES: &[&str] =
     &["label", "labels", "dx", "class", "target", "diagnosis", "category", "y"];
-pub const SPLIT_COLUMN_NAMES: &[&str] = &["split", "fold", "subset", "partition"];
+/// The one column name taken as a split without being named (Ludwig's and GLEAM's convention).
+pub const SPLIT_COLUMN_NAMES: &[&str] = &["split"];
+/// Names that may hold a split but are used only when `--split-column` names them (a `fold`
+/// column is as often a cross-validation fold); the log says they were passed over.
+const SPLIT_LOOKALIKES: &[&str] = &["fold", "subset", "partition", "set"];
 
 /// One data row of the table. `line` is the 1-based line number in the file (header = 1).
 #[derive(Clone, Debug, PartialEq)]
@@ -71,20 +75,103 @@ impl ColumnChoice {
     }
 }
 
+/// The largest metadata table read: ten million rows of 100 bytes.
+const MAX_TABLE_BYTES: u64 = 1 << 30;
+
 pub fn read_metadata(path: &Path, choice: &ColumnChoice) -> Result<Metadata> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read the metadata file {}", path.display()))?;
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    super::open_input(path, "metadata file", MAX_TABLE_BYTES)?
+        .take(MAX_TABLE_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(|e| crate::error::input_error(format!("cannot read the metadata file {}: {e}", path.display())))?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     parse_metadata(&bytes, &name, choice)
 }
 
-/// Text of the file: UTF-8 (a BOM is dropped) or, failing that, Latin-1 with a warning.
-fn decode_text(bytes: &[u8]) -> (String, &'static str) {
+/// Refuses files that are not a text table, saying what they are: an Excel workbook, a ZIP (the
+/// image ZIP given as the table?), or any other binary file.
+fn refuse_non_text(bytes: &[u8], file_name: &str) -> Result<()> {
+    let head = &bytes[..bytes.len().min(4096)];
+    if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
+        if head.windows(19).any(|w| w == b"[Content_Types].xml") || head.windows(3).any(|w| w == b"xl/") {
+            bail_input!("{file_name} is an Excel workbook, not a CSV table: in Excel, save it as \"CSV UTF-8\" and upload that");
+        }
+        bail_input!("{file_name} is a ZIP archive, not a CSV table: did you swap the images (--images) and the metadata (--metadata)?");
+    }
+    if head.starts_with(b"\xD0\xCF\x11\xE0") {
+        bail_input!("{file_name} is an old Excel (.xls) workbook, not a CSV table: in Excel, save it as \"CSV UTF-8\"");
+    }
+    if head.contains(&0) {
+        bail_input!("{file_name} is a binary file, not a CSV or TSV text table (it holds NUL bytes)");
+    }
+    Ok(())
+}
+
+/// Text of the file: UTF-16 with a byte-order mark, UTF-8 (a BOM is dropped) or, failing that,
+/// Latin-1 with a warning.
+fn decode_text(bytes: &[u8], file_name: &str) -> Result<(String, &'static str)> {
+    let utf16 = |b: &[u8], le: bool| -> Result<String> {
+        let units = b.chunks(2).map(|c| {
+            let pair = [c[0], *c.get(1).unwrap_or(&0)];
+            if le { u16::from_le_bytes(pair) } else { u16::from_be_bytes(pair) }
+        });
+        char::decode_utf16(units)
+            .collect::<Result<String, _>>()
+            .map_err(|_| crate::error::input_error(format!("{file_name} says it is UTF-16 but is not valid UTF-16; save it as UTF-8")))
+    };
+    if let Some(b) = bytes.strip_prefix(b"\xFF\xFE") {
+        return Ok((utf16(b, true)?, "UTF-16"));
+    }
+    if let Some(b) = bytes.strip_prefix(b"\xFE\xFF") {
+        return Ok((utf16(b, false)?, "UTF-16"));
+    }
+    refuse_non_text(bytes, file_name)?;
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    match std::str::from_utf8(bytes) {
+    Ok(match std::str::from_utf8(bytes) {
         Ok(s) => (s.to_string(), "UTF-8"),
         Err(_) => (bytes.iter().map(|&b| b as char).collect(), "Latin-1"),
+    })
+}
+
+/// Excel's `sep=;` first line, which names the delimiter: the delimiter, and the text after it.
+fn excel_separator_line(text: &str) -> Option<(u8, &str)> {
+    let (first, rest) = text.split_once('\n').unwrap_or((text, ""));
+    let d = first.trim_end_matches('\r').strip_prefix("sep=")?;
+    match d.as_bytes() {
+        [c] if c.is_ascii() && *c != b'"' => Some((*c, rest)),
+        _ => None,
     }
+}
+
+/// The line where a quoted field opens and never closes, if one does (the csv reader would
+/// otherwise swallow the rest of the file into it). Quotes open a field only at its start, and
+/// `""` inside one is a quote, as the reader reads them.
+fn unclosed_quote(text: &str, delimiter: u8) -> Option<usize> {
+    let (mut quoted, mut at_field_start, mut line, mut opened) = (false, true, 1, 0);
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'\n' {
+            line += 1;
+        }
+        if quoted {
+            if b == b'"' {
+                if bytes.get(i + 1) == Some(&b'"') {
+                    i += 1;
+                } else {
+                    quoted = false;
+                }
+            }
+        } else if b == b'"' && at_field_start {
+            quoted = true;
+            opened = line;
+        }
+        at_field_start = !quoted && (b == delimiter || b == b'\n' || b == b'\r');
+        i += 1;
+    }
+    quoted.then_some(opened)
 }
 
 /// Picks the delimiter that splits the header line into the most fields (outside quotes).
@@ -133,17 +220,30 @@ fn first_record(text: &str) -> &str {
 }
 
 pub fn parse_metadata(bytes: &[u8], file_name: &str, choice: &ColumnChoice) -> Result<Metadata> {
-    let (text, encoding) = decode_text(bytes);
+    let (whole, encoding) = decode_text(bytes, file_name)?;
     let mut warnings = Vec::new();
-    if encoding != "UTF-8" {
+    if encoding == "Latin-1" {
         warnings.push(format!(
             "{file_name} is not UTF-8; it was read as Latin-1. Save it as UTF-8 if names look wrong."
         ));
     }
-    if text.trim().is_empty() {
+    if whole.trim().is_empty() {
         bail_input!("{file_name} is empty: it needs a header line and one row per image");
     }
-    let delimiter = sniff_delimiter(&text);
+    // After Excel's `sep=` line, lines count from 2.
+    let (delimiter, text, skipped_lines) = match excel_separator_line(&whole) {
+        Some((d, rest)) => (d, rest, 1),
+        None => (sniff_delimiter(&whole), whole.as_str(), 0),
+    };
+    if text.trim().is_empty() {
+        bail_input!("{file_name} has no header line after its 'sep=' line");
+    }
+    if let Some(line) = unclosed_quote(text, delimiter) {
+        bail_input!(
+            "{file_name} line {}: a quoted field opens here (\") and is never closed; close the quote or remove it",
+            line + skipped_lines
+        );
+    }
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .has_headers(true)
@@ -151,7 +251,7 @@ pub fn parse_metadata(bytes: &[u8], file_name: &str, choice: &ColumnChoice) -> R
         .from_reader(text.as_bytes());
     let headers: Vec<String> = reader
         .headers()
-        .with_context(|| format!("cannot read the header line of {file_name}"))?
+        .map_err(|e| crate::error::input_error(format!("cannot read the header line of {file_name}: {e}")))?
         .iter()
         .map(|h| h.trim().to_string())
         .collect();
@@ -173,7 +273,7 @@ pub fn parse_metadata(bytes: &[u8], file_name: &str, choice: &ColumnChoice) -> R
     let mut rows = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| {
-            let line = e.position().map_or(0, |p| line_of(text.as_bytes(), p.byte() as usize));
+            let line = e.position().map_or(0, |p| line_of(text.as_bytes(), p.byte() as usize) + skipped_lines);
             crate::error::input_error(match e.kind() {
                 csv::ErrorKind::UnequalLengths { expected_len, len, .. } => format!(
                     "{file_name} line {line}: {len} fields where the header has {expected_len}; \
@@ -184,7 +284,7 @@ pub fn parse_metadata(bytes: &[u8], file_name: &str, choice: &ColumnChoice) -> R
             })
         })?;
         // The file's own line number (csv counts records, not the newlines inside quotes).
-        let line = record.position().map_or(0, |p| line_of(text.as_bytes(), p.byte() as usize));
+        let line = record.position().map_or(0, |p| line_of(text.as_bytes(), p.byte() as usize) + skipped_lines);
         if record.iter().all(|f| f.trim().is_empty()) {
             continue;
         }
@@ -209,6 +309,15 @@ pub fn parse_metadata(bytes: &[u8], file_name: &str, choice: &ColumnChoice) -> R
     }
     if rows.is_empty() {
         bail_input!("{file_name} has a header line but no rows: add one row per image");
+    }
+    warnings.extend(unify_labels(&mut rows, file_name));
+    if cols.split.is_none() && choice.split.is_none() && !choice.label_optional {
+        if let Some(h) = headers.iter().find(|h| SPLIT_LOOKALIKES.iter().any(|n| h.eq_ignore_ascii_case(n))) {
+            warnings.push(format!(
+                "{file_name}: the column '{h}' is not used as a split (only a column named 'split' is, or one \
+                 that --split-column names); the split is made from --split"
+            ));
+        }
     }
     let mut first_line: HashMap<(&str, &str), usize> = HashMap::new();
     let mut duplicates = 0;
@@ -236,6 +345,62 @@ pub fn parse_metadata(bytes: &[u8], file_name: &str, choice: &ColumnChoice) -> R
         rows,
         warnings,
     })
+}
+
+/// The class a label stands for, as far as spelling goes: its number when it is one ("1", "1.0"
+/// and "01" are one class), else its lower case ("NV" and "nv" are one class). Labels are
+/// trimmed when read.
+pub fn label_key(label: &str) -> String {
+    match label.parse::<f64>() {
+        Ok(v) if v.is_finite() => format!("number {v}"),
+        _ => label.to_lowercase(),
+    }
+}
+
+/// Labels that differ only in case or in how a number is written become one class, spelled as
+/// most rows spell it (ties: the first seen). Returns a warning for each class so merged.
+fn unify_labels(rows: &mut [Row], file_name: &str) -> Vec<String> {
+    // For each key, its spellings in first-seen order, with their counts.
+    let mut spellings: HashMap<String, Vec<(String, usize)>> = HashMap::new();
+    let mut order = Vec::new();
+    for r in rows.iter().filter(|r| !r.label.is_empty()) {
+        let key = label_key(&r.label);
+        let list = spellings.entry(key.clone()).or_insert_with(|| {
+            order.push(key);
+            Vec::new()
+        });
+        match list.iter_mut().find(|(s, _)| *s == r.label) {
+            Some((_, n)) => *n += 1,
+            None => list.push((r.label.clone(), 1)),
+        }
+    }
+    let mut chosen: HashMap<String, String> = HashMap::new();
+    let mut warnings = Vec::new();
+    for key in order {
+        let list = &spellings[&key];
+        if list.len() < 2 {
+            continue;
+        }
+        let best = list.iter().enumerate().max_by_key(|(i, (_, n))| (*n, std::cmp::Reverse(*i))).map(|(_, (s, _))| s.clone()).unwrap_or_default();
+        let all: Vec<String> = list.iter().map(|(s, n)| format!("'{}' ({n} rows)", crate::error::short(s))).collect();
+        let how = if key.starts_with("number ") { "are the same number" } else { "differ only in case" };
+        warnings.push(format!(
+            "{file_name}: the labels {} {how}; they are one class, '{}'. If they are different classes, rename one",
+            all.join(", "),
+            crate::error::short(&best)
+        ));
+        for (s, _) in list {
+            chosen.insert(s.clone(), best.clone());
+        }
+    }
+    if !chosen.is_empty() {
+        for r in rows.iter_mut() {
+            if let Some(best) = chosen.get(&r.label) {
+                r.label = best.clone();
+            }
+        }
+    }
+    warnings
 }
 
 struct Columns {
@@ -336,6 +501,87 @@ mod tests {
 
     fn err(text: &str, choice: &ColumnChoice) -> String {
         format!("{:#}", parse_metadata(text.as_bytes(), "meta.csv", choice).unwrap_err())
+    }
+
+    #[test]
+    fn files_that_are_not_text_tables_are_named_for_what_they_are() {
+        let bytes_err = |b: &[u8]| format!("{:#}", parse_metadata(b, "meta.csv", &ColumnChoice::default()).unwrap_err());
+        let mut xlsx = b"PK\x03\x04\x14\x00\x06\x00".to_vec();
+        xlsx.extend_from_slice(b"\x00\x00[Content_Types].xml\x00\x00");
+        assert!(bytes_err(&xlsx).contains("is an Excel workbook"));
+        assert!(bytes_err(b"PK\x03\x04\x14\x00\x00\x00images/a.png").contains("did you swap the images (--images) and the metadata"));
+        assert!(bytes_err(b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1").contains("old Excel (.xls)"));
+        assert!(bytes_err(b"image,label\na.png\x00\x01,x\n").contains("is a binary file"));
+        // UTF-16 with a byte-order mark, as Excel's "Unicode text" writes it: read.
+        let text = "image_path\tlabel\nca\u{fe}.png\tnv\nb.png\tmel\n";
+        for le in [true, false] {
+            let mut b = if le { vec![0xFF, 0xFE] } else { vec![0xFE, 0xFF] };
+            for u in text.encode_utf16() {
+                b.extend_from_slice(&if le { u.to_le_bytes() } else { u.to_be_bytes() });
+            }
+            let m = parse_metadata(&b, "meta.csv", &ColumnChoice::default()).unwrap();
+            assert_eq!((m.encoding, m.rows[0].image.as_str(), m.rows[1].label.as_str()), ("UTF-16", "ca\u{fe}.png", "mel"));
+        }
+    }
+
+    #[test]
+    fn excels_sep_line_names_the_delimiter_and_lines_still_count_from_the_file() {
+        let m = parse("sep=;\nimage_path;label\na.png;x,1\nb.png;y\n").unwrap();
+        assert_eq!((m.delimiter, m.headers.len(), m.rows[0].line), (b';', 2, 3));
+        assert_eq!(m.rows[0].label, "x,1");
+        let e = err("sep=;\nimage_path;label\na.png;x;extra\n", &ColumnChoice::default());
+        assert!(e.contains("line 3: 3 fields where the header has 2"), "{e}");
+    }
+
+    #[test]
+    fn an_unclosed_quote_is_pointed_at_where_it_opens() {
+        let mut text = String::from("image_path,label\na.png,x\n\"b.png,y\n");
+        for i in 0..16 {
+            text.push_str(&format!("c{i}.png,z\n"));
+        }
+        let e = err(&text, &ColumnChoice::default());
+        assert!(e.contains("meta.csv line 3: a quoted field opens here"), "{e}");
+        // Closed quotes, doubled quotes and quotes inside a field are not errors.
+        parse("image_path,label\n\"a \"\"q\"\".png\",x\nb\"c.png,y\n").unwrap();
+        assert_eq!(unclosed_quote("a,\"x\ny\",b\n\"open", b','), Some(3));
+    }
+
+    #[test]
+    fn labels_differing_only_in_case_or_number_format_are_one_class() {
+        let m = parse("image_path,label\na.png,nv\nb.png,NV \nc.png,nv\nd.png,1\ne.png,1.0\nf.png,mel\ng.png,NaN\nh.png,nan\n").unwrap();
+        let labels: Vec<_> = m.rows.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(labels, ["nv", "nv", "nv", "1", "1", "mel", "NaN", "NaN"]);
+        assert!(m.warnings.iter().any(|w| w.contains("'nv' (2 rows), 'NV' (1 rows) differ only in case; they are one class, 'nv'")), "{:?}", m.warnings);
+        assert!(m.warnings.iter().any(|w| w.contains("'1' (1 rows), '1.0' (1 rows) are the same number; they are one class, '1'")), "{:?}", m.warnings);
+        assert_eq!(label_key("01"), label_key("1e0"));
+        assert_ne!(label_key("inf"), label_key("infinity"));
+    }
+
+    #[test]
+    fn only_a_column_named_split_is_taken_without_being_named() {
+        let m = parse("image_path,label,fold\na.png,x,0\nb.png,y,2\n").unwrap();
+        assert_eq!(m.split_column, None);
+        assert!(m.warnings.iter().any(|w| w.contains("the column 'fold' is not used as a split")), "{:?}", m.warnings);
+        let named = ColumnChoice { split: Some(ColumnRef::Name("fold".into())), ..Default::default() };
+        let m = parse_metadata(b"image_path,label,fold\na.png,x,0\n", "meta.csv", &named).unwrap();
+        assert_eq!(m.split_column.as_deref(), Some("fold"));
+        assert!(m.warnings.is_empty());
+    }
+
+    #[test]
+    fn only_regular_files_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = |p: &Path| format!("{:#}", read_metadata(p, &ColumnChoice::default()).unwrap_err());
+        assert!(e(&dir.path().join("none.csv")).contains("cannot open the metadata file") && e(&dir.path().join("none.csv")).contains("no such file"));
+        assert!(e(dir.path()).contains("is a folder; give the file itself"));
+        let fifo = dir.path().join("pipe.csv");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo on a path in a fresh temporary folder.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(e(&fifo).contains("is not a regular file"), "a FIFO is refused at once instead of blocking");
+        assert!(e(Path::new("/dev/zero")).contains("is not a regular file"));
+        let kind = crate::error::kind_of(&read_metadata(dir.path(), &ColumnChoice::default()).unwrap_err());
+        assert_eq!(kind, crate::error::ErrorKind::BadInput);
     }
 
     #[test]

@@ -146,13 +146,19 @@ pub fn ingest(
             labels.push(0);
             continue;
         }
-        match classes.iter().position(|c| *c == row.label) {
+        // A saved model's classes are matched as training unified labels: exactly, else by case
+        // or numeric value ("NV" is "nv", "1.0" is "1").
+        let found = classes.iter().position(|c| *c == row.label).or_else(|| {
+            let key = metadata::label_key(&row.label);
+            classes.iter().position(|c| metadata::label_key(c) == key)
+        });
+        match found {
             Some(l) => labels.push(l),
             None => bail_input!(
                 "{} line {}: label '{}' is not one of the model's classes ({})",
                 meta.file_name,
                 row.line,
-                row.label,
+                crate::error::short(&row.label),
                 classes.join(", ")
             ),
         }
@@ -160,11 +166,22 @@ pub fn ingest(
     let size = match size {
         SizePolicy::Fixed(s) => s,
         SizePolicy::FromImages { max } => {
-            let first = archive.read(report.matched[0].1)?;
-            let dims = image::ImageReader::new(std::io::Cursor::new(&first))
-                .with_guessed_format()
-                .ok()
-                .and_then(|r| r.into_dimensions().ok());
+            // The first image whose size can be read: a damaged first image must not pick it.
+            let mut dims = None;
+            for &(_, e) in &report.matched {
+                let bytes = match archive.read(e) {
+                    Ok(b) => b,
+                    Err(_) => continue,
+                };
+                dims = image::ImageReader::new(std::io::Cursor::new(&bytes))
+                    .with_guessed_format()
+                    .ok()
+                    .and_then(|r| r.into_dimensions().ok())
+                    .filter(|&(w, h)| w > 0 && h > 0);
+                if dims.is_some() {
+                    break;
+                }
+            }
             dims.map_or(max, |(w, h)| (w.max(h) as usize).clamp(32, max))
         }
     };
@@ -194,8 +211,8 @@ pub fn ingest(
             .par_iter()
             .zip(&report.matched[start..next])
             .map(|(bytes, &(_, e))| {
-                let name = &archive.entries[e].name;
-                images::decode_rgb(bytes, name, size as u32).map_err(|err| format!("{err:#}"))
+                let name = crate::error::short(&archive.entries[e].name);
+                images::decode_rgb(bytes, &name, size as u32).map_err(|err| format!("{err:#}"))
             })
             .collect();
         for (j, d) in decoded.into_iter().enumerate() {
@@ -227,7 +244,16 @@ pub fn ingest(
     }
     let labels: Vec<usize> = kept.iter().map(|&k| labels[k]).collect();
     let matched: Vec<(usize, usize)> = kept.iter().map(|&k| report.matched[k]).collect();
-    let report = archive::MatchReport { matched, missing: report.missing, unused: report.unused };
+    if let Some((line, image, first)) = report.repeated.first() {
+        warnings.push(format!(
+            "{} rows of {} name an image that an earlier row, with the same label, already names (e.g. line {line} \
+             '{}' is line {first}'s image); each image is used once",
+            report.repeated.len(),
+            meta.file_name,
+            crate::error::short(image)
+        ));
+    }
+    let report = archive::MatchReport { matched, ..report };
     let rows: Vec<metadata::Row> = report.matched.iter().map(|&(r, _)| meta.rows[r].clone()).collect();
     let summary = IngestSummary {
         metadata_file: meta.file_name.clone(),
@@ -235,9 +261,9 @@ pub fn ingest(
         rows: meta.rows.len(),
         matched: report.matched.len(),
         rows_without_image: report.missing.len(),
-        missing_examples: report.missing.iter().take(5).map(|(l, i)| format!("line {l}: {i}")).collect(),
+        missing_examples: report.missing.iter().take(5).map(|(l, i)| format!("line {l}: {}", crate::error::short(i))).collect(),
         images_without_row: report.unused.len(),
-        unused_examples: report.unused.iter().take(5).cloned().collect(),
+        unused_examples: report.unused.iter().take(5).map(|n| crate::error::short(n)).collect(),
         skipped_entries: archive.skipped,
         image_column: meta.image_column.clone(),
         label_column: meta.label_column.clone(),
@@ -256,6 +282,26 @@ pub fn ingest(
         rows,
         summary,
     })
+}
+
+/// Opens a file the user gave (`what` names it in messages): a missing file, a folder, a pipe or
+/// a device is refused with a message naming the path, and so is one larger than `max_bytes`.
+pub fn open_input(path: &Path, what: &str, max_bytes: u64) -> Result<std::fs::File> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| {
+        let why = if e.kind() == std::io::ErrorKind::NotFound { "no such file".to_string() } else { e.to_string() };
+        crate::error::input_error(format!("cannot open the {what} {shown}: {why}"))
+    })?;
+    if meta.is_dir() {
+        bail_input!("the {what} {shown} is a folder; give the file itself");
+    }
+    if !meta.is_file() {
+        bail_input!("the {what} {shown} is not a regular file (a pipe or a device?); give a file");
+    }
+    if meta.len() > max_bytes {
+        bail_input!("the {what} {shown} is {} MiB, more than the {} MiB such a file can be", meta.len() >> 20, max_bytes >> 20);
+    }
+    std::fs::File::open(path).map_err(|e| crate::error::input_error(format!("cannot open the {what} {shown}: {e}")))
 }
 
 /// `GALAXY_MEMORY_MB`, the memory Galaxy grants the job, if set.

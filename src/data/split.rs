@@ -241,6 +241,38 @@ pub fn leakage_warnings(names: &[String], splits: &[Split], groups: Option<&[Str
     warnings
 }
 
+/// Stops when a class has no training image (a model cannot learn it), and warns when one has no
+/// test image (its test figures cannot be measured). Only a split column can do either.
+fn check_classes_per_split(
+    assignment: &[Split],
+    labels: &[usize],
+    classes: &[String],
+    column: Option<&str>,
+    warnings: &mut Vec<String>,
+) -> Result<()> {
+    let mut count = vec![[0usize; 3]; classes.len()];
+    for (&s, &l) in assignment.iter().zip(labels) {
+        count[l][s as usize] += 1;
+    }
+    let from = column.map_or("the split".to_string(), |c| format!("the split column '{c}'"));
+    for (c, n) in count.iter().enumerate() {
+        let name = crate::error::short(&classes[c]);
+        if n[0] == 0 {
+            bail_input!(
+                "class '{name}' has no training image: {from} puts its {} image(s) in validation ({}) and test ({}). \
+                 Mark some of them train, or remove the class's rows",
+                n[1] + n[2],
+                n[1],
+                n[2]
+            );
+        }
+        if n[2] == 0 {
+            warnings.push(format!("class '{name}' has no test image ({from}): its test figures cannot be measured"));
+        }
+    }
+    Ok(())
+}
+
 /// The split stage's result: which images train, validate and test, and how that was decided.
 pub struct SplitPlan {
     /// Indices into the image set, in set order.
@@ -289,6 +321,7 @@ pub fn plan(ing: &super::Ingested, f: &SplitFractions, seed: u64) -> Result<Spli
     } else {
         (stratified(&set.labels, &set.classes, f, seed)?, format!("Stratified random {f} split by class (seed {seed})."))
     };
+    check_classes_per_split(&assignment, &set.labels, &set.classes, s.split_column.as_deref(), &mut warnings)?;
     let groups: Option<Vec<String>> = s.group_column.as_ref().map(|_| ing.rows.iter().map(|r| r.group.clone().unwrap_or_default()).collect());
     warnings.extend(leakage_warnings(&set.names, &assignment, groups.as_deref(), s.group_column.as_deref()));
     let idx = |which: Split| -> Vec<usize> { (0..assignment.len()).filter(|&i| assignment[i] == which).collect() };

@@ -127,6 +127,8 @@ pub fn specs() -> Vec<ModelSpec> {
             family: "ConvNeXt",
             reference: format!("torchvision.models.{name}"),
             default_size: 224,
+            // A 4x4 stem and three 2x2 downsamplings, none padded: 32 pixels leave one.
+            min_size: 32,
             normalization: IMAGENET,
             head_prefix: "classifier.2",
             arch: Arch::ConvNeXt(v),

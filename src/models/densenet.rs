@@ -113,6 +113,8 @@ fn current_name(k: &str) -> String {
 /// The family's spec, with torchvision's weights.
 pub fn specs() -> Vec<ModelSpec> {
     vec![ModelSpec {
+        // Four stride-2 stages and three 2x2 average pools: below 29 pixels one reaches nothing.
+        min_size: 29,
         weights_url: Some(torchvision_url("densenet121-a639ec97.pth")),
         checkpoint_names: Some(checkpoint_names),
         ..fixed("densenet121", "DenseNet", "torchvision.models.densenet121", IMAGENET, "classifier", densenet121)

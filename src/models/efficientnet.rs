@@ -219,6 +219,7 @@ pub fn specs() -> Vec<ModelSpec> {
             family: "EfficientNet",
             reference: format!("torchvision.models.{name}"),
             default_size: *size,
+            min_size: crate::config::MIN_IMAGE_SIZE,
             normalization: IMAGENET,
             head_prefix: "classifier.1",
             arch: Arch::EfficientNet(v),

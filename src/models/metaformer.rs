@@ -337,6 +337,7 @@ pub fn specs() -> Vec<ModelSpec> {
                 family: family_of(base),
                 reference: format!("timm {base}.{tag}"),
                 default_size: *size,
+                min_size: crate::config::MIN_IMAGE_SIZE,
                 normalization: IMAGENET,
                 head_prefix: head_prefix(cfg),
                 arch: Arch::MetaFormer(cfg),

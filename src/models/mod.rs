@@ -76,6 +76,9 @@ pub struct ModelSpec {
     pub family: &'static str,
     pub reference: String,
     pub default_size: usize,
+    /// The smallest square input the network's downsampling leaves a feature map for
+    /// (a test checks it against a forward pass at that size and one pixel less).
+    pub min_size: usize,
     pub normalization: Normalization,
     /// The state-dict prefix of the classifier head, dropped from pretrained checkpoints.
     pub head_prefix: &'static str,
@@ -131,6 +134,7 @@ pub fn fixed(
         family,
         reference: reference.to_string(),
         default_size: 224,
+        min_size: crate::config::MIN_IMAGE_SIZE,
         normalization: norm,
         head_prefix: head,
         arch: Arch::Fixed(f),
@@ -244,6 +248,46 @@ mod tests {
             assert_eq!(y.size(), [2, 3], "{}", spec.name);
             let names = vs.variables();
             assert!(names.keys().any(|k| k == &format!("{}.weight", spec.head_prefix)), "{}", spec.name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// Whether a forward pass of `spec` at `size` x `size` works (tch panics when it does not).
+    fn forward_works(spec: &ModelSpec, size: usize) -> bool {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let net = spec.build(&vs.root(), 2);
+        let x = Tensor::zeros([1, 3, size as i64, size as i64], (tch::Kind::Float, tch::Device::Cpu));
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tch::no_grad(|| net.forward(&x, false, false)))).is_ok();
+        std::panic::set_hook(hook);
+        ok
+    }
+
+    /// Each family's smallest model (the sizes are family facts): a forward pass at its
+    /// `min_size` works, and one pixel less fails when that is still a size the options allow.
+    #[test]
+    fn each_familys_min_size_is_the_smallest_that_works() {
+        let mut seen = std::collections::HashSet::new();
+        for spec in registry().iter().filter(|s| seen.insert(s.family)) {
+            assert!(forward_works(spec, spec.min_size), "{} at {}", spec.name, spec.min_size);
+            if spec.min_size > crate::config::MIN_IMAGE_SIZE {
+                assert!(!forward_works(spec, spec.min_size - 1), "{} also works at {}", spec.name, spec.min_size - 1);
+            }
+        }
+    }
+
+    #[test]
+    #[ignore = "probe: prints each model's smallest working input"]
+    fn probe_min_sizes() {
+        let only = std::env::var("PROBE_MODELS").unwrap_or_default();
+        for spec in registry().iter().filter(|s| only.is_empty() || only.split(',').any(|o| o == s.name)) {
+            let min = (1..=64).find(|&s| forward_works(spec, s));
+            println!("{} {:?}", spec.name, min);
         }
     }
 }

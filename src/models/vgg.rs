@@ -64,6 +64,8 @@ pub fn vgg16_bn(p: &nn::Path, num_classes: i64) -> Network {
 /// The family's specs, with torchvision's weights.
 pub fn specs() -> Vec<ModelSpec> {
     let tv = |name: &'static str, build: fn(&nn::Path, i64) -> Network, file: &str| ModelSpec {
+        // Five 2x2 max pools without padding: 32 pixels leave one.
+        min_size: 32,
         weights_url: Some(torchvision_url(file)),
         ..fixed(name, "VGG", &format!("torchvision.models.{name}"), IMAGENET, "classifier.6", build)
     };

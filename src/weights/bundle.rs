@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Tensor};
 
 use crate::bail_input;
+use crate::error::input_error;
 use crate::config::TrainConfig;
 use crate::task::{Task, TaskKind};
 use crate::data::batches::Normalization;
@@ -134,40 +135,178 @@ impl Bundle {
     }
 }
 
+/// The largest Best Model read, and the largest config.json in it.
+const MAX_BUNDLE_BYTES: u64 = 8 << 30;
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Reads a Best Model. Everything in it is checked as untrusted input: a damaged or edited file
+/// is an error that names it, never a crash.
 pub fn read(path: &Path) -> Result<Bundle> {
-    let name = path.display();
-    let file = std::fs::File::open(path)
-        .map_err(|e| crate::error::input_error(format!("cannot open the model {name}: {e}")))?;
-    let mut zip = zip::ZipArchive::new(file).map_err(|_| {
-        crate::error::input_error(format!(
-            "{name} is not a Best Model made by image-learner (not a ZIP)"
-        ))
-    })?;
-    let mut member = |m: &str| -> Result<Vec<u8>> {
-        let mut f = zip.by_name(m).map_err(|_| {
-            crate::error::input_error(format!(
-                "{name} has no {m}: it is not a Best Model made by image-learner"
-            ))
+    let name = path.display().to_string();
+    let mut bytes = Vec::new();
+    crate::data::open_input(path, "model", MAX_BUNDLE_BYTES)?
+        .read_to_end(&mut bytes)
+        .map_err(|e| input_error(format!("cannot read the model {name}: {e}")))?;
+    from_bytes(&bytes, &name)
+}
+
+/// A Best Model from its bytes (`name` for messages).
+pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Bundle> {
+    let not_ours = |why: &str| input_error(format!("{name} is not a Best Model made by image-learner ({why})"));
+    let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| not_ours(&format!("not a readable ZIP: {e}")))?;
+    let mut member = |m: &str, limit: u64| -> Result<Vec<u8>> {
+        let f = zip.by_name(m).map_err(|e| match e {
+            zip::result::ZipError::FileNotFound => not_ours(&format!("it has no {m}")),
+            e => input_error(format!("{name}: {m} cannot be read ({e}); the file is damaged")),
         })?;
         let mut buf = Vec::new();
-        f.read_to_end(&mut buf)?;
+        f.take(limit + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| input_error(format!("{name}: {m} is damaged ({e}); download or train the model again")))?;
+        if buf.len() as u64 > limit {
+            bail_input!("{name}: {m} is larger than {} MiB; it is not one image-learner wrote", limit >> 20);
+        }
         Ok(buf)
     };
-    let config: BundleConfig = serde_json::from_slice(&member("config.json")?)
-        .with_context(|| format!("{name}: config.json is not readable"))?;
-    if config.format_version > FORMAT_VERSION {
-        bail_input!(
-            "{name} was made by a newer image-learner (model format {}); update this tool",
-            config.format_version
-        );
+    let config_bytes = member("config.json", MAX_CONFIG_BYTES)?;
+    let weights = member("model.safetensors", MAX_BUNDLE_BYTES)?;
+    let config: BundleConfig = serde_json::from_slice(&config_bytes)
+        .map_err(|e| input_error(format!("{name}: config.json is not a Best Model's configuration ({e})")))?;
+    check_config(&config, name)?;
+    let tensors = read_safetensors(&weights).map_err(|e| input_error(format!("{name}: model.safetensors {e:#}")))?;
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    for n in names {
+        if tch::no_grad(|| tensors[n].isfinite().all().int64_value(&[])) == 0 {
+            bail_input!("{name}: the weight '{}' holds NaN or infinite values; the model is damaged: train it again", crate::error::short(n));
+        }
     }
-    let tensors = read_safetensors(&member("model.safetensors")?)?;
     Ok(Bundle { config, tensors })
+}
+
+/// The configuration's values, each within what a training run can have written.
+fn check_config(c: &BundleConfig, name: &str) -> Result<()> {
+    let bad = |what: String| input_error(format!("{name}: config.json {what}; the file was edited or damaged: use the Best Model as training wrote it"));
+    if c.format_version > FORMAT_VERSION {
+        bail_input!("{name} was made by a newer image-learner (model format {}); update this tool", c.format_version);
+    }
+    let spec = crate::models::find(&c.architecture).map_err(|e| bad(format!("names an architecture this tool lacks ({e:#})")))?;
+    if !(crate::config::MIN_IMAGE_SIZE..=crate::config::MAX_IMAGE_SIZE).contains(&c.image_size) || c.image_size < spec.min_size {
+        return Err(bad(format!(
+            "has image_size {}, outside {}..{} for {}",
+            c.image_size,
+            crate::config::MIN_IMAGE_SIZE.max(spec.min_size),
+            crate::config::MAX_IMAGE_SIZE,
+            spec.name
+        )));
+    }
+    if c.classes.len() < 2 || c.classes.len() > 100_000 {
+        return Err(bad(format!("lists {} classes", c.classes.len())));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = c.classes.iter().find(|k| k.is_empty() || !seen.insert(k.as_str())) {
+        return Err(bad(format!("lists the class '{}' twice or empty", crate::error::short(dup))));
+    }
+    if c.task == TaskKind::Binary && c.classes.len() != 2 {
+        return Err(bad(format!("says binary but lists {} classes", c.classes.len())));
+    }
+    if !(1..=65_536).contains(&c.eval_batch_size) {
+        return Err(bad(format!("has eval_batch_size {}", c.eval_batch_size)));
+    }
+    let n = &c.normalization;
+    if !n.mean.iter().chain(&n.std).all(|v| v.is_finite()) || n.std.iter().any(|&v| v <= 0.0) {
+        return Err(bad(format!("has the normalisation mean {:?}, std {:?}", n.mean, n.std)));
+    }
+    if let Some(t) = c.options.threshold {
+        if !(t > 0.0 && t < 1.0) {
+            return Err(bad(format!("has the threshold {t}")));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config() -> BundleConfig {
+        BundleConfig {
+            format_version: FORMAT_VERSION,
+            tool_version: "0.1.0".into(),
+            architecture: "resnet18".into(),
+            task: TaskKind::Classification,
+            classes: vec!["a".into(), "b".into(), "c".into()],
+            image_size: 32,
+            normalization: crate::data::batches::IMAGENET,
+            best_epoch: 1,
+            eval_batch_size: 64,
+            options: TrainConfig::new("i.zip".into(), "m.csv".into(), "out".into(), "resnet18"),
+        }
+    }
+
+    /// A Best Model's ZIP with its config.json and weights as given.
+    fn zip_with(config_json: &[u8], weights: &[u8]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        w.start_file("config.json", opts).unwrap();
+        w.write_all(config_json).unwrap();
+        w.start_file("model.safetensors", opts).unwrap();
+        w.write_all(weights).unwrap();
+        w.finish().unwrap().into_inner()
+    }
+
+    fn refused(bytes: &[u8]) -> String {
+        let e = from_bytes(bytes, "best_model.zip").err().expect("refused");
+        assert_eq!(crate::error::kind_of(&e), crate::error::ErrorKind::BadInput, "{e:#}");
+        let text = format!("{e:#}");
+        assert!(text.contains("best_model.zip"), "names the file: {text}");
+        text
+    }
+
+    /// Everything in a Best Model is untrusted: an edited config.json, damaged weights, a damaged
+    /// ZIP, NaN weights. Each is a bad-input error that names the file, never a crash.
+    #[test]
+    fn a_damaged_or_edited_best_model_is_refused_by_name() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let spec = crate::models::find("resnet18").unwrap();
+        let _net = spec.build(&vs.root(), 3);
+        let good = to_zip(&vs, &config()).unwrap();
+        assert_eq!(from_bytes(&good, "best_model.zip").unwrap().config.classes.len(), 3);
+        let weights = safetensors_bytes(&vs, spec).unwrap();
+        let json = |c: &BundleConfig| serde_json::to_vec(c).unwrap();
+
+        assert!(refused(b"not a zip").contains("not a Best Model made by image-learner"));
+        for size in [100_000usize, 0, 8] {
+            let c = BundleConfig { image_size: size, ..config() };
+            assert!(refused(&zip_with(&json(&c), &weights)).contains(&format!("has image_size {size}, outside")));
+        }
+        let text = String::from_utf8(json(&config())).unwrap().replace("\"image_size\":32", "\"image_size\":-1");
+        assert!(refused(&zip_with(text.as_bytes(), &weights)).contains("config.json is not a Best Model's configuration"));
+        assert!(refused(&zip_with(b"{ not json", &weights)).contains("config.json is not a Best Model's configuration"));
+        for (c, why) in [
+            (BundleConfig { classes: vec!["a".into()], ..config() }, "lists 1 classes"),
+            (BundleConfig { classes: vec!["a".into(), "a".into()], ..config() }, "lists the class 'a' twice"),
+            (BundleConfig { eval_batch_size: 0, ..config() }, "eval_batch_size 0"),
+            (BundleConfig { architecture: "resnet19".into(), ..config() }, "names an architecture this tool lacks"),
+            (BundleConfig { task: TaskKind::Binary, ..config() }, "says binary but lists 3 classes"),
+        ] {
+            assert!(refused(&zip_with(&json(&c), &weights)).contains(why), "{why}");
+        }
+        let mut nan_std = config();
+        nan_std.normalization.std[1] = 0.0;
+        assert!(refused(&zip_with(&json(&nan_std), &weights)).contains("normalisation"));
+        assert!(refused(&zip_with(&json(&config()), b"garbage weights")).contains("model.safetensors"));
+        // A flipped byte inside the stored weights: the ZIP's checksum catches it.
+        let mut damaged = good.clone();
+        let at = damaged.len() / 2;
+        damaged[at] ^= 0xFF;
+        assert!(refused(&damaged).contains("model.safetensors is damaged"), "{}", refused(&damaged));
+        // NaN weights.
+        tch::no_grad(|| {
+            let _ = vs.variables()["fc.bias"].shallow_clone().fill_(f64::NAN);
+        });
+        assert!(refused(&to_zip(&vs, &config()).unwrap()).contains("the weight 'fc.bias' holds NaN"));
+    }
 
     #[test]
     fn bundles_written_before_the_input_size_was_renamed_still_read() {

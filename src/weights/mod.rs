@@ -62,10 +62,7 @@ pub fn require(spec: &ModelSpec, dir: &Path) -> Result<PathBuf> {
 /// with the same shape; the checkpoint's head is ignored. Returns the file used.
 pub fn load_pretrained(vs: &mut nn::VarStore, spec: &ModelSpec, dir: &Path) -> Result<PathBuf> {
     let file = &require(spec, dir)?;
-    let tensors: HashMap<String, Tensor> = Tensor::read_safetensors(file)
-        .with_context(|| format!("cannot read the weights file {}", file.display()))?
-        .into_iter()
-        .collect();
+    let tensors = read_checkpoint(file)?;
     copy_variables(vs, Some(spec.head_prefix), &tensors)
         .with_context(|| format!("weights file {}", file.display()))?;
     Ok(file.clone())
@@ -116,11 +113,16 @@ fn map_names(spec: &ModelSpec, tensors: HashMap<String, Tensor>) -> HashMap<Stri
 /// it, zip or legacy format (torchvision's, MetaFormer's and timm's `.pth`).
 /// Half, bfloat16 and double weights are widened or narrowed to float32.
 fn read_checkpoint(file: &Path) -> Result<HashMap<String, Tensor>> {
-    let bytes = std::fs::read(file)
+    use std::io::Read;
+    let mut head = Vec::new();
+    crate::data::open_input(file, "weights file", 16 << 30)?
+        .take(9)
+        .read_to_end(&mut head)
         .map_err(|e| crate::error::input_error(format!("cannot read {}: {e}", file.display())))?;
-    let tensors: Vec<(String, Tensor)> = if bytes.len() > 8 && bytes[8] == b'{' {
-        Tensor::read_safetensors(file)
-            .with_context(|| format!("{} is not a valid safetensors file", file.display()))?
+    let tensors: Vec<(String, Tensor)> = if head.len() > 8 && head[8] == b'{' {
+        Tensor::read_safetensors(file).map_err(|e| {
+            crate::error::input_error(format!("{} is not a valid safetensors file ({e}); download it again", file.display()))
+        })?
     } else {
         torch_pickle::read(file)
             .map_err(|e| {

@@ -45,3 +45,23 @@ pub fn csv_rows(path: &Path) -> Vec<Vec<String>> {
     let mut r = csv::ReaderBuilder::new().has_headers(false).from_path(path).unwrap();
     r.records().map(|rec| rec.unwrap().iter().map(String::from).collect()).collect()
 }
+
+/// A ZIP of `first` entries, then the bundled sample's images, in their order.
+pub fn sample_zip_after(first: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut src = zip::ZipArchive::new(std::fs::File::open(sample_zip()).unwrap()).unwrap();
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default();
+    for (name, data) in first {
+        w.start_file(*name, opts).unwrap();
+        w.write_all(data).unwrap();
+    }
+    for i in 0..src.len() {
+        let mut f = src.by_index(i).unwrap();
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf).unwrap();
+        w.start_file(f.name(), opts).unwrap();
+        w.write_all(&buf).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
