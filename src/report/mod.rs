@@ -384,9 +384,9 @@ fn gallery(input: &ReportInput) -> Vec<Thumb> {
                 uri: png_uri(&(input.test_pixels)(i), input.image_size),
                 caption: format!(
                     "{}: true {}, predicted {} ({:.1}%)",
-                    input.test_names[i],
-                    input.task.classes[input.test_truth[i]],
-                    input.task.classes[pred],
+                    crate::error::short(&input.test_names[i]),
+                    crate::error::short(&input.task.classes[input.test_truth[i]]),
+                    crate::error::short(&input.task.classes[pred]),
                     100.0 * conf
                 ),
             }
@@ -559,7 +559,9 @@ mod tests {
         let truth = vec![1, 0];
         let m = task.metrics(&truth, &probs);
         assert_eq!(m.confusion_matrix, vec![vec![0, 1], vec![0, 1]]);
-        let names = vec!["a.png".to_string(), "b.png".to_string()];
+        // A name of a megabyte is shortened in the caption.
+        let long = format!("{}b.png", "x".repeat(1 << 20));
+        let names = vec!["a.png".to_string(), long];
         let pixels = |_: usize| vec![0u8; 4 * 4 * 3];
         let input = ReportInput {
             title: String::new(),
@@ -584,7 +586,9 @@ mod tests {
             image_size: 4,
         };
         let shown: Vec<String> = gallery(&input).into_iter().map(|t| t.caption).collect();
-        assert_eq!(shown, vec!["b.png: true benign, predicted malignant (32.0%)".to_string()]);
+        assert_eq!(shown.len(), 1);
+        assert!(shown[0].starts_with("xxx") && shown[0].ends_with("xb.png (1048581 characters): true benign, predicted malignant (32.0%)"), "{}", &shown[0][..40]);
+        assert!(shown[0].len() < 250);
         let (right, wrong) = confidence_counts(&input);
         assert_eq!((right[3], wrong[3]), (1, 1), "one right at 0.35, one wrong at 0.32: {right:?} {wrong:?}");
         assert_eq!(right.iter().sum::<usize>() + wrong.iter().sum::<usize>(), 2);
