@@ -7,9 +7,10 @@
 //! SIGTERM takes the same lock before it cleans up and exits, so a signal never lands in the
 //! middle of a commit: it finds either the old files or the complete new set.
 //!
-//! What this cannot cover is a SIGKILL or a power cut during the commit's few renames. The next
-//! run in the same folder then restores any earlier target left moved aside, and removes the
-//! temporaries of processes that no longer run.
+//! A SIGKILL or a power cut during the commit's few renames cannot be caught. For those, the
+//! commit first writes a journal (which targets it replaces, and which existed); the next run in
+//! the same folder finds the journal of a process that no longer runs and rolls its commit back,
+//! and removes such processes' temporaries.
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -22,6 +23,7 @@ use crate::error::{error, ErrorKind};
 const PREFIX: &str = ".image-learner-";
 const PARTIAL: &str = ".partial";
 const PREVIOUS: &str = ".previous";
+const JOURNAL: &str = "commit.journal";
 
 /// What a signal needs to know: the temporaries to remove, and whether a set was committed.
 struct Shared {
@@ -127,6 +129,13 @@ impl OutputSet {
                 }
             }
         }
+        let journals = match self.write_journals() {
+            Ok(j) => j,
+            Err(e) => {
+                self.discard(&mut shared);
+                return Err(e);
+            }
+        };
         let mut backed_up = Vec::new();
         let mut installed = Vec::new();
         let mut failure = None;
@@ -155,16 +164,51 @@ impl OutputSet {
                 let _ = std::fs::rename(&s.backup, &s.target);
             }
             self.discard(&mut shared);
+            remove_all(&journals);
             return Err(e);
         }
         for s in &self.staged {
-            let _ = std::fs::remove_file(&s.backup);
             sync_dir(parent(&s.target));
+        }
+        remove_all(&journals);
+        for s in &self.staged {
+            let _ = std::fs::remove_file(&s.backup);
         }
         shared.temporaries.retain(|t| !self.staged.iter().any(|s| s.temporary == *t));
         shared.committed = true;
         self.staged.clear();
         Ok(())
+    }
+
+    /// One journal per folder: a line per target, `old` or `new` (whether it existed), then its
+    /// file name. Synced before anything moves.
+    fn write_journals(&self) -> Result<Vec<PathBuf>> {
+        let mut by_dir: Vec<(PathBuf, String)> = Vec::new();
+        for s in &self.staged {
+            let dir = parent(&s.target).to_path_buf();
+            let existed = if s.target.exists() { "old" } else { "new" };
+            let line = format!("{existed} {}\n", s.target.file_name().unwrap_or_default().to_string_lossy());
+            match by_dir.iter_mut().find(|(d, _)| *d == dir) {
+                Some((_, text)) => text.push_str(&line),
+                None => by_dir.push((dir, line)),
+            }
+        }
+        let mut written = Vec::new();
+        for (dir, text) in by_dir {
+            let path = dir.join(format!("{PREFIX}{}.{JOURNAL}", std::process::id()));
+            let result = std::fs::File::create(&path).and_then(|mut f| {
+                f.write_all(text.as_bytes())?;
+                f.sync_all()
+            });
+            if let Err(e) = result {
+                let _ = std::fs::remove_file(&path);
+                remove_all(&written);
+                return Err(output_error(&path, e));
+            }
+            sync_dir(&dir);
+            written.push(path);
+        }
+        Ok(written)
     }
 
     fn discard(&mut self, shared: &mut Shared) {
@@ -223,11 +267,54 @@ fn alive(pid: u32) -> bool {
         || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
-/// Removes in `dir` what runs that no longer exist left: their temporaries and staging folders.
-/// An earlier output they had moved aside and not replaced is put back.
+fn remove_all(paths: &[PathBuf]) {
+    for p in paths {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+/// Rolls back the commit that process `pid` began in `dir` and did not finish (its journal is
+/// there): each earlier output it moved aside goes back, and each output that did not exist
+/// before is removed. Then the journal goes.
+fn roll_back(dir: &Path, pid: u32) {
+    let journal = dir.join(format!("{PREFIX}{pid}.{JOURNAL}"));
+    let Ok(text) = std::fs::read_to_string(&journal) else { return };
+    for line in text.lines() {
+        let Some((existed, name)) = line.split_once(' ') else { continue };
+        if name.is_empty() || name.contains('/') {
+            continue;
+        }
+        let target = dir.join(name);
+        let backup = dir.join(format!("{PREFIX}{pid}.{name}{PREVIOUS}"));
+        if backup.exists() {
+            let _ = std::fs::rename(&backup, &target);
+        } else if existed == "new" {
+            let _ = std::fs::remove_file(&target);
+        }
+    }
+    sync_dir(dir);
+    let _ = std::fs::remove_file(journal);
+}
+
+/// Removes in `dir` what runs that no longer exist left: a commit they began is rolled back
+/// (their journal says how), then their temporaries and staging folders go. An earlier output
+/// they had moved aside and not replaced is put back.
 pub fn clean_stale(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
+    let entries: Vec<_> = entries.flatten().collect();
+    for entry in &entries {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file.strip_prefix(PREFIX).and_then(|r| r.strip_suffix(&format!(".{JOURNAL}"))) else { continue };
+        if let Ok(pid) = pid.parse::<u32>() {
+            if !alive(pid) {
+                roll_back(dir, pid);
+            }
+        }
+    }
+    for entry in entries {
+        if !entry.path().exists() {
+            continue;
+        }
         let file = entry.file_name().to_string_lossy().into_owned();
         let Some(rest) = file.strip_prefix(PREFIX) else { continue };
         // `<pid>.<name>.partial`, `<pid>.<name>.previous`, and the older `staging-<pid>` folders.
@@ -316,6 +403,44 @@ mod tests {
             staged(dir.path(), "new").commit().unwrap();
             let want: Vec<_> = NAMES.iter().map(|n| (n.to_string(), format!("new {n}"))).collect();
             assert_eq!(listing(dir.path()), want);
+        }
+    }
+
+    /// A process killed at any step of its commit (the commit stops there: nothing is undone),
+    /// over a folder with one earlier output: the next run's clean-up restores the folder.
+    #[test]
+    fn a_commit_killed_at_any_step_is_rolled_back_by_the_next_run() {
+        // Steps: backup a.csv, install a.csv, install b.zip, install c.html.
+        for kill_at in 0..=4 {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("a.csv"), "old a.csv").unwrap();
+            let before = listing(dir.path());
+            let set = staged(dir.path(), "new");
+            let mut k = 0;
+            let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                set.commit_with(&mut |_| {
+                    k += 1;
+                    if k == kill_at + 1 {
+                        panic!("killed");
+                    }
+                    Ok(())
+                })
+            }));
+            if kill_at == 4 {
+                killed.unwrap().unwrap();
+                let want: Vec<_> = NAMES.iter().map(|n| (n.to_string(), format!("new {n}"))).collect();
+                assert_eq!(listing(dir.path()), want, "a finished commit leaves no journal to roll back");
+                continue;
+            }
+            assert!(killed.is_err());
+            assert!(listing(dir.path()).iter().any(|(n, _)| n.ends_with(".commit.journal")));
+            roll_back(dir.path(), std::process::id());
+            for (n, _) in listing(dir.path()) {
+                if n.ends_with(PARTIAL) {
+                    let _ = std::fs::remove_file(dir.path().join(n));
+                }
+            }
+            assert_eq!(listing(dir.path()), before, "killed before step {}", kill_at + 1);
         }
     }
 
