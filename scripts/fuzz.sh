@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Fuzzes the metadata reader, the ZIP reader + matching + decoding, the PyTorch checkpoint reader
 # and the Best Model reader (as predict reads it) for a fixed number of
-# executions each (default 200000), starting from the seeds in fuzz/seeds. Not part of CI.
+# executions each (default 1000000), starting from the seeds in fuzz/seeds. Not part of CI.
 # Usage: scripts/fuzz.sh [RUNS]. Crashes land in fuzz/artifacts/<target>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-runs="${1:-200000}"
+runs="${1:-1000000}"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 for target in metadata archive checkpoint bundle; do
   mkdir -p "fuzz/corpus/$target"
