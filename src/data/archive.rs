@@ -186,7 +186,7 @@ impl<R: Read + Seek> Archive<R> {
 
     /// The decompressed bytes of one entry, refusing more than `MAX_ENTRY_BYTES`.
     pub fn read(&mut self, entry: usize) -> Result<Vec<u8>> {
-        let name = self.entries[entry].name.clone();
+        let name = short(&self.entries[entry].name);
         let display = &self.display_name;
         let mut f = self.zip.by_index(self.entries[entry].index).map_err(|e| {
             let hint = if e.to_string().to_lowercase().contains("password") {

@@ -299,9 +299,10 @@ pub fn parse_metadata(bytes: &[u8], file_name: &str, choice: &ColumnChoice) -> R
         }
         if label.is_empty() && cols.label.is_some() && !choice.label_optional {
             bail_input!(
-                "{file_name} line {line}: the label column '{}' is empty for image '{image}'; \
+                "{file_name} line {line}: the label column '{}' is empty for image '{}'; \
                  give every row a class or remove the row",
-                headers[cols.label.unwrap_or(0)]
+                headers[cols.label.unwrap_or(0)],
+                crate::error::short(&image)
             );
         }
         let opt = |c: Option<usize>| c.map(field).filter(|s| !s.is_empty());
@@ -566,6 +567,13 @@ mod tests {
         let m = parse_metadata(b"image_path,label,fold\na.png,x,0\n", "meta.csv", &named).unwrap();
         assert_eq!(m.split_column.as_deref(), Some("fold"));
         assert!(m.warnings.is_empty());
+    }
+
+    #[test]
+    fn a_name_of_a_megabyte_is_shortened_in_the_message() {
+        let e = err(&format!("image_path,label\n{}.png,\n", "n".repeat(1 << 20)), &ColumnChoice::default());
+        assert!(e.contains("is empty for image 'nnn") && e.contains("(1048580 characters)"), "{}", &e[..100]);
+        assert!(e.len() < 400, "{} characters", e.len());
     }
 
     #[test]

@@ -172,7 +172,8 @@ pub fn from_column(
         match parse_split_value(v) {
             Some(s) => out.push(s),
             None => bail_input!(
-                "line {line}: the split column '{column}' holds '{v}'; use train/validation/test or 0/1/2"
+                "line {line}: the split column '{column}' holds '{}'; use train/validation/test or 0/1/2",
+                crate::error::short(v)
             ),
         }
     }
