@@ -113,13 +113,18 @@ pub fn read_safetensors(bytes: &[u8]) -> Result<HashMap<String, Tensor>> {
 }
 
 pub fn to_zip(vs: &nn::VarStore, config: &BundleConfig) -> Result<Vec<u8>> {
+    let weights = safetensors_bytes(vs, crate::models::find(&config.architecture)?)?;
+    zip_members(&serde_json::to_vec_pretty(config)?, &weights)
+}
+
+/// A Best Model's ZIP from its two members' bytes, stored uncompressed (weights barely compress).
+pub fn zip_members(config_json: &[u8], weights: &[u8]) -> Result<Vec<u8>> {
     let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    let stored =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     w.start_file("config.json", stored)?;
-    w.write_all(&serde_json::to_vec_pretty(config)?)?;
+    w.write_all(config_json)?;
     w.start_file("model.safetensors", stored)?;
-    w.write_all(&safetensors_bytes(vs, crate::models::find(&config.architecture)?)?)?;
+    w.write_all(weights)?;
     Ok(w.finish()?.into_inner())
 }
 
@@ -244,15 +249,8 @@ mod tests {
         }
     }
 
-    /// A Best Model's ZIP with its config.json and weights as given.
     fn zip_with(config_json: &[u8], weights: &[u8]) -> Vec<u8> {
-        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
-        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-        w.start_file("config.json", opts).unwrap();
-        w.write_all(config_json).unwrap();
-        w.start_file("model.safetensors", opts).unwrap();
-        w.write_all(weights).unwrap();
-        w.finish().unwrap().into_inner()
+        zip_members(config_json, weights).unwrap()
     }
 
     fn refused(bytes: &[u8]) -> String {
