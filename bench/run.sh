@@ -2,7 +2,7 @@
 # The performance benchmark (not part of the tests): ours against the Python reference
 # (bench/reference.py: PyTorch 2.13, timm, scikit-learn) in the same run on the same machine,
 # printed as Markdown tables. Usage: bench/run.sh [SECTION ...], sections: throughput ingest
-# e2e accuracy ludwig (default: all). Needs ../shared/data/ham10000 (or HAM10000_DIR).
+# e2e accuracy decisions ludwig (default: all). Needs ../shared/data/ham10000 (or HAM10000_DIR).
 # Takes about 45 minutes on 2 cores; run it alone, as every figure is a ratio of two timings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +13,7 @@ py="$IMAGE_LEARNER_PYTHON"
 ham="${HAM10000_DIR:-../shared/data/ham10000}"
 out="${BENCH_OUT:-$(mktemp -d)}"
 reps="${BENCH_REPS:-3}"
-sections="${*:-throughput ingest e2e accuracy ludwig}"
+sections="${*:-throughput ingest e2e accuracy decisions ludwig}"
 ips() { sed -n 's/.*"images_per_second": *\([0-9.]*\).*/\1/p'; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 rss_mb() { sed -n 's/.*Maximum resident set size (kbytes): \([0-9]*\).*/\1/p' "$1" | awk '{printf "%.0f", $1/1024}'; }
@@ -116,6 +116,44 @@ if [[ " $sections " == *" accuracy "* ]]; then
   done
   awk -F'|' '{ o += $5 + 0; r += $8 + 0; n++ } END {
     printf "\nmean bf16 - fp32 over %d seeds: ours %+.1f points, reference %+.1f points\n", n, o / n, r / n }' "$out/accuracy.rows"
+fi
+
+if [[ " $sections " == *" decisions "* ]]; then
+  # What the decisions fitted on the validation split buy on the test split: the same training
+  # (same seed) decided twice, with the temperature and the tuned threshold (the defaults) and
+  # without (--calibrate none, --threshold 0.5). Real ImageNet EfficientNet-Lite0 weights, the
+  # tutorial's lesion-level split; binary: its mel and nv images (second class: nv).
+  seeds="${BENCH_SEEDS:-42 1 2}"
+  weights="$out/weights"
+  "$bin" weights import efficientnet_lite0 "$IMAGE_LEARNER_LITE0_PTH" --weights-dir "$weights" >/dev/null
+  awk -F, 'NR == 1 || $2 == "mel" || $2 == "nv"' "$ham/image_metadata_split.csv" >"$out/mel_nv.csv"
+  fig() { "$py" -c "import json,sys; m=json.load(open(sys.argv[1]))['test']; print(eval(sys.argv[2]))" "$1/metrics.json" "$2"; }
+  echo
+  echo "## Decisions fitted on the validation split: efficientnet_lite0 (ImageNet), tutorial split (96x96), 5 epochs, test figures"
+  echo
+  echo "| task | seed | temperature | ECE none -> temperature | log loss none -> temperature | top-3 / top-5 accuracy | threshold | F1 (nv) at 0.5 -> tuned | accuracy at 0.5 -> tuned |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  for seed in $seeds; do
+    for task in classification binary; do
+      csv="$ham/image_metadata_split.csv"; [[ $task == binary ]] && csv="$out/mel_nv.csv"
+      for mode in fitted plain; do
+        flags=(); [[ $mode == plain ]] && flags=(--calibrate none) && [[ $task == binary ]] && flags+=(--threshold 0.5)
+        "$bin" train --images "$ham/images_96.zip" --metadata "$csv" --task "$task" --model efficientnet_lite0 \
+          --weights-dir "$weights" --epochs 5 --batch-size 32 --learning-rate 0.001 --seed "$seed" \
+          --augmentation horizontal_flip "${flags[@]}" --output-dir "$out/dec_${task}_${mode}_$seed" >/dev/null 2>"$out/dec_${task}_${mode}_$seed.log"
+      done
+      a="$out/dec_${task}_fitted_$seed"; b="$out/dec_${task}_plain_$seed"
+      t=$("$py" -c "import json,sys; print('%.3f' % json.load(open(sys.argv[1]))['decisions']['temperature'])" "$a/metrics.json")
+      th=$("$py" -c "import json,sys; t=json.load(open(sys.argv[1]))['decisions']['threshold']; print('-' if t is None else '%.3f' % t)" "$a/metrics.json")
+      topk=$(fig "$a" "' / '.join('%.3f' % t['accuracy'] for t in m['top_k_accuracy']) or '-'")
+      f1='-'; acc='-'
+      if [[ $task == binary ]]; then
+        f1="$(fig "$b" "'%.3f' % m['per_class'][1]['f1']") -> $(fig "$a" "'%.3f' % m['per_class'][1]['f1']")"
+        acc="$(fig "$b" "'%.3f' % m['accuracy']") -> $(fig "$a" "'%.3f' % m['accuracy']")"
+      fi
+      echo "| $task | $seed | $t | $(fig "$b" "'%.3f' % m['ece']") -> $(fig "$a" "'%.3f' % m['ece']") | $(fig "$b" "'%.3f' % m['log_loss']") -> $(fig "$a" "'%.3f' % m['log_loss']") | $topk | $th | $f1 | $acc |"
+    done
+  done
 fi
 
 if [[ " $sections " == *" ludwig "* ]]; then

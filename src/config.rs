@@ -287,6 +287,100 @@ impl FromStr for PrecisionChoice {
     }
 }
 
+/// `--threshold`: a binary decision threshold tuned on the validation split, or a fixed one.
+/// Serialised as the fixed value, `null` for auto (as earlier Best Models stored it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ThresholdChoice(pub Option<f32>);
+
+impl ThresholdChoice {
+    pub fn fixed(self) -> Option<f32> {
+        self.0
+    }
+}
+
+impl FromStr for ThresholdChoice {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("auto") {
+            return Ok(ThresholdChoice(None));
+        }
+        match s.parse::<f32>() {
+            Ok(t) if t > 0.0 && t < 1.0 => Ok(ThresholdChoice(Some(t))),
+            _ => Err(input_error(format!("--threshold '{s}': use auto or a number between 0 and 1"))),
+        }
+    }
+}
+
+/// What `--threshold auto` maximises on the validation split.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThresholdMetric {
+    F1,
+    Accuracy,
+    BalancedAccuracy,
+    Precision,
+    Recall,
+    Mcc,
+    Youden,
+}
+
+impl ThresholdMetric {
+    pub const ALL: [ThresholdMetric; 7] = [
+        ThresholdMetric::F1,
+        ThresholdMetric::Accuracy,
+        ThresholdMetric::BalancedAccuracy,
+        ThresholdMetric::Precision,
+        ThresholdMetric::Recall,
+        ThresholdMetric::Mcc,
+        ThresholdMetric::Youden,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ThresholdMetric::F1 => "f1",
+            ThresholdMetric::Accuracy => "accuracy",
+            ThresholdMetric::BalancedAccuracy => "balanced_accuracy",
+            ThresholdMetric::Precision => "precision",
+            ThresholdMetric::Recall => "recall",
+            ThresholdMetric::Mcc => "mcc",
+            ThresholdMetric::Youden => "youden",
+        }
+    }
+}
+
+impl FromStr for ThresholdMetric {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        let key = s.trim().to_ascii_lowercase().replace('-', "_");
+        ThresholdMetric::ALL.into_iter().find(|m| m.name() == key).ok_or_else(|| {
+            let names: Vec<_> = ThresholdMetric::ALL.iter().map(|m| m.name()).collect();
+            input_error(format!("unknown threshold metric '{}': use one of {}", s.trim(), names.join(", ")))
+        })
+    }
+}
+
+/// `--calibrate`: rescale the logits so that the probabilities match the validation split.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CalibrationChoice {
+    #[default]
+    Temperature,
+    None,
+}
+
+impl FromStr for CalibrationChoice {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "temperature" | "temperature_scaling" => Ok(CalibrationChoice::Temperature),
+            "none" | "off" | "false" => Ok(CalibrationChoice::None),
+            other => Err(input_error(format!("unknown calibration '{other}': use temperature or none"))),
+        }
+    }
+}
+
 /// Which images the Predictions CSV covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -386,10 +480,20 @@ pub struct TrainConfig {
     /// Predictions CSV for the test images (test) or every image with its split (all).
     #[arg(long, default_value = "test", value_parser = parse_with::<PredictionsScope>)]
     pub predictions: PredictionsScope,
-    /// Binary task: decision threshold on the second class's probability (default 0.5).
-    #[arg(long)]
+    /// Binary task: the decision threshold on the second class's probability: auto (tuned on the
+    /// validation split, see --threshold-metric) or a number between 0 and 1.
+    #[arg(long, default_value = "auto", value_parser = parse_with::<ThresholdChoice>)]
     #[serde(default)]
-    pub threshold: Option<f32>,
+    pub threshold: ThresholdChoice,
+    /// What --threshold auto maximises on the validation split: f1, accuracy, balanced_accuracy,
+    /// precision, recall, mcc or youden (the scores of the second class).
+    #[arg(long, default_value = "f1", value_parser = parse_with::<ThresholdMetric>)]
+    #[serde(default = "default_threshold_metric")]
+    pub threshold_metric: ThresholdMetric,
+    /// temperature (fitted on the validation split by minimising its log loss) or none.
+    #[arg(long, default_value = "temperature", value_parser = parse_with::<CalibrationChoice>)]
+    #[serde(default = "no_calibration")]
+    pub calibrate: CalibrationChoice,
     /// Evaluate the training images again after training, with the best weights in eval mode
     /// (one more pass over them); without it the train figures come from the best epoch's own
     /// training pass (augmented images, weights still changing), as Keras and timm report them.
@@ -399,6 +503,15 @@ pub struct TrainConfig {
     /// The command line as typed, for the report.
     #[arg(skip)]
     pub command_line: String,
+}
+
+fn default_threshold_metric() -> ThresholdMetric {
+    ThresholdMetric::F1
+}
+
+/// A Best Model written before `--calibrate` existed was not calibrated.
+fn no_calibration() -> CalibrationChoice {
+    CalibrationChoice::None
 }
 
 /// Parses one command's options from flags alone, as the command line would.
@@ -440,7 +553,7 @@ impl TrainConfig {
                 crate::bail_input!("--image-size must be between {MIN_IMAGE_SIZE} and {MAX_IMAGE_SIZE} pixels (got {s})");
             }
         }
-        if let Some(t) = self.threshold {
+        if let Some(t) = self.threshold.fixed() {
             if !(t > 0.0 && t < 1.0) {
                 crate::bail_input!("--threshold must be between 0 and 1 (got {t})");
             }
@@ -619,7 +732,9 @@ mod tests {
             ("image_size", "image_size"),
             ("early_stop", "early_stop"),
             ("validation_metric", "validation_metric"),
-            ("threshold", "threshold"),
+            ("threshold_mode", "threshold"),
+            ("threshold_metric", "threshold_metric"),
+            ("calibrate", "calibrate"),
             ("predictions", "predictions"),
             ("evaluate_train", "evaluate_train"),
         ];

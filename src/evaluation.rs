@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use tch::{nn, Device, Tensor};
+use tch::{nn, Tensor};
 
 use crate::config::{PredictionsScope, TrainConfig};
 use crate::data::batches::{Batch, EpochBatches, Normalization};
@@ -25,13 +25,7 @@ pub fn batch_tensors(b: &Batch, size: usize, compute: &Compute) -> (Tensor, Tens
     (compute.input(x), y.to_device(compute.device))
 }
 
-/// One row of scores per image (a tensor of N x outputs), as vectors.
-pub fn rows(scores: &Tensor) -> Vec<Vec<f32>> {
-    let scores = scores.to_device(Device::Cpu);
-    let width = scores.size().last().copied().unwrap_or(1).max(1) as usize;
-    let flat = Vec::<f32>::try_from(scores.flatten(0, -1)).expect("float scores");
-    flat.chunks(width).map(<[f32]>::to_vec).collect()
-}
+pub use crate::task::rows;
 
 /// What an evaluation pass needs: the model, the task, the images and how to run them.
 pub struct Evaluator<'a> {
@@ -44,16 +38,22 @@ pub struct Evaluator<'a> {
 }
 
 impl Evaluator<'_> {
-    /// The task's scores for images `indices` of the set, in that order, in eval mode.
-    pub fn scores(&self, indices: &[usize]) -> Vec<Vec<f32>> {
+    /// The network's outputs (logits, as float32) for images `indices` of the set, in that
+    /// order, in eval mode.
+    pub fn logits(&self, indices: &[usize]) -> Vec<Vec<f32>> {
         let mut out = Vec::with_capacity(indices.len());
         tch::no_grad(|| {
             for b in EpochBatches::evaluation(self.set.clone(), indices, self.batch_size, self.normalization) {
                 let (x, _) = batch_tensors(&b, self.set.size, self.compute);
-                out.extend(rows(&self.task.scores(&self.compute.run(|| self.net.forward(&x, false, false)))));
+                out.extend(rows(&self.compute.run(|| self.net.forward(&x, false, false)).to_kind(tch::Kind::Float)));
             }
         });
         out
+    }
+
+    /// The task's scores for images `indices`, in that order.
+    pub fn scores(&self, indices: &[usize]) -> Vec<Vec<f32>> {
+        self.task.probabilities(&self.logits(indices))
     }
 }
 
@@ -83,6 +83,10 @@ pub struct FinalFigures {
     pub train_scores: Option<Vec<Vec<f32>>>,
     pub validation_scores: Option<Vec<Vec<f32>>>,
     pub test_scores: Vec<Vec<f32>>,
+    /// The network's outputs behind the validation and test scores (before the temperature).
+    pub validation_logits: Option<Vec<Vec<f32>>>,
+    pub test_logits: Vec<Vec<f32>>,
+    pub validation_truth: Vec<usize>,
     pub test_truth: Vec<usize>,
     /// Bootstrap 95% intervals of the test figures.
     pub test_intervals: Option<Intervals>,
@@ -91,9 +95,10 @@ pub struct FinalFigures {
 impl FinalFigures {
     /// Validation: the best epoch's pass, which the restored weights repeat exactly. Train: the
     /// best epoch's own training pass, unless asked to evaluate the training images again (or
-    /// every image's prediction is wanted). Test: evaluated now, once.
+    /// every image's prediction is wanted). Test: evaluated now, once. Validation and test are
+    /// decided as `ev.task` decides (its temperature and threshold).
     /// `best_training_pass`: the best epoch's truth and scores; `best_validation`: its validation
-    /// scores.
+    /// logits.
     pub fn compute(
         ev: &Evaluator,
         plan: &SplitPlan,
@@ -103,20 +108,34 @@ impl FinalFigures {
     ) -> FinalFigures {
         let (task, set) = (ev.task, ev.set);
         let truth = |indices: &[usize]| -> Vec<usize> { indices.iter().map(|&i| set.labels[i]).collect() };
-        let evaluate = |indices: &[usize]| ev.scores(indices);
         let again = cfg.evaluate_train || cfg.predictions == PredictionsScope::All;
-        let train_scores = again.then(|| evaluate(&plan.train));
+        let train_scores = again.then(|| ev.scores(&plan.train));
         let train = match &train_scores {
             Some(p) => task.metrics(&truth(&plan.train), p),
             None => task.metrics(&best_training_pass.0, &best_training_pass.1),
         };
-        let validation_scores = best_validation.cloned();
-        let validation = validation_scores.as_ref().map(|p| task.metrics(&truth(&plan.validation), p));
-        let test_scores = evaluate(&plan.test);
+        let validation_logits = best_validation.cloned();
+        let validation_truth = truth(&plan.validation);
+        let validation_scores = validation_logits.as_ref().map(|l| task.probabilities(l));
+        let validation = validation_scores.as_ref().map(|p| task.metrics(&validation_truth, p));
+        let test_logits = ev.logits(&plan.test);
+        let test_scores = task.probabilities(&test_logits);
         let test_truth = truth(&plan.test);
         let test = task.metrics(&test_truth, &test_scores);
         let test_intervals = task.intervals(&test_truth, &test_scores, cfg.seed);
-        FinalFigures { train, validation, test, train_scores, validation_scores, test_scores, test_truth, test_intervals }
+        FinalFigures {
+            train,
+            validation,
+            test,
+            train_scores,
+            validation_scores,
+            test_scores,
+            validation_logits,
+            test_logits,
+            validation_truth,
+            test_truth,
+            test_intervals,
+        }
     }
 
     /// The figures per split, in split order (no validation entry without validation images).

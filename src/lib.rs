@@ -5,12 +5,14 @@
 //! checks it): `error`, `shim` (the C++ kernels' declarations) -> `config` (every option) ->
 //! `device`, `precision`, `runtime` (where and how the arithmetic runs) -> `data` (CSV, ZIP,
 //! decoding, split, augmentation, batches) -> `models` (one file per family, with its facts),
-//! `optimizer` -> `metrics` -> `task` (what differs between tasks) -> `weights` (checkpoints,
+//! `optimizer` -> `metrics` -> `task` (what differs between tasks) -> `decisions` (temperature
+//! and threshold, fitted on the validation split) -> `weights` (checkpoints,
 //! pretrained weights, the Best Model bundle) -> `evaluation` -> `train` -> `outputs`, `synth`
 //! -> `report` -> `commands` (one short orchestrator per subcommand).
 pub mod commands;
 pub mod config;
 pub mod data;
+pub mod decisions;
 pub mod device;
 pub mod error;
 pub mod evaluation;

@@ -13,6 +13,14 @@ use crate::metrics::{self, Intervals, Metrics};
 /// Bootstrap resamples behind every 95% interval of the test figures.
 pub const BOOTSTRAP_RESAMPLES: usize = 1000;
 
+/// One row of scores per image (a float tensor of N x outputs), as vectors.
+pub fn rows(scores: &Tensor) -> Vec<Vec<f32>> {
+    let scores = scores.to_device(tch::Device::Cpu);
+    let width = scores.size().last().copied().unwrap_or(1).max(1) as usize;
+    let flat = Vec::<f32>::try_from(scores.flatten(0, -1)).expect("float scores");
+    flat.chunks(width).map(<[f32]>::to_vec).collect()
+}
+
 /// A task with its classes: what the stages ask instead of branching on the task.
 #[derive(Clone, Debug)]
 pub struct Task {
@@ -21,6 +29,9 @@ pub struct Task {
     /// Binary: the second class is predicted when its probability reaches this (else the more
     /// probable class, i.e. 0.5).
     pub threshold: Option<f32>,
+    /// The logits are divided by this before the softmax (1: as the network gives them); fitted
+    /// by `decisions` after training.
+    pub temperature: f32,
 }
 
 impl Task {
@@ -43,7 +54,7 @@ impl Task {
                 classes.join(", ")
             );
         }
-        Ok(Task { kind, classes: classes.to_vec(), threshold })
+        Ok(Task { kind, classes: classes.to_vec(), threshold, temperature: 1.0 })
     }
 
     /// Outputs of the model's head.
@@ -56,9 +67,27 @@ impl Task {
         logits.cross_entropy_for_logits(targets)
     }
 
-    /// The scores the outputs give (softmax probabilities, one per class), as float32.
+    /// The scores the outputs give (softmax probabilities, one per class, at the task's
+    /// temperature), as float32.
     pub fn scores(&self, logits: &Tensor) -> Tensor {
-        logits.softmax(-1, Kind::Float)
+        if self.temperature == 1.0 {
+            logits.softmax(-1, Kind::Float)
+        } else {
+            (logits.to_kind(Kind::Float) / f64::from(self.temperature)).softmax(-1, Kind::Float)
+        }
+    }
+
+    /// `scores` of logits already read back, one row per image.
+    pub fn probabilities(&self, logits: &[Vec<f32>]) -> Vec<Vec<f32>> {
+        let Some(width) = logits.first().map(Vec::len) else { return Vec::new() };
+        let flat: Vec<f32> = logits.iter().flatten().copied().collect();
+        let t = Tensor::from_slice(&flat).view([logits.len() as i64, width as i64]);
+        rows(&self.scores(&t))
+    }
+
+    /// The same task without calibration: what the network's own probabilities decide.
+    pub fn uncalibrated(&self) -> Task {
+        Task { temperature: 1.0, ..self.clone() }
     }
 
     /// The class decided from one image's probabilities.

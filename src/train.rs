@@ -133,9 +133,9 @@ pub struct TrainOutcome {
     pub stopped_early: bool,
     /// Set when the loss became NaN or infinite: the epoch, and training stopped there.
     pub diverged_at: Option<usize>,
-    /// The best epoch's validation probabilities, in `val_idx` order (None without validation
-    /// images). The restored best weights give exactly these again, so they are not recomputed.
-    pub best_validation_probs: Option<Vec<Vec<f32>>>,
+    /// The best epoch's validation logits, in `val_idx` order (None without validation images).
+    /// The restored best weights give exactly these again, so they are not recomputed.
+    pub best_validation_logits: Option<Vec<Vec<f32>>>,
     /// The best epoch's own training pass (augmented images, train mode): the truth and the
     /// probabilities, in the order the batches came.
     pub best_training_pass: (Vec<usize>, Vec<Vec<f32>>),
@@ -218,7 +218,7 @@ pub fn fit(
     let mut history = Vec::new();
     let mut best: Option<(usize, f64)> = None;
     let mut best_state = None;
-    let mut best_validation_probs = None;
+    let mut best_validation_logits = None;
     let mut best_training_pass = (Vec::new(), Vec::new());
     let mut since_best = 0;
     let mut stopped_early = false;
@@ -289,8 +289,8 @@ pub fn fit(
             eprintln!("epoch {e}: {what} became NaN or infinite; training stops here (try a lower --learning-rate)");
             break;
         }
-        let val_probs = (!val_idx.is_empty())
-            .then(|| validator.scores(val_idx));
+        let val_logits = (!val_idx.is_empty()).then(|| validator.logits(val_idx));
+        let val_probs = val_logits.as_ref().map(|l| s.task.probabilities(l));
         let val = val_probs.as_ref().map(|probs| {
             let truth: Vec<usize> = val_idx.iter().map(|&i| set.labels[i]).collect();
             s.task.metrics(&truth, probs)
@@ -335,7 +335,7 @@ pub fn fit(
         if improved {
             best = Some((epoch, score.unwrap_or(f64::NAN)));
             best_state = Some(snapshot(vs));
-            best_validation_probs = val_probs;
+            best_validation_logits = val_logits;
             best_training_pass = (epoch_truth, epoch_probs);
             since_best = 0;
         } else {
@@ -355,7 +355,7 @@ pub fn fit(
         );
     };
     restore(vs, best_state.as_ref().expect("state saved with the best epoch"));
-    Ok(TrainOutcome { history, best_epoch, stopped_early, diverged_at, best_validation_probs, best_training_pass })
+    Ok(TrainOutcome { history, best_epoch, stopped_early, diverged_at, best_validation_logits, best_training_pass })
 }
 
 #[cfg(test)]

@@ -56,6 +56,10 @@ fn options_and_tables_that_cannot_train() {
     fails(d, &zip, &csv, &["--split", "50/10/10"], "sum to 70, not 100");
     fails(d, &zip, &csv, &["--split", "110/-10/0"], "give three numbers");
     fails(d, &zip, &csv, &["--task", "binary"], "--task binary needs exactly two classes");
+    fails(d, &zip, &csv, &["--threshold", "0.3"], "--threshold applies to --task binary only");
+    fails(d, &zip, &csv, &["--threshold", "1.5"], "--threshold '1.5': use auto or a number between 0 and 1");
+    fails(d, &zip, &csv, &["--threshold-metric", "auc"], "unknown threshold metric 'auc': use one of f1, accuracy");
+    fails(d, &zip, &csv, &["--calibrate", "platt"], "unknown calibration 'platt': use temperature or none");
     fails(d, &zip, &csv, &["--image-column", "9"], "has only 2 columns");
     let weights = d.join("no-weights");
     fails(

@@ -236,3 +236,91 @@ fn final_figures_reuse_the_best_epochs_passes_exactly() {
         assert_eq!(csv_rows(&again_csv)[1..], picked[..], "{split}: predict must give the reused probabilities");
     }
 }
+
+/// Trains through the binary on the sample with `extra` flags; returns the output folder, the
+/// metrics and the process's messages.
+fn train_sample(dir: &std::path::Path, name: &str, csv: &std::path::Path, extra: &[&str]) -> (std::path::PathBuf, serde_json::Value, String) {
+    let out = dir.join(name);
+    let zip = sample_zip();
+    let mut args = vec![
+        "train", "--images", zip.to_str().unwrap(), "--metadata", csv.to_str().unwrap(),
+        "--model", "resnet18", "--use-pretrained", "false", "--epochs", "2", "--batch-size", "16", "--image-size", "32",
+        "--threads", "2", "--device", "cpu", "--output-dir", out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let metrics = serde_json::from_slice(&std::fs::read(out.join(outputs::METRICS)).unwrap()).unwrap();
+    (out, metrics, stderr(&o))
+}
+
+/// The temperature is fitted on the validation split after training: the same training with and
+/// without it decides every test image alike, while the probabilities and log loss move.
+#[test]
+fn the_temperature_changes_probabilities_never_decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cal, cal_m, _) = train_sample(dir.path(), "calibrated", &sample_csv(), &[]);
+    let (raw, raw_m, _) = train_sample(dir.path(), "raw", &sample_csv(), &["--calibrate", "none"]);
+    let t = cal_m["decisions"]["temperature"].as_f64().unwrap();
+    assert!(t > 0.0 && t != 1.0, "{t}");
+    assert!(cal_m["decisions"]["temperature_source"].as_str().unwrap().starts_with("fitted on the 18 validation images"));
+    assert_eq!(raw_m["decisions"]["temperature"].as_f64(), Some(1.0));
+    let (a, b) = (csv_rows(&cal.join(outputs::PREDICTIONS)), csv_rows(&raw.join(outputs::PREDICTIONS)));
+    let column = |rows: &[Vec<String>], i: usize| rows.iter().map(|r| r[i].clone()).collect::<Vec<_>>();
+    assert_eq!(column(&a, 2), column(&b, 2), "the decided classes");
+    assert_ne!(column(&a, 3), column(&b, 3), "the confidences");
+    assert_eq!(cal_m["test"]["accuracy"], raw_m["test"]["accuracy"]);
+    assert_eq!(cal_m["test"]["confusion_matrix"], raw_m["test"]["confusion_matrix"]);
+    assert_ne!(cal_m["test"]["log_loss"], raw_m["test"]["log_loss"]);
+    // On the validation split, where it was fitted, the temperature can only lower the log loss.
+    assert!(cal_m["validation"]["log_loss"].as_f64().unwrap() <= raw_m["validation"]["log_loss"].as_f64().unwrap() + 1e-12);
+    assert!((bundle::read(&cal.join(outputs::BEST_MODEL)).unwrap().config.temperature as f64 - t).abs() < 1e-6);
+    let html = std::fs::read_to_string(cal.join(outputs::REPORT)).unwrap();
+    for text in ["Temperature scaling divides every logit", "ECE before", "Reliability per class", "Brier score"] {
+        assert!(html.contains(text), "{text}");
+    }
+    // The sample has three classes: top-3 would be every image, so no top-k at all.
+    assert_eq!(cal_m["test"]["top_k_accuracy"], serde_json::json!([]));
+    assert!(!html.contains("Top-3"));
+    assert!(!std::fs::read_to_string(raw.join(outputs::REPORT)).unwrap().contains("ECE before"));
+}
+
+/// Binary: the threshold is tuned on the calibrated validation probabilities, stored in the Best
+/// Model, used for every test decision, and applied again by `predict`.
+#[test]
+fn a_tuned_threshold_decides_the_test_images_and_predict_reuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = repo().join("test-data/sample_metadata_binary.csv");
+    let (out, m, _) = train_sample(dir.path(), "binary", &csv, &["--task", "binary", "--threshold-metric", "mcc", "--split", "60/20/20"]);
+    let d = &m["decisions"];
+    let t = d["threshold"].as_f64().unwrap();
+    assert!(d["threshold_source"].as_str().unwrap().starts_with("tuned on the 24 validation images: maximises mcc"), "{d}");
+    let b = bundle::read(&out.join(outputs::BEST_MODEL)).unwrap();
+    assert_eq!(b.config.threshold.map(f64::from), Some(t));
+    let preds = csv_rows(&out.join(outputs::PREDICTIONS));
+    let second = preds[0][5].strip_prefix("prob_").unwrap().to_string();
+    for r in &preds[1..] {
+        let p1: f32 = r[5].parse().unwrap();
+        // The CSV rounds to 6 decimals: only images well away from the threshold are checked.
+        if (f64::from(p1) - t).abs() > 1e-5 {
+            assert_eq!(r[2] == second, f64::from(p1) >= t, "{r:?} at threshold {t}");
+        }
+    }
+    let html = std::fs::read_to_string(out.join(outputs::REPORT)).unwrap();
+    assert!(html.contains("Threshold source") && html.contains("Decision threshold (validation split)"));
+    let listing = dir.path().join("test.csv");
+    let text: String = std::iter::once("image_path,label\n".to_string()).chain(preds[1..].iter().map(|r| format!("{},{}\n", r[0], r[1]))).collect();
+    std::fs::write(&listing, text).unwrap();
+    let again = dir.path().join("again.csv");
+    let o = run(&[
+        "predict", "--model", out.join(outputs::BEST_MODEL).to_str().unwrap(), "--images", sample_zip().to_str().unwrap(),
+        "--metadata", listing.to_str().unwrap(), "--output", again.to_str().unwrap(), "--threads", "2", "--device", "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(csv_rows(&again), preds, "predict decides with the stored temperature and threshold");
+
+    // Without a validation split: 0.5 and no temperature, each with a warning.
+    let (_, m, log) = train_sample(dir.path(), "no_validation", &csv, &["--task", "binary", "--split", "80/0/20"]);
+    assert_eq!((m["decisions"]["threshold"].as_f64(), m["decisions"]["temperature"].as_f64()), (Some(0.5), Some(1.0)));
+    assert!(log.contains("--threshold auto needs a validation split") && log.contains("--calibrate temperature needs a validation split"), "{log}");
+}

@@ -10,6 +10,7 @@ const LAYERS: &[&[&str]] = &[
     &["models", "optimizer"],
     &["metrics"],
     &["task"],
+    &["decisions"],
     &["weights"],
     &["evaluation"],
     &["train"],

@@ -1,7 +1,13 @@
 //! Every metric against scikit-learn on the same labels and probabilities, to 1e-9: a 7-class
-//! set, a binary set, heavy ties, a class never predicted, a class absent from the truth.
+//! set, a binary set, heavy ties, a class never predicted, a class absent from the truth. Also
+//! the calibration figures (against `calibration_curve` and `brier_score_loss`), the tuned binary
+//! threshold (against each metric of scikit-learn at every cut) and the fitted temperature
+//! (against SciPy's bounded minimisation of scikit-learn's log loss).
 mod common;
 
+use image_learner::config::ThresholdMetric;
+use image_learner::decisions::{temperature, threshold};
+use image_learner::metrics::calibration::{reliability, RELIABILITY_BINS};
 use image_learner::metrics::{compute, Metrics};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -58,6 +64,28 @@ fn close(ours: f64, theirs: &Value, what: &str) {
     assert!((ours - t).abs() <= 1e-9, "{what}: ours {ours}, scikit-learn {t}");
 }
 
+fn compare_calibration(name: &str, c: &Case, m: &Metrics, r: &Value) {
+    let top_k: Vec<f64> = m.top_k_accuracy.iter().map(|t| t.accuracy).collect();
+    assert_eq!(top_k.len(), r["top_k"].as_array().unwrap().len(), "{name}: top-k for k = {:?}", m.top_k_accuracy);
+    for (i, v) in top_k.iter().enumerate() {
+        close(*v, &r["top_k"][i], &format!("{name} top-{} accuracy", m.top_k_accuracy[i].k));
+    }
+    close(m.brier_score, &r["brier"], &format!("{name} brier"));
+    close(m.ece, &r["ece"], &format!("{name} ece"));
+    close(m.mce, &r["mce"], &format!("{name} mce"));
+    for k in 0..c.k {
+        let scores: Vec<f64> = c.probs.iter().map(|p| p[k] as f64).collect();
+        let hits: Vec<bool> = c.y.iter().map(|&t| t == k).collect();
+        let bins = reliability(&scores, &hits, RELIABILITY_BINS);
+        let theirs = &r["reliability_per_class"][k];
+        assert_eq!(json!(bins.iter().map(|b| b.count).collect::<Vec<_>>()), theirs["count"], "{name} class {k} bin counts");
+        for (i, b) in bins.iter().enumerate() {
+            close(b.hit_rate, &theirs["hit_rate"][i], &format!("{name} class {k} bin {i} hit rate"));
+            close(b.mean_score, &theirs["mean_score"][i], &format!("{name} class {k} bin {i} mean score"));
+        }
+    }
+}
+
 fn compare(name: &str, m: &Metrics, r: &Value) {
     let scalars: [(&str, f64); 14] = [
         ("accuracy", m.accuracy),
@@ -102,10 +130,32 @@ fn compare(name: &str, m: &Metrics, r: &Value) {
 fn every_metric_matches_scikit_learn() {
     let dir = tempfile::tempdir().unwrap();
     let cases = cases();
-    let input: Vec<Value> = cases
+    let tuned = |c: &Case| -> Vec<(ThresholdMetric, threshold::Tuned)> {
+        let p1: Vec<f32> = c.probs.iter().map(|p| p[1]).collect();
+        let positive: Vec<bool> = c.y.iter().map(|&t| t == 1).collect();
+        ThresholdMetric::ALL.iter().map(|&m| (m, threshold::tune(&p1, &positive, m).unwrap())).collect()
+    };
+    let mut input: Vec<Value> = cases
         .iter()
-        .map(|c| json!({"name": c.name, "k": c.k, "y_true": c.y, "probs": c.probs.iter().map(|p| p.iter().map(|&v| v as f64).collect::<Vec<_>>()).collect::<Vec<_>>()}))
+        .map(|c| {
+            let mut v = json!({"name": c.name, "k": c.k, "y_true": c.y, "probs": c.probs.iter().map(|p| p.iter().map(|&v| v as f64).collect::<Vec<_>>()).collect::<Vec<_>>()});
+            if c.k == 2 {
+                v["thresholds"] = tuned(c).iter().map(|(m, t)| (m.name().to_string(), json!(t.threshold as f64))).collect::<serde_json::Map<_, _>>().into();
+            }
+            v
+        })
         .collect();
+    // Overconfident logits (a noisy rule, scaled up) for the temperature.
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let (logits, logit_truth): (Vec<Vec<f32>>, Vec<usize>) = (0..200)
+        .map(|_| {
+            let z: Vec<f32> = (0..4).map(|_| rng.random::<f32>() * 12.0 - 6.0).collect();
+            let top = image_learner::metrics::argmax(&z);
+            let y = if rng.random::<f32>() < 0.7 { top } else { rng.random_range(0..4) };
+            (z, y)
+        })
+        .unzip();
+    input.push(json!({"name": "temperature", "y_true": logit_truth, "logits": logits.iter().map(|z| z.iter().map(|&v| v as f64).collect::<Vec<_>>()).collect::<Vec<_>>()}));
     let (cin, cout) = (dir.path().join("cases.json"), dir.path().join("sklearn.json"));
     std::fs::write(&cin, serde_json::to_vec(&input).unwrap()).unwrap();
     let python = std::env::var("IMAGE_LEARNER_PYTHON").expect("IMAGE_LEARNER_PYTHON is set by scripts/setup-test.sh");
@@ -118,8 +168,26 @@ fn every_metric_matches_scikit_learn() {
     let reference: Value = serde_json::from_slice(&std::fs::read(&cout).unwrap()).unwrap();
     for c in &cases {
         let classes: Vec<String> = (0..c.k).map(|i| format!("c{i}")).collect();
-        compare(c.name, &compute(&c.y, &c.probs, &classes), &reference[c.name]);
+        let m = compute(&c.y, &c.probs, &classes);
+        compare(c.name, &m, &reference[c.name]);
+        compare_calibration(c.name, c, &m, &reference[c.name]);
+        if c.k == 2 {
+            for (metric, t) in tuned(c) {
+                let r = &reference[c.name]["thresholds"][metric.name()];
+                let what = format!("{} threshold {} for {}", c.name, t.threshold, metric.name());
+                close(t.value, &r["at_ours"], &what);
+                close(t.value, &r["best"], &format!("{what}: the best cut"));
+            }
+        }
     }
+    let r = &reference["temperature"];
+    let ours = temperature::fit(&logits, &logit_truth);
+    let theirs = r["temperature"].as_f64().unwrap();
+    assert!((ours - theirs).abs() < 1e-4 * theirs, "temperature: ours {ours}, SciPy {theirs}");
+    assert!(temperature::log_loss(&logits, &logit_truth, ours) <= r["log_loss"].as_f64().unwrap() + 1e-12, "ours is at least as good a minimum");
+    close(temperature::log_loss(&logits, &logit_truth, theirs), &r["log_loss"], "log loss at SciPy's temperature");
+    close(temperature::log_loss(&logits, &logit_truth, 1.0), &r["log_loss_at_1"], "log loss at temperature 1");
+    assert!(ours > 1.2, "the logits were made overconfident: {ours}");
     // The cases do exercise what they are named for.
     let never = &reference["never_predicted"]["confusion_matrix"];
     assert!((0..3).all(|t| never[t][2] == 0));

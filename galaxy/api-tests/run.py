@@ -64,7 +64,10 @@ def form_test():
         "image_size": ("Image size", None),
         "early_stop": ("Early stopping (epochs)", None),
         "validation_metric": ("Validation metric", "loss"),
-        "threshold": ("Decision threshold (binary classification)", None),
+        "threshold_mode": ("Decision threshold (binary classification)", "auto"),
+        "threshold_metric": ("Threshold chosen to maximise", "f1"),
+        "threshold": ("Threshold", "0.5"),
+        "calibrate": ("Calibrate probabilities", "temperature"),
     }
     for name, (label, default) in expect.items():
         p = params.get(name)

@@ -7,11 +7,11 @@ use anyhow::Result;
 
 use crate::config::TrainConfig;
 use crate::data::{self, metadata::ColumnChoice, split, SizePolicy};
-use crate::evaluation::FinalFigures;
+use crate::evaluation::{self, FinalFigures};
 use crate::metrics::Metrics;
 use crate::outputs::{self, TrainedRun};
 use crate::task::Task;
-use crate::{device, models, precision, report, runtime, train, weights};
+use crate::{decisions, device, models, precision, report, runtime, train, weights};
 
 pub struct RunSummary {
     pub output_dir: std::path::PathBuf,
@@ -50,7 +50,7 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
     let ingested = started.elapsed().as_secs_f64();
     let mut warnings = ing.announce();
     let s = &ing.summary;
-    let task = Task::for_training(cfg.task, &ing.images.classes, cfg.threshold, &s.label_column, &s.metadata_file)?;
+    let task = Task::for_training(cfg.task, &ing.images.classes, cfg.threshold.fixed(), &s.label_column, &s.metadata_file)?;
 
     // Split.
     let plan = split::plan(&ing, &cfg.split, cfg.seed)?;
@@ -87,10 +87,20 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
         ));
     }
 
+    // Decide: the temperature and the binary threshold, fitted on the validation split.
+    let validation_truth: Vec<usize> = plan.validation.iter().map(|&i| set.labels[i]).collect();
+    let validation = outcome.best_validation_logits.as_deref().map(|l| (l, validation_truth.as_slice()));
+    let announced = warnings.len();
+    let (task, decided) = decisions::fit(&task, validation, cfg, &mut warnings);
+    for w in &warnings[announced..] {
+        eprintln!("warning: {w}");
+    }
+    eprintln!("{}", decided.describe());
+
     // Evaluate.
     let evaluation_started = Instant::now();
-    let evaluator = settings.evaluator(&model.net, &set);
-    let figures = FinalFigures::compute(&evaluator, &plan, &outcome.best_training_pass, outcome.best_validation_probs.as_ref(), cfg);
+    let evaluator = evaluation::Evaluator { task: &task, ..settings.evaluator(&model.net, &set) };
+    let figures = FinalFigures::compute(&evaluator, &plan, &outcome.best_training_pass, outcome.best_validation_logits.as_ref(), cfg);
     let evaluation = evaluation_started.elapsed().as_secs_f64();
 
     // Outputs and report, staged and committed together.
@@ -99,6 +109,7 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
         cfg,
         spec,
         task: &task,
+        decisions: &decided,
         set: &set,
         summary: &ing.summary,
         plan: &plan,

@@ -5,7 +5,9 @@ use tch::nn;
 use crate::config::{PredictionsScope, TrainConfig};
 use crate::data::split::{Split, SplitPlan};
 use crate::data::{ImageSet, IngestSummary};
+use crate::decisions::Decisions;
 use crate::evaluation::{self, FinalFigures};
+use crate::metrics;
 use crate::models::ModelSpec;
 use crate::precision::Compute;
 use crate::task::Task;
@@ -19,6 +21,7 @@ pub struct TrainedRun<'a> {
     pub cfg: &'a TrainConfig,
     pub spec: &'static ModelSpec,
     pub task: &'a Task,
+    pub decisions: &'a Decisions,
     pub set: &'a ImageSet,
     pub summary: &'a IngestSummary,
     pub plan: &'a SplitPlan,
@@ -82,6 +85,8 @@ impl TrainedRun<'_> {
             },
             "best_epoch": self.outcome.best_epoch,
             "classes": &self.task.classes,
+            "decisions": self.decisions,
+            "calibration_bins": metrics::calibration::RELIABILITY_BINS,
         });
         Ok(serde_json::to_vec_pretty(&json)?)
     }
@@ -99,6 +104,9 @@ impl TrainedRun<'_> {
             best_epoch: self.outcome.best_epoch,
             eval_batch_size: evaluation::batch_size(self.batch_size),
             options: self.cfg.clone(),
+            temperature: self.task.temperature,
+            threshold: self.task.threshold,
+            threshold_source: self.decisions.threshold_source.clone(),
         };
         bundle::to_zip(self.vs, &config)
     }

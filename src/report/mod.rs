@@ -23,12 +23,14 @@ pub struct Item {
 }
 
 /// A table row: its first cell, then the others.
+#[derive(Clone)]
 pub struct Row {
     pub name: String,
     pub values: Vec<String>,
     pub class: String,
 }
 
+#[derive(Clone)]
 pub struct Table {
     pub header: Vec<String>,
     pub rows: Vec<Row>,
@@ -83,6 +85,10 @@ pub struct ReportPage {
     pub per_class: Table,
     pub gallery: Vec<Thumb>,
     pub gallery_note: String,
+    pub calibration_note: String,
+    pub calibration_table: Option<Table>,
+    pub calibration_plots: Vec<Plot>,
+    pub threshold_plots: Vec<Plot>,
 }
 
 pub fn f4(v: f64) -> String {
@@ -127,6 +133,14 @@ pub struct ReportInput<'a> {
     /// RGB pixels (size x size x 3) of the test image at each position.
     pub test_pixels: &'a dyn Fn(usize) -> Vec<u8>,
     pub image_size: usize,
+    /// The test probabilities before the temperature (None when there is none).
+    pub test_probs_uncalibrated: Option<&'a [Vec<f32>]>,
+    /// Calibration figures before and after the temperature, per split.
+    pub calibration: Option<Table>,
+    pub calibration_note: String,
+    /// Binary `--threshold auto`: the metric maximised and its value against every candidate
+    /// threshold on the validation split.
+    pub threshold_curve: Option<(&'a str, &'a [(f64, f64)])>,
 }
 
 fn headline(input: &ReportInput) -> Table {
@@ -141,29 +155,37 @@ fn headline(input: &ReportInput) -> Table {
 
 fn headline_rows_for(per_split: &[(Split, &Metrics)], test_intervals: Option<&Intervals>) -> Vec<Row> {
     let ci = |s: Split| if s == Split::Test { test_intervals } else { None };
-    type F = fn(&Metrics, Option<&Intervals>) -> String;
-    let rows: [(&str, F); 11] = [
-        ("Accuracy", |m, c| with_ci(m.accuracy, c.map(|c| c.accuracy))),
-        ("Balanced accuracy", |m, _| f4(m.balanced_accuracy)),
-        ("Precision (macro)", |m, _| f4(m.macro_precision)),
-        ("Recall (macro)", |m, _| f4(m.macro_recall)),
-        ("F1 (macro)", |m, c| with_ci(m.macro_f1, c.map(|c| c.macro_f1))),
-        ("F1 (weighted)", |m, _| f4(m.weighted_f1)),
-        ("ROC-AUC (one-vs-rest, macro)", |m, c| match m.roc_auc_macro {
-            Some(v) => with_ci(v, c.and_then(|c| c.roc_auc_macro)),
-            None => "n/a".into(),
-        }),
-        ("Cohen's kappa", |m, _| f4(m.cohen_kappa)),
-        ("Matthews correlation", |m, _| f4(m.matthews_corrcoef)),
-        ("Log loss", |m, _| f4(m.log_loss)),
-        ("Images", |m, _| m.n.to_string()),
+    type F<'f> = Box<dyn Fn(&Metrics, Option<&Intervals>) -> String + 'f>;
+    let mut rows: Vec<(String, F)> = vec![
+        ("Accuracy".into(), Box::new(|m, c| with_ci(m.accuracy, c.map(|c| c.accuracy)))),
+        ("Balanced accuracy".into(), Box::new(|m, _| f4(m.balanced_accuracy))),
+        ("Precision (macro)".into(), Box::new(|m, _| f4(m.macro_precision))),
+        ("Recall (macro)".into(), Box::new(|m, _| f4(m.macro_recall))),
+        ("F1 (macro)".into(), Box::new(|m, c| with_ci(m.macro_f1, c.map(|c| c.macro_f1)))),
+        ("F1 (weighted)".into(), Box::new(|m, _| f4(m.weighted_f1))),
+        (
+            "ROC-AUC (one-vs-rest, macro)".into(),
+            Box::new(|m, c| match m.roc_auc_macro {
+                Some(v) => with_ci(v, c.and_then(|c| c.roc_auc_macro)),
+                None => "n/a".into(),
+            }),
+        ),
     ];
+    // Every split has the same classes, so the same k.
+    let ks: Vec<usize> = per_split.first().map_or(Vec::new(), |(_, m)| m.top_k_accuracy.iter().map(|t| t.k).collect());
+    for (i, k) in ks.into_iter().enumerate() {
+        rows.push((format!("Top-{k} accuracy"), Box::new(move |m, _| m.top_k_accuracy.get(i).map_or("n/a".into(), |t| f4(t.accuracy)))));
+    }
+    rows.extend([
+        ("Cohen's kappa".to_string(), Box::new(|m: &Metrics, _: Option<&Intervals>| f4(m.cohen_kappa)) as F),
+        ("Matthews correlation".into(), Box::new(|m, _| f4(m.matthews_corrcoef))),
+        ("Log loss".into(), Box::new(|m, _| f4(m.log_loss))),
+        ("Brier score".into(), Box::new(|m, _| f4(m.brier_score))),
+        (format!("Expected calibration error ({} bins)", metrics::calibration::RELIABILITY_BINS), Box::new(|m, _| f4(m.ece))),
+        ("Images".into(), Box::new(|m, _| m.n.to_string())),
+    ]);
     rows.iter()
-        .map(|(name, f)| Row {
-            name: name.to_string(),
-            values: per_split.iter().map(|(s, m)| f(m, ci(*s))).collect(),
-            class: String::new(),
-        })
+        .map(|(name, f)| Row { name: name.clone(), values: per_split.iter().map(|(s, m)| f(m, ci(*s))).collect(), class: String::new() })
         .collect()
 }
 
@@ -355,6 +377,68 @@ fn test_plots(input: &ReportInput, m: &Metrics) -> (Vec<Plot>, Plot) {
     (out, confidence)
 }
 
+/// Reliability diagrams of the test images: the top label (after and, if there is one, before
+/// the temperature), then one-vs-rest per class for up to 10 classes.
+fn calibration_plots(input: &ReportInput) -> Vec<Plot> {
+    use metrics::calibration::{reliability, top_label, Bin, RELIABILITY_BINS};
+    let points = |bins: &[Bin]| -> Vec<(f64, f64)> { bins.iter().map(|b| (b.mean_score, b.hit_rate)).collect() };
+    let hover = |label: &str, bins: &[Bin], what: &str| -> Vec<String> {
+        bins.iter().map(|b| format!("{label}: mean {what} {:.3}, observed {:.3}, {} images", b.mean_score, b.hit_rate, b.count)).collect()
+    };
+    let top = |probs: &[Vec<f32>]| {
+        let decided: Vec<usize> = probs.iter().map(|p| input.task.decide(p)).collect();
+        let conf: Vec<f64> = probs.iter().zip(&decided).map(|(p, &d)| p[d] as f64).collect();
+        let right: Vec<bool> = decided.iter().zip(input.test_truth).map(|(d, t)| d == t).collect();
+        top_label(&conf, &right)
+    };
+    let after = top(input.test_probs);
+    let mut series = Vec::new();
+    let mut add = |label: String, c: usize, bins: &[Bin], dashed: bool| {
+        let hover = hover(&label, bins, "confidence");
+        series.push(Series { label, points: points(bins), colour: colour(c), dashed, hover });
+    };
+    let calibrated = input.test_probs_uncalibrated.is_some();
+    add(format!("{} (ECE {:.3})", if calibrated { "after temperature" } else { "model" }, after.ece), 0, &after.bins, false);
+    if let Some(before) = input.test_probs_uncalibrated {
+        let b = top(before);
+        add(format!("before temperature (ECE {:.3})", b.ece), 3, &b.bins, true);
+    }
+    let mut out = vec![Plot {
+        svg: plots::line_chart(&LineChart { title: "Reliability: confidence against accuracy (test)", x_label: "confidence (probability of the decided class)", y_label: "share decided right", x_range: (0.0, 1.0), y_range: (0.0, 1.02), series, marker: None, diagonal: true, integer_x: false }),
+        guide: format!(
+            "Test images binned by confidence ({RELIABILITY_BINS} equal bins; a point per non-empty bin). On the grey diagonal, a model that says 80% is right 80% of the time. Below it the model is overconfident, above it underconfident. ECE is the images-weighted mean gap to the diagonal."
+        ),
+    }];
+    let k = input.task.classes.len();
+    if k <= 10 {
+        let mut per_class = Vec::new();
+        for c in 0..k {
+            let scores: Vec<f64> = input.test_probs.iter().map(|p| p[c] as f64).collect();
+            let hits: Vec<bool> = input.test_truth.iter().map(|&t| t == c).collect();
+            let bins = reliability(&scores, &hits, RELIABILITY_BINS);
+            let label = input.task.classes[c].clone();
+            let hover = hover(&label, &bins, "probability");
+            per_class.push(Series { label, points: points(&bins), colour: colour(c), dashed: false, hover });
+        }
+        out.push(Plot {
+            svg: plots::line_chart(&LineChart { title: "Reliability per class (one vs the rest, test)", x_label: "predicted probability of the class", y_label: "share that is the class", x_range: (0.0, 1.0), y_range: (0.0, 1.02), series: per_class, marker: None, diagonal: true, integer_x: false }),
+            guide: "For each class, images binned by the probability given to that class, against how many of them really are that class. Curves near the diagonal mean the class's probabilities can be read as they are.".into(),
+        });
+    }
+    out
+}
+
+/// Binary `--threshold auto`: the validation metric against the threshold, the choice marked.
+fn threshold_plots(input: &ReportInput) -> Vec<Plot> {
+    let (Some((metric, curve)), Some(t)) = (input.threshold_curve, input.task.threshold) else { return Vec::new() };
+    let series = curve_series(format!("validation {metric}"), 0, curve.to_vec(), false, ("threshold", metric));
+    let low = curve.iter().map(|p| p.1).fold(0f64, f64::min);
+    vec![Plot {
+        svg: plots::line_chart(&LineChart { title: "Decision threshold (validation split)", x_label: "threshold on the probability of the second class", y_label: metric, x_range: (0.0, 1.0), y_range: (low.min(0.0), 1.02), series: vec![series], marker: Some((f64::from(t), format!("chosen {t:.3}"))), diagonal: false, integer_x: false }),
+        guide: format!("Each candidate threshold (a midpoint between neighbouring validation scores) against the validation {metric} it gives; the marked one is the Best Model's, used for the test figures above and by predict. A flat top means many thresholds do as well."),
+    }]
+}
+
 fn png_uri(pixels: &[u8], size: usize) -> String {
     let img = image::RgbImage::from_raw(size as u32, size as u32, pixels.to_vec()).expect("RGB image of the set's size");
     let img = if size > 96 { image::imageops::thumbnail(&img, 96, 96) } else { img };
@@ -537,6 +621,10 @@ pub fn build(input: &ReportInput) -> anyhow::Result<String> {
         test_plots,
         confidence_plot,
         per_class,
+        calibration_note: input.calibration_note.clone(),
+        calibration_table: input.calibration.clone(),
+        calibration_plots: calibration_plots(input),
+        threshold_plots: threshold_plots(input),
         gallery_note: if gallery.is_empty() { "No test image was misclassified.".into() } else { format!("The {} misclassified test images the model was most sure about: worth a look for label errors or confusing cases.", gallery.len()) },
         gallery,
     };
@@ -584,6 +672,10 @@ mod tests {
             test_names: &names,
             test_pixels: &pixels,
             image_size: 4,
+            test_probs_uncalibrated: None,
+            calibration: None,
+            calibration_note: String::new(),
+            threshold_curve: None,
         };
         let shown: Vec<String> = gallery(&input).into_iter().map(|t| t.caption).collect();
         assert_eq!(shown.len(), 1);

@@ -1,7 +1,7 @@
 //! The train command's report: the run's facts laid out as the page's items and figures.
 use anyhow::Result;
 
-use super::{build, Item, ReportInput};
+use super::{build, f4, Item, ReportInput, Row, Table};
 use crate::data::split::Split;
 use crate::outputs::TrainedRun;
 
@@ -23,6 +23,7 @@ fn run_items(run: &TrainedRun) -> Vec<Item> {
         item("Parameters", run.parameters.to_string()),
         item("Input size", size_note),
         item("Task", run.task.describe()),
+        item("Temperature", format!("{:.4}: {}", run.decisions.temperature, run.decisions.temperature_source)),
         item("Epochs", format!("{} requested, {} run", cfg.epochs, run.outcome.history.len())),
         item("Batch size", run.batch_size.to_string()),
         item("Pretrained weights", run.pretrained_file.as_ref().map_or("no (random initialisation)".into(), |p| p.display().to_string())),
@@ -38,6 +39,46 @@ fn run_items(run: &TrainedRun) -> Vec<Item> {
         item("Wall time", format!("{:.1} s", run.seconds)),
         item("Software", format!("image-learner {}, libtorch 2.13.0 (tch 0.26)", env!("CARGO_PKG_VERSION"))),
     ]
+    .into_iter()
+    .chain(decision_items(run))
+    .collect()
+}
+
+/// The binary decision rule, as the report shows it next to the task.
+fn decision_items(run: &TrainedRun) -> Vec<Item> {
+    match (run.task.threshold, &run.decisions.threshold_source) {
+        (Some(t), Some(source)) => vec![item("Decision threshold", format!("{t:.4}")), item("Threshold source", source.clone())],
+        _ => Vec::new(),
+    }
+}
+
+/// ECE, log loss and Brier score of validation and test before and after the temperature (None
+/// when the probabilities were not calibrated), and what the section says.
+fn calibration(run: &TrainedRun) -> (Option<Table>, String) {
+    let f = run.figures;
+    let bins = crate::metrics::calibration::RELIABILITY_BINS;
+    if run.task.temperature == 1.0 {
+        return (None, format!("The probabilities are the network's own ({}). Calibration error (ECE) uses {bins} equal-width bins of confidence.", run.decisions.temperature_source));
+    }
+    let raw = run.task.uncalibrated();
+    let mut rows = Vec::new();
+    let splits = [(Split::Validation, f.validation_logits.as_ref(), &f.validation_truth, f.validation.as_ref()), (Split::Test, Some(&f.test_logits), &f.test_truth, Some(&f.test))];
+    for (split, logits, truth, after) in splits {
+        let (Some(logits), Some(after)) = (logits, after) else { continue };
+        let before = raw.metrics(truth, &raw.probabilities(logits));
+        let pair = |b: f64, a: f64| vec![f4(b), f4(a)];
+        rows.push(Row {
+            name: format!("{} (n={})", split.name(), after.n),
+            values: [pair(before.ece, after.ece), pair(before.log_loss, after.log_loss), pair(before.brier_score, after.brier_score)].concat(),
+            class: String::new(),
+        });
+    }
+    let header = ["Split", "ECE before", "ECE after", "Log loss before", "Log loss after", "Brier before", "Brier after"].map(String::from).to_vec();
+    let note = format!(
+        "Temperature scaling divides every logit by {:.4} before the softmax: it was {}. It never changes which class is most probable, only how sure the model says it is; the test figures above are after it. ECE uses {bins} equal-width bins of confidence.",
+        run.task.temperature, run.decisions.temperature_source
+    );
+    (Some(Table { header, rows }), note)
 }
 
 /// What ingestion read and matched, as the report's "Data" table shows it.
@@ -78,6 +119,8 @@ pub fn train_report(run: &TrainedRun) -> Result<String> {
         .collect();
     let test_names = run.names(&plan.test);
     let pixels = |pos: usize| set.image(plan.test[pos]).to_vec();
+    let uncalibrated = (run.task.temperature != 1.0).then(|| run.task.uncalibrated().probabilities(&f.test_logits));
+    let (calibration, calibration_note) = calibration(run);
     build(&ReportInput {
         title: format!("Image Learner report: {} on {}", run.spec.name, run.summary.archive_file),
         run: run_items(run),
@@ -99,5 +142,9 @@ pub fn train_report(run: &TrainedRun) -> Result<String> {
         test_names: &test_names,
         test_pixels: &pixels,
         image_size: set.size,
+        test_probs_uncalibrated: uncalibrated.as_deref(),
+        calibration,
+        calibration_note,
+        threshold_curve: run.decisions.threshold_curve.as_ref().map(|(m, c)| (m.name(), c.as_slice())),
     })
 }

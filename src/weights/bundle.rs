@@ -34,6 +34,19 @@ pub struct BundleConfig {
     /// Batch size used for evaluation, so that `predict` reproduces the test predictions.
     pub eval_batch_size: usize,
     pub options: TrainConfig,
+    /// The logits are divided by this before the softmax (`decisions`; 1 in earlier bundles).
+    #[serde(default = "uncalibrated")]
+    pub temperature: f32,
+    /// Binary: the decision threshold on the second class's probability, and where it came
+    /// from (earlier bundles: `options.threshold`).
+    #[serde(default)]
+    pub threshold: Option<f32>,
+    #[serde(default)]
+    pub threshold_source: Option<String>,
+}
+
+fn uncalibrated() -> f32 {
+    1.0
 }
 
 struct Raw {
@@ -136,7 +149,8 @@ pub struct Bundle {
 impl Bundle {
     /// The task the model was trained for, with its classes and decision rule.
     pub fn task(&self) -> Task {
-        Task { kind: self.config.task, classes: self.config.classes.clone(), threshold: self.config.options.threshold }
+        let c = &self.config;
+        Task { kind: c.task, classes: c.classes.clone(), threshold: c.threshold.or(c.options.threshold.fixed()), temperature: c.temperature }
     }
 }
 
@@ -222,10 +236,13 @@ fn check_config(c: &BundleConfig, name: &str) -> Result<()> {
     if !n.mean.iter().chain(&n.std).all(|v| v.is_finite()) || n.std.iter().any(|&v| v <= 0.0) {
         return Err(bad(format!("has the normalisation mean {:?}, std {:?}", n.mean, n.std)));
     }
-    if let Some(t) = c.options.threshold {
+    if let Some(t) = c.threshold.or(c.options.threshold.fixed()) {
         if !(t > 0.0 && t < 1.0) {
             return Err(bad(format!("has the threshold {t}")));
         }
+    }
+    if !(c.temperature.is_finite() && c.temperature > 0.0) {
+        return Err(bad(format!("has the temperature {}", c.temperature)));
     }
     Ok(())
 }
@@ -246,6 +263,9 @@ mod tests {
             best_epoch: 1,
             eval_batch_size: 64,
             options: TrainConfig::new("i.zip".into(), "m.csv".into(), "out".into(), "resnet18"),
+            temperature: 1.0,
+            threshold: None,
+            threshold_source: None,
         }
     }
 
@@ -285,6 +305,9 @@ mod tests {
             (BundleConfig { classes: vec!["a".into()], ..config() }, "lists 1 classes"),
             (BundleConfig { classes: vec!["a".into(), "a".into()], ..config() }, "lists the class 'a' twice"),
             (BundleConfig { eval_batch_size: 0, ..config() }, "eval_batch_size 0"),
+            (BundleConfig { temperature: 0.0, ..config() }, "the temperature 0"),
+            (BundleConfig { temperature: -2.0, ..config() }, "the temperature -2"),
+            (BundleConfig { task: TaskKind::Binary, classes: vec!["a".into(), "b".into()], threshold: Some(1.5), ..config() }, "the threshold 1.5"),
             (BundleConfig { architecture: "resnet19".into(), ..config() }, "names an architecture this tool lacks"),
             (BundleConfig { task: TaskKind::Binary, ..config() }, "says binary but lists 3 classes"),
         ] {
@@ -318,9 +341,24 @@ mod tests {
             normalization: crate::data::batches::IMAGENET,
             best_epoch: 3,
             eval_batch_size: 64,
-            options: TrainConfig::new("i.zip".into(), "m.csv".into(), "out".into(), "resnet18"),
+            options: TrainConfig { threshold: crate::config::ThresholdChoice(Some(0.3)), ..TrainConfig::new("i.zip".into(), "m.csv".into(), "out".into(), "resnet18") },
+            temperature: 1.5,
+            threshold: Some(0.4),
+            threshold_source: Some("tuned".into()),
         };
         let json = serde_json::to_string(&config).unwrap();
+        // Before the temperature and the tuned threshold: the manual threshold of the options.
+        let mut before: serde_json::Value = serde_json::from_str(&json).unwrap();
+        for key in ["temperature", "threshold", "threshold_source"] {
+            before.as_object_mut().unwrap().remove(key);
+        }
+        before["options"].as_object_mut().unwrap().remove("calibrate");
+        let read: BundleConfig = serde_json::from_value(before).unwrap();
+        let b = Bundle { config: read, tensors: HashMap::new() };
+        assert_eq!((b.task().threshold, b.task().temperature), (Some(0.3), 1.0));
+        assert_eq!(b.config.options.calibrate, crate::config::CalibrationChoice::None);
+        let b = Bundle { config: serde_json::from_str(&json).unwrap(), tensors: HashMap::new() };
+        assert_eq!((b.task().threshold, b.task().temperature), (Some(0.4), 1.5));
         assert!(json.contains("\"image_size\":48"), "{json}");
         let old = json.replacen("\"image_size\":48", "\"input_size\":48", 1);
         let read: BundleConfig = serde_json::from_str(&old).unwrap();

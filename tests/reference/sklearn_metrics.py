@@ -1,7 +1,9 @@
 """scikit-learn's figures for the metric parity test.
 
-Reads JSON cases from argv[1] ({"name", "k", "y_true", "probs"}) and writes, to argv[2], every
-figure that image-learner computes, as scikit-learn computes it. Where scikit-learn raises for a
+Reads JSON cases from argv[1] ({"name", "k", "y_true", "probs"}, and for binary cases the
+thresholds image-learner tuned, "thresholds": {metric: t}; for temperature cases "logits"
+instead of "probs") and writes, to argv[2], every figure that image-learner computes, as
+scikit-learn and SciPy compute it. Where scikit-learn raises for a
 class (ROC-AUC of a class absent from y_true), the per-class figure is null and the averages run
 over the classes where it is defined, which is image-learner's documented choice.
 """
@@ -9,7 +11,51 @@ import json
 import sys
 
 import numpy as np
+from scipy.optimize import minimize_scalar
+from scipy.special import softmax
 from sklearn import metrics as M
+from sklearn.calibration import calibration_curve
+
+BINS = 15
+
+
+def reliability(hits, scores):
+    """calibration_curve's bins, with the count of each non-empty bin (its own binning)."""
+    prob_true, prob_pred = calibration_curve(hits, scores, n_bins=BINS, strategy="uniform")
+    edges = np.linspace(0.0, 1.0, BINS + 1)
+    counts = np.bincount(np.searchsorted(edges[1:-1], scores), minlength=BINS)
+    counts = counts[counts > 0]
+    return prob_true, prob_pred, counts
+
+
+def threshold_metric(name, y, pred):
+    return {
+        "f1": lambda: M.f1_score(y, pred, zero_division=0),
+        "accuracy": lambda: M.accuracy_score(y, pred),
+        "balanced_accuracy": lambda: M.balanced_accuracy_score(y, pred),
+        "precision": lambda: M.precision_score(y, pred, zero_division=0),
+        "recall": lambda: M.recall_score(y, pred, zero_division=0),
+        "mcc": lambda: M.matthews_corrcoef(y, pred),
+        "youden": lambda: M.recall_score(y, pred) + M.recall_score(1 - y, 1 - pred) - 1,
+    }[name]()
+
+
+def thresholds(c, y, p1):
+    """Each metric at image-learner's threshold, and the best over every cut of the scores."""
+    cuts = np.unique(p1)[1:]  # predicting "p >= cut" for each distinct score but the lowest
+    out = {}
+    for name, t in c["thresholds"].items():
+        best = max(threshold_metric(name, y, (p1 >= u).astype(int)) for u in cuts)
+        out[name] = {"at_ours": float(threshold_metric(name, y, (p1 >= np.float32(t)).astype(int))), "best": float(best)}
+    return out
+
+
+def temperature(c):
+    z = np.array(c["logits"], dtype=np.float64)
+    y = np.array(c["y_true"])
+    nll = lambda u: M.log_loss(y, softmax(z / np.exp(u), axis=1), labels=list(range(z.shape[1])))
+    r = minimize_scalar(nll, bounds=(np.log(0.01), np.log(100.0)), method="bounded", options={"xatol": 1e-10})
+    return {"temperature": float(np.exp(r.x)), "log_loss": float(r.fun), "log_loss_at_1": float(nll(0.0))}
 
 
 def per_class_binary(fn, y, p, k):
@@ -47,6 +93,20 @@ def case(c):
         neg = n - cm[i, :].sum()
         spec.append(tn / neg if neg else 0.0)
     aucs = per_class_binary(M.roc_auc_score, y, p, k)
+    k_list = [t for t in (3, 5) if t < k]
+    r["top_k"] = [M.top_k_accuracy_score(y, p, k=t, labels=labels) for t in k_list]
+    r["brier"] = M.brier_score_loss(y, p[:, 1]) if k == 2 else M.brier_score_loss(y, p, labels=labels)
+    conf = p[np.arange(len(y)), pred]
+    prob_true, prob_pred, counts = reliability((pred == y).astype(int), conf)
+    gaps = np.abs(prob_true - prob_pred)
+    r["ece"] = float(np.sum(counts / len(y) * gaps))
+    r["mce"] = float(gaps.max())
+    r["reliability_per_class"] = [
+        {"hit_rate": t.tolist(), "mean_score": s.tolist(), "count": n.tolist()}
+        for t, s, n in (reliability((y == c_).astype(int), p[:, c_]) for c_ in range(k))
+    ]
+    if "thresholds" in c:
+        r["thresholds"] = thresholds(c, y, np.array(c["probs"], dtype=np.float32)[:, 1])
     r["per_class"] = {
         "precision": prec.tolist(), "recall": rec.tolist(), "f1": f1.tolist(), "support": sup.tolist(),
         "specificity": spec, "roc_auc": aucs,
@@ -67,7 +127,7 @@ def case(c):
 
 def main():
     cases = json.load(open(sys.argv[1]))
-    json.dump({c["name"]: case(c) for c in cases}, open(sys.argv[2], "w"))
+    json.dump({c["name"]: temperature(c) if "logits" in c else case(c) for c in cases}, open(sys.argv[2], "w"))
 
 
 if __name__ == "__main__":

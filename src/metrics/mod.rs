@@ -6,7 +6,14 @@
 //! - ROC-AUC and average precision are undefined for a class with no positive or no negative in
 //!   the truth: sklearn raises an error there, we give `None` for that class and average the
 //!   one-vs-rest figures over the classes where they are defined;
-//! - balanced accuracy is the mean recall over the classes present in the truth.
+//! - balanced accuracy is the mean recall over the classes present in the truth;
+//! - top-k accuracy is `top_k_accuracy_score`'s: among equal probabilities the higher class index
+//!   ranks first, and k runs over `TOP_K` where k is below the number of classes (at or above it
+//!   every image is a hit).
+//!
+//! Calibration figures (ECE, MCE, Brier) are `calibration`'s.
+pub mod calibration;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -56,9 +63,39 @@ pub struct Metrics {
     pub matthews_corrcoef: f64,
     /// Mean negative log-likelihood of the true class (probabilities clipped at machine epsilon).
     pub log_loss: f64,
+    /// Top-k accuracy for each k of `TOP_K` below the number of classes.
+    pub top_k_accuracy: Vec<TopK>,
+    /// `calibration::brier_score`.
+    pub brier_score: f64,
+    /// Expected and maximum calibration error of the top label (`calibration::top_label`).
+    pub ece: f64,
+    pub mce: f64,
     /// Rows: true class; columns: predicted class.
     pub confusion_matrix: Vec<Vec<usize>>,
     pub per_class: Vec<ClassMetrics>,
+}
+
+/// The k of top-k accuracy.
+pub const TOP_K: [usize; 2] = [3, 5];
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TopK {
+    pub k: usize,
+    pub accuracy: f64,
+}
+
+/// The share of images whose true class is among the `k` most probable, ranked as
+/// scikit-learn's `top_k_accuracy_score` ranks them (ties: the higher class index first).
+pub fn top_k_accuracy(y_true: &[usize], probs: &[Vec<f32>], k: usize) -> f64 {
+    let hits = y_true
+        .iter()
+        .zip(probs)
+        .filter(|&(&t, p)| {
+            let above = p.iter().enumerate().filter(|&(j, &v)| v > p[t] || (v == p[t] && j > t)).count();
+            above < k
+        })
+        .count();
+    ratio(hits as f64, y_true.len() as f64)
 }
 
 /// Index of the largest probability (the first on ties, as numpy's argmax).
@@ -243,6 +280,9 @@ pub fn compute_with_threshold(y_true: &[usize], probs: &[Vec<f32>], classes: &[S
         y_true.iter().zip(probs).map(|(&t, p)| -(p[t] as f64).clamp(eps, 1.0 - eps).ln()).sum(),
         total,
     );
+    let confidence: Vec<f64> = probs.iter().zip(&y_pred).map(|(p, &d)| p[d] as f64).collect();
+    let correct: Vec<bool> = y_true.iter().zip(&y_pred).map(|(t, d)| t == d).collect();
+    let top = calibration::top_label(&confidence, &correct);
     Metrics {
         n,
         accuracy,
@@ -261,6 +301,10 @@ pub fn compute_with_threshold(y_true: &[usize], probs: &[Vec<f32>], classes: &[S
         cohen_kappa,
         matthews_corrcoef,
         log_loss,
+        top_k_accuracy: TOP_K.iter().filter(|&&t| t < k).map(|&t| TopK { k: t, accuracy: top_k_accuracy(y_true, probs, t) }).collect(),
+        brier_score: calibration::brier_score(y_true, probs),
+        ece: top.ece,
+        mce: top.mce,
         confusion_matrix: cm,
         per_class,
     }
@@ -354,6 +398,16 @@ mod tests {
         assert!((m.macro_precision - (2.0 / 3.0 + 1.0) / 2.0).abs() < 1e-12);
         assert_eq!(m.per_class[2].support, 0);
         assert_eq!(m.per_class[2].roc_auc, None);
+    }
+
+    #[test]
+    fn top_k_ranks_the_higher_class_first_among_equal_probabilities() {
+        // sklearn.metrics.top_k_accuracy_score([1], [[0.4, 0.4, 0.2]], k=1) = 1, and 0 for [0].
+        let p = vec![vec![0.4f32, 0.4, 0.2]];
+        assert_eq!((top_k_accuracy(&[1], &p, 1), top_k_accuracy(&[0], &p, 1)), (1.0, 0.0));
+        assert_eq!(top_k_accuracy(&[0], &p, 2), 1.0);
+        let m = compute(&[0, 1, 2, 3], &onehotish(&[0, 1, 2, 0], 4), &classes(4));
+        assert_eq!(m.top_k_accuracy.iter().map(|t| t.k).collect::<Vec<_>>(), [3], "k below the number of classes only");
     }
 
     #[test]
