@@ -42,8 +42,9 @@ fn report_renders_in_chromium_without_errors() {
     for h in HEADINGS {
         assert!(html.contains(&format!("<h2>{h}</h2>")), "{h}");
     }
-    // Six plots (loss, accuracy, learning rate, ROC, PR, confidence) as inline SVG with hover titles.
-    assert_eq!(html.matches("<svg").count(), 6);
+    // Eight plots (loss, accuracy, learning rate, ROC, PR, confidence, reliability of the top
+    // label and per class) as inline SVG with hover titles.
+    assert_eq!(html.matches("<svg").count(), 8);
     assert!(html.matches("<title>").count() > 30);
     assert!(html.contains("data:image/png;base64,"), "thumbnails of mistakes are inline");
 
@@ -57,7 +58,7 @@ fn report_renders_in_chromium_without_errors() {
     for h in HEADINGS {
         assert!(dom.contains(&format!(">{h}</button>")), "the script made a tab for {h}");
     }
-    assert_eq!(dom.matches("<svg").count(), 6);
+    assert_eq!(dom.matches("<svg").count(), 8);
     assert!(dom.matches("<polyline").count() + dom.matches("<path").count() >= 10, "plots have their lines");
 
     // Scripts stripped (Galaxy's default sanitising): every section and plot is still there.
@@ -67,7 +68,7 @@ fn report_renders_in_chromium_without_errors() {
     for h in HEADINGS {
         assert!(stripped.contains(&format!("<h2>{h}</h2>")));
     }
-    assert_eq!(stripped.matches("<svg").count(), 6);
+    assert_eq!(stripped.matches("<svg").count(), 8);
 
     let shot = repo().join("target/report-screenshot.png");
     let _ = std::fs::remove_file(&shot);
