@@ -53,19 +53,21 @@ fn decision_items(run: &TrainedRun) -> Vec<Item> {
 }
 
 /// ECE, log loss and Brier score of validation and test before and after the temperature (None
-/// when the probabilities were not calibrated), and what the section says.
-fn calibration(run: &TrainedRun) -> (Option<Table>, String) {
+/// when the probabilities were not calibrated), and what the section says. `test_before`: the
+/// test probabilities at temperature 1.
+fn calibration(run: &TrainedRun, test_before: Option<&[Vec<f32>]>) -> (Option<Table>, String) {
     let f = run.figures;
     let bins = crate::metrics::calibration::RELIABILITY_BINS;
-    if run.task.temperature == 1.0 {
+    let Some(test_before) = test_before else {
         return (None, format!("The probabilities are the network's own ({}). Calibration error (ECE) uses {bins} equal-width bins of confidence.", run.decisions.temperature_source));
-    }
+    };
     let raw = run.task.uncalibrated();
     let mut rows = Vec::new();
-    let splits = [(Split::Validation, f.validation_logits.as_ref(), &f.validation_truth, f.validation.as_ref()), (Split::Test, Some(&f.test_logits), &f.test_truth, Some(&f.test))];
-    for (split, logits, truth, after) in splits {
-        let (Some(logits), Some(after)) = (logits, after) else { continue };
-        let before = raw.metrics(truth, &raw.probabilities(logits));
+    let validation_before = f.validation_logits.as_ref().map(|l| raw.probabilities(l));
+    let splits = [(Split::Validation, validation_before.as_deref(), &f.validation_truth, f.validation.as_ref()), (Split::Test, Some(test_before), &f.test_truth, Some(&f.test))];
+    for (split, probs, truth, after) in splits {
+        let (Some(probs), Some(after)) = (probs, after) else { continue };
+        let before = raw.metrics(truth, probs);
         let pair = |b: f64, a: f64| vec![f4(b), f4(a)];
         rows.push(Row {
             name: format!("{} (n={})", split.name(), after.n),
@@ -120,7 +122,7 @@ pub fn train_report(run: &TrainedRun) -> Result<String> {
     let test_names = run.names(&plan.test);
     let pixels = |pos: usize| set.image(plan.test[pos]).to_vec();
     let uncalibrated = (run.task.temperature != 1.0).then(|| run.task.uncalibrated().probabilities(&f.test_logits));
-    let (calibration, calibration_note) = calibration(run);
+    let (calibration, calibration_note) = calibration(run, uncalibrated.as_deref());
     build(&ReportInput {
         title: format!("Image Learner report: {} on {}", run.spec.name, run.summary.archive_file),
         run: run_items(run),
