@@ -30,17 +30,66 @@ fn parse_with<T: FromStr<Err = anyhow::Error>>(s: &str) -> Result<T, String> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskKind {
+    /// Chosen from the label column (`task::infer`); never the task of a trained model.
+    Auto,
     Classification,
     Binary,
+    Regression,
+}
+
+impl TaskKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskKind::Auto => "auto",
+            TaskKind::Classification => "classification",
+            TaskKind::Binary => "binary",
+            TaskKind::Regression => "regression",
+        }
+    }
 }
 
 impl FromStr for TaskKind {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> anyhow::Result<Self> {
         match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "auto" => Ok(TaskKind::Auto),
             "classification" | "multiclass" | "multi_class" | "category" => Ok(TaskKind::Classification),
             "binary" | "binary_classification" => Ok(TaskKind::Binary),
-            other => Err(input_error(format!("unknown task '{other}': use 'classification' or 'binary'"))),
+            "regression" | "number" | "numeric" => Ok(TaskKind::Regression),
+            other => Err(input_error(format!("unknown task '{other}': use auto, classification, binary or regression"))),
+        }
+    }
+}
+
+/// `--loss` of a regression: what the standardised target's errors cost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegressionLoss {
+    #[default]
+    Mse,
+    Mae,
+    /// Smooth L1 with delta 1 (in standard deviations of the target).
+    Huber,
+}
+
+impl RegressionLoss {
+    pub fn name(self) -> &'static str {
+        match self {
+            RegressionLoss::Mse => "mse",
+            RegressionLoss::Mae => "mae",
+            RegressionLoss::Huber => "huber",
+        }
+    }
+}
+
+impl FromStr for RegressionLoss {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "mse" | "l2" => Ok(RegressionLoss::Mse),
+            "mae" | "l1" => Ok(RegressionLoss::Mae),
+            "huber" | "smooth_l1" => Ok(RegressionLoss::Huber),
+            other => Err(input_error(format!("unknown loss '{other}': use mse, mae or huber"))),
         }
     }
 }
@@ -185,6 +234,9 @@ pub enum ValidationMetric {
     Accuracy,
     MacroF1,
     RocAuc,
+    Mae,
+    Rmse,
+    R2,
 }
 
 impl ValidationMetric {
@@ -194,10 +246,21 @@ impl ValidationMetric {
             ValidationMetric::Accuracy => "accuracy",
             ValidationMetric::MacroF1 => "macro_f1",
             ValidationMetric::RocAuc => "roc_auc",
+            ValidationMetric::Mae => "mae",
+            ValidationMetric::Rmse => "rmse",
+            ValidationMetric::R2 => "r2",
         }
     }
     pub fn higher_is_better(self) -> bool {
-        !matches!(self, ValidationMetric::Loss)
+        !matches!(self, ValidationMetric::Loss | ValidationMetric::Mae | ValidationMetric::Rmse)
+    }
+    /// Whether the metric is a regression figure (else a classification one; loss is both).
+    pub fn for_regression(self) -> Option<bool> {
+        match self {
+            ValidationMetric::Loss => None,
+            ValidationMetric::Mae | ValidationMetric::Rmse | ValidationMetric::R2 => Some(true),
+            _ => Some(false),
+        }
     }
 }
 
@@ -209,8 +272,12 @@ impl FromStr for ValidationMetric {
             "accuracy" | "acc" => Ok(ValidationMetric::Accuracy),
             "macro_f1" | "f1" => Ok(ValidationMetric::MacroF1),
             "roc_auc" | "auc" => Ok(ValidationMetric::RocAuc),
+            "mae" => Ok(ValidationMetric::Mae),
+            "rmse" => Ok(ValidationMetric::Rmse),
+            "r2" | "r_squared" => Ok(ValidationMetric::R2),
             other => Err(input_error(format!(
-                "unknown validation metric '{other}': use loss, accuracy, macro_f1 or roc_auc"
+                "unknown validation metric '{other}': use loss, accuracy, macro_f1 or roc_auc (classification), \
+                 or loss, mae, rmse or r2 (regression)"
             ))),
         }
     }
@@ -412,9 +479,13 @@ pub struct TrainConfig {
     /// Folder for the outputs.
     #[arg(long, default_value = "out")]
     pub output_dir: PathBuf,
-    /// classification or binary.
+    /// auto, classification, binary or regression (auto: chosen from the label column).
     #[arg(long, default_value = "classification", value_parser = parse_with::<TaskKind>)]
     pub task: TaskKind,
+    /// Regression loss: mse, mae or huber.
+    #[arg(long, default_value = "mse", value_parser = parse_with::<RegressionLoss>)]
+    #[serde(default)]
+    pub loss: RegressionLoss,
     /// Architecture (see `image-learner models`).
     #[arg(long, default_value = "caformer_s18_384")]
     pub model: String,
@@ -461,7 +532,7 @@ pub struct TrainConfig {
     /// Stop after this many epochs without validation improvement.
     #[arg(long)]
     pub early_stop: Option<usize>,
-    /// loss, accuracy, macro_f1 or roc_auc.
+    /// loss, accuracy, macro_f1 or roc_auc; for regression loss, mae, rmse or r2.
     #[arg(long, default_value = "loss", value_parser = parse_with::<ValidationMetric>)]
     pub validation_metric: ValidationMetric,
     /// Threads (default: GALAXY_SLOTS, else all cores).

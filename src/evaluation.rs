@@ -10,18 +10,19 @@ use crate::config::{PredictionsScope, TrainConfig};
 use crate::data::batches::{Batch, EpochBatches, Normalization};
 use crate::data::split::{Split, SplitPlan};
 use crate::data::ImageSet;
-use crate::metrics::{Intervals, Metrics};
+use crate::metrics::{Figures, Intervals};
 use crate::models::{self, Network};
 use crate::precision::Compute;
 use crate::task::Task;
 use crate::weights::bundle::Bundle;
 
-/// A batch's images and labels as tensors on the compute device, in its layout.
+/// A batch's images and labels (regression: targets) as tensors on the compute device, in its
+/// layout.
 pub fn batch_tensors(b: &Batch, size: usize, compute: &Compute) -> (Tensor, Tensor) {
     let n = b.labels.len() as i64;
     let s = size as i64;
     let x = Tensor::from_slice(&b.pixels).view([n, 3, s, s]);
-    let y = Tensor::from_slice(&b.labels);
+    let y = if b.targets.is_empty() { Tensor::from_slice(&b.labels) } else { Tensor::from_slice(&b.targets) };
     (compute.input(x), y.to_device(compute.device))
 }
 
@@ -75,9 +76,9 @@ pub fn network_from_bundle(b: &Bundle, compute: &Compute) -> Result<(nn::VarStor
 
 /// The final figures of a training run, per split, and the scores behind them.
 pub struct FinalFigures {
-    pub train: Metrics,
-    pub validation: Option<Metrics>,
-    pub test: Metrics,
+    pub train: Figures,
+    pub validation: Option<Figures>,
+    pub test: Figures,
     /// The training images evaluated again with the best weights (None: the train figures are
     /// the best epoch's own training pass).
     pub train_scores: Option<Vec<Vec<f32>>>,
@@ -86,8 +87,6 @@ pub struct FinalFigures {
     /// The network's outputs behind the validation and test scores (before the temperature).
     pub validation_logits: Option<Vec<Vec<f32>>>,
     pub test_logits: Vec<Vec<f32>>,
-    pub validation_truth: Vec<usize>,
-    pub test_truth: Vec<usize>,
     /// Bootstrap 95% intervals of the test figures.
     pub test_intervals: Option<Intervals>,
 }
@@ -97,8 +96,8 @@ impl FinalFigures {
     /// best epoch's own training pass, unless asked to evaluate the training images again (or
     /// every image's prediction is wanted). Test: evaluated now, once. Validation and test are
     /// decided as `ev.task` decides (its temperature and threshold).
-    /// `best_training_pass`: the best epoch's truth and scores; `best_validation`: its validation
-    /// logits.
+    /// `best_training_pass`: the best epoch's images and scores; `best_validation`: its
+    /// validation logits.
     pub fn compute(
         ev: &Evaluator,
         plan: &SplitPlan,
@@ -106,23 +105,20 @@ impl FinalFigures {
         best_validation: Option<&Vec<Vec<f32>>>,
         cfg: &TrainConfig,
     ) -> FinalFigures {
-        let (task, set) = (ev.task, ev.set);
-        let truth = |indices: &[usize]| -> Vec<usize> { indices.iter().map(|&i| set.labels[i]).collect() };
+        let (task, set) = (ev.task, ev.set.as_ref());
         let again = cfg.evaluate_train || cfg.predictions == PredictionsScope::All;
         let train_scores = again.then(|| ev.scores(&plan.train));
         let train = match &train_scores {
-            Some(p) => task.metrics(&truth(&plan.train), p),
-            None => task.metrics(&best_training_pass.0, &best_training_pass.1),
+            Some(p) => task.figures(set, &plan.train, p),
+            None => task.figures(set, &best_training_pass.0, &best_training_pass.1),
         };
         let validation_logits = best_validation.cloned();
-        let validation_truth = truth(&plan.validation);
         let validation_scores = validation_logits.as_ref().map(|l| task.probabilities(l));
-        let validation = validation_scores.as_ref().map(|p| task.metrics(&validation_truth, p));
+        let validation = validation_scores.as_ref().map(|p| task.figures(set, &plan.validation, p));
         let test_logits = ev.logits(&plan.test);
         let test_scores = task.probabilities(&test_logits);
-        let test_truth = truth(&plan.test);
-        let test = task.metrics(&test_truth, &test_scores);
-        let test_intervals = task.intervals(&test_truth, &test_scores, cfg.seed);
+        let test = task.figures(set, &plan.test, &test_scores);
+        let test_intervals = task.intervals(set, &plan.test, &test_scores, cfg.seed);
         FinalFigures {
             train,
             validation,
@@ -132,14 +128,12 @@ impl FinalFigures {
             test_scores,
             validation_logits,
             test_logits,
-            validation_truth,
-            test_truth,
             test_intervals,
         }
     }
 
     /// The figures per split, in split order (no validation entry without validation images).
-    pub fn per_split(&self) -> Vec<(Split, &Metrics)> {
+    pub fn per_split(&self) -> Vec<(Split, &Figures)> {
         let mut out = vec![(Split::Train, &self.train)];
         if let Some(v) = &self.validation {
             out.push((Split::Validation, v));

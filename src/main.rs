@@ -14,8 +14,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             cfg.command_line = cli::typed_command_line();
             let s = commands::train::run(&cfg)?;
             eprintln!(
-                "done in {:.1} s: best epoch {} of {}, test accuracy {:.4}, macro F1 {:.4}",
-                s.seconds, s.best_epoch, s.epochs_run, s.test.accuracy, s.test.macro_f1
+                "done in {:.1} s: best epoch {} of {}, test {}",
+                s.seconds,
+                s.best_epoch,
+                s.epochs_run,
+                s.test.headline()
             );
             println!("{}", s.output_dir.join(outputs::REPORT).display());
         }
@@ -23,7 +26,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let s = commands::predict::run(&cfg)?;
             eprintln!("{} images predicted into {}", s.images, cfg.output.display());
             if let Some(m) = s.metrics {
-                eprintln!("against the labels: accuracy {:.4}, macro F1 {:.4}", m.accuracy, m.macro_f1);
+                eprintln!("against the labels: {}", m.headline());
             }
         }
         Command::Models => commands::models::run(),

@@ -33,9 +33,18 @@ pub fn draw(class: &str, size: u32, rng: &mut ChaCha8Rng) -> RgbImage {
     })
 }
 
+/// An image's regression target in the sample: its mean brightness on a 0-100 scale, to two
+/// decimals (something a network can learn from the pixels alone).
+pub fn brightness(img: &RgbImage) -> f64 {
+    let sum: u64 = img.as_raw().iter().map(|&v| u64::from(v)).sum();
+    let mean = sum as f64 / img.as_raw().len() as f64;
+    (mean / 255.0 * 10_000.0).round() / 100.0
+}
+
 /// Writes `sample_images.zip` and `sample_metadata.csv` (image_path,label) into `dir`, with the
 /// variants the Galaxy tests use: a split column, two classes only, HAM10000-style columns
-/// (tab-separated, two images per lesion), and a table without a label column.
+/// (tab-separated, two images per lesion), a table without a label column, and a regression
+/// target (`brightness`).
 pub fn write_sample(dir: &Path, per_class: usize, size: u32, seed: u64) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -48,6 +57,7 @@ pub fn write_sample(dir: &Path, per_class: usize, size: u32, seed: u64) -> Resul
     let mut binary = String::from("image_path,label\n");
     let mut ham = String::from("lesion_id\timage_id\tdx\timage_path\n");
     let mut bad = String::from("image_path,diagnosis_code\n");
+    let mut regression = String::from("image_path,target\n");
     for i in 0..per_class {
         let which = match i * 10 / per_class.max(1) {
             0..=6 => "train",
@@ -64,7 +74,9 @@ pub fn write_sample(dir: &Path, per_class: usize, size: u32, seed: u64) -> Resul
             bad.push_str(&format!("{file},{class}\n"));
             let name = format!("images/{class}_{i:03}.png");
             let mut png = Cursor::new(Vec::new());
-            draw(class, size, &mut rng).write_to(&mut png, ImageFormat::Png)?;
+            let img = draw(class, size, &mut rng);
+            regression.push_str(&format!("{file},{}\n", brightness(&img)));
+            img.write_to(&mut png, ImageFormat::Png)?;
             zip.start_file(name.as_str(), opts)?;
             zip.write_all(png.get_ref())?;
             csv.push_str(&format!("{class}_{i:03}.png,{class}\n"));
@@ -78,6 +90,7 @@ pub fn write_sample(dir: &Path, per_class: usize, size: u32, seed: u64) -> Resul
         ("sample_metadata_binary.csv", &binary),
         ("sample_metadata_ham.tsv", &ham),
         ("sample_metadata_bad.csv", &bad),
+        ("sample_metadata_regression.csv", &regression),
     ] {
         files.stage(&dir.join(name), text.as_bytes())?;
     }

@@ -1,14 +1,72 @@
 //! The task seam: everything that differs between kinds of task sits here, so that the stages
 //! (training, evaluation, outputs, report) ask the task rather than branching on it. A task
 //! fixes the head size, the loss, how a model's outputs become scores and decisions, the metrics,
-//! the Predictions CSV's columns and how the report names it. Multi-class and binary
-//! classification are written through it; another kind of task is another variant here.
+//! the Predictions CSV's columns and how the report names it. Multi-class classification, binary
+//! classification and regression are written through it.
 use anyhow::Result;
-use tch::{Kind, Tensor};
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Reduction, Tensor};
 
 use crate::bail_input;
 pub use crate::config::TaskKind;
-use crate::metrics::{self, Intervals, Metrics};
+use crate::config::RegressionLoss;
+use crate::data::metadata::{is_missing, parse_value, Row};
+use crate::data::ImageSet;
+use crate::metrics::{self, regression, Figures, Intervals, Metrics};
+
+/// `--task auto` chooses regression for a numeric label column with more than this many distinct
+/// values (or with any value that is not a whole number).
+pub const AUTO_MAX_NUMERIC_CLASSES: usize = 10;
+
+/// The task `--task auto` infers from the labels, and why, in words. The rule: missing values
+/// (empty, NA, ...) aside, a column of numbers becomes regression when it has more than
+/// `AUTO_MAX_NUMERIC_CLASSES` distinct values or any value that is not a whole number; otherwise
+/// two distinct labels make a binary task and more a multi-class one.
+pub fn infer(rows: &[Row], column: &str) -> (TaskKind, String) {
+    let present: Vec<&str> = rows.iter().map(|r| r.label.as_str()).filter(|l| !is_missing(l)).collect();
+    let mut distinct: Vec<&str> = present.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let values: Option<Vec<f64>> = present.iter().map(|l| parse_value(l)).collect();
+    if let Some(v) = values.filter(|v| !v.is_empty()) {
+        let mut numbers = v.clone();
+        numbers.sort_by(f64::total_cmp);
+        numbers.dedup();
+        let fractional = v.iter().any(|x| x.fract() != 0.0);
+        if numbers.len() > AUTO_MAX_NUMERIC_CLASSES || fractional {
+            let why = if fractional { "values that are not whole numbers".to_string() } else { format!("{} distinct values", numbers.len()) };
+            return (TaskKind::Regression, format!("the label column '{column}' holds numbers, with {why}: regression"));
+        }
+        let kind = if numbers.len() == 2 { TaskKind::Binary } else { TaskKind::Classification };
+        return (
+            kind,
+            format!(
+                "the label column '{column}' holds {} distinct whole numbers (at most {AUTO_MAX_NUMERIC_CLASSES}), read as classes: {}",
+                numbers.len(),
+                kind.name()
+            ),
+        );
+    }
+    let kind = if distinct.len() == 2 { TaskKind::Binary } else { TaskKind::Classification };
+    (kind, format!("the label column '{column}' holds {} distinct class names: {}", distinct.len(), kind.name()))
+}
+
+/// A regression's target: the column, the training split's mean and standard deviation (the
+/// network predicts the standardised value), and the loss.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Target {
+    pub column: String,
+    pub mean: f64,
+    /// Population standard deviation (ddof 0, as scikit-learn's `StandardScaler`).
+    pub sd: f64,
+    pub loss: RegressionLoss,
+}
+
+impl Target {
+    fn standardise(&self, v: f64) -> f64 {
+        (v - self.mean) / self.sd
+    }
+}
 
 /// Bootstrap resamples behind every 95% interval of the test figures.
 pub const BOOTSTRAP_RESAMPLES: usize = 1000;
@@ -32,6 +90,8 @@ pub struct Task {
     /// The logits are divided by this before the softmax (1: as the network gives them); fitted
     /// by `decisions` after training.
     pub temperature: f32,
+    /// Regression: the target and its scale (None for classification).
+    pub target: Option<Target>,
 }
 
 impl Task {
@@ -54,22 +114,115 @@ impl Task {
                 classes.join(", ")
             );
         }
-        Ok(Task { kind, classes: classes.to_vec(), threshold, temperature: 1.0 })
+        Ok(Task { kind, classes: classes.to_vec(), threshold, temperature: 1.0, target: None })
+    }
+
+    /// A regression on `column`, scaled by the training split's values `train`.
+    pub fn for_regression(train: &[f64], column: &str, loss: RegressionLoss, threshold: Option<f32>) -> Result<Task> {
+        if threshold.is_some() {
+            bail_input!("--threshold applies to --task binary only, and this is a regression");
+        }
+        let n = train.len().max(1) as f64;
+        let mean = train.iter().sum::<f64>() / n;
+        let sd = (train.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt();
+        if !(sd > 0.0 && sd.is_finite()) {
+            bail_input!(
+                "every training image has the same target ({}) in the column '{column}': a regression cannot learn from that. \
+                 Check the column, or the split",
+                train.first().copied().unwrap_or(f64::NAN)
+            );
+        }
+        let target = Target { column: column.to_string(), mean, sd, loss };
+        Ok(Task { kind: TaskKind::Regression, classes: Vec::new(), threshold: None, temperature: 1.0, target: Some(target) })
+    }
+
+    /// Refuses a `--validation-metric` of the other kind of task.
+    pub fn check_validation_metric(&self, metric: crate::config::ValidationMetric) -> Result<()> {
+        match metric.for_regression() {
+            Some(r) if r != self.is_regression() => bail_input!(
+                "--validation-metric {} is a {} figure, and this is {}: use {}",
+                metric.name(),
+                if r { "regression" } else { "classification" },
+                if self.is_regression() { "a regression" } else { "a classification" },
+                if self.is_regression() { "loss, mae, rmse or r2" } else { "loss, accuracy, macro_f1 or roc_auc" }
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// `predict`: refuses labels of another kind of task than the model's, naming both.
+    pub fn check_labels(&self, rows: &[Row], column: &str, file: &str) -> Result<()> {
+        let present: Vec<&Row> = rows.iter().filter(|r| !is_missing(&r.label)).collect();
+        let Some(first) = present.first() else { return Ok(()) };
+        if let Some(t) = &self.target {
+            if let Some(r) = present.iter().find(|r| parse_value(&r.label).is_none()) {
+                bail_input!(
+                    "this Best Model is a regression of '{}' and predicts a number, but the label column '{column}' of {file} \
+                     holds class names (line {}: '{}'). Use a classification model, or leave the label column out",
+                    t.column,
+                    r.line,
+                    crate::error::short(&r.label)
+                );
+            }
+            return Ok(());
+        }
+        let (kind, _) = infer(rows, column);
+        let known = |l: &str| self.classes.iter().any(|c| crate::data::metadata::label_key(c) == crate::data::metadata::label_key(l));
+        if kind == TaskKind::Regression && !present.iter().all(|r| known(&r.label)) {
+            bail_input!(
+                "this Best Model is a {} into {} classes ({}), but the label column '{column}' of {file} holds numbers \
+                 like a regression target (line {}: '{}'). Use a regression model, or leave the label column out",
+                self.kind.name(),
+                self.classes.len(),
+                self.classes.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+                first.line,
+                crate::error::short(&first.label)
+            );
+        }
+        Ok(())
+    }
+
+    pub fn is_regression(&self) -> bool {
+        self.target.is_some()
     }
 
     /// Outputs of the model's head.
     pub fn head_outputs(&self) -> i64 {
-        self.classes.len() as i64
+        if self.is_regression() { 1 } else { self.classes.len() as i64 }
     }
 
-    /// The training loss of a batch: cross-entropy of the logits against the class indices.
+    /// The training loss of a batch: cross-entropy of the logits against the class indices, or
+    /// for regression the chosen loss of the output against the standardised target.
     pub fn loss(&self, logits: &Tensor, targets: &Tensor) -> Tensor {
-        logits.cross_entropy_for_logits(targets)
+        let Some(t) = &self.target else { return logits.cross_entropy_for_logits(targets) };
+        let z = (targets.to_kind(Kind::Float) - t.mean) / t.sd;
+        let out = logits.to_kind(Kind::Float).squeeze_dim(-1);
+        match t.loss {
+            RegressionLoss::Mse => out.mse_loss(&z, Reduction::Mean),
+            RegressionLoss::Mae => out.l1_loss(&z, Reduction::Mean),
+            RegressionLoss::Huber => out.huber_loss(&z, Reduction::Mean, 1.0),
+        }
     }
 
-    /// The scores the outputs give (softmax probabilities, one per class, at the task's
-    /// temperature), as float32.
+    /// The loss of predicted values against true ones, in the units training minimises (as
+    /// `loss`, for the validation figures).
+    fn value_loss(&self, truth: &[f64], predicted: &[f64]) -> f64 {
+        let t = self.target.as_ref().expect("a regression");
+        let cost = |d: f64| match t.loss {
+            RegressionLoss::Mse => d * d,
+            RegressionLoss::Mae => d.abs(),
+            RegressionLoss::Huber => if d.abs() < 1.0 { 0.5 * d * d } else { d.abs() - 0.5 },
+        };
+        let sum: f64 = truth.iter().zip(predicted).map(|(&y, &p)| cost(t.standardise(p) - t.standardise(y))).sum();
+        sum / truth.len().max(1) as f64
+    }
+
+    /// The scores the outputs give, as float32: softmax probabilities, one per class, at the
+    /// task's temperature; or for regression the predicted value in the target's units.
     pub fn scores(&self, logits: &Tensor) -> Tensor {
+        if let Some(t) = &self.target {
+            return logits.to_kind(Kind::Float) * t.sd + t.mean;
+        }
         if self.temperature == 1.0 {
             logits.softmax(-1, Kind::Float)
         } else {
@@ -100,20 +253,42 @@ impl Task {
         p[self.decide(p)]
     }
 
-    /// Every metric of these predictions against the truth.
+    /// Every classification metric of these probabilities against the true classes.
     pub fn metrics(&self, truth: &[usize], probs: &[Vec<f32>]) -> Metrics {
         metrics::compute_with_threshold(truth, probs, &self.classes, self.threshold)
     }
 
-    /// Bootstrap 95% intervals of the metrics (None for too few images).
-    pub fn intervals(&self, truth: &[usize], probs: &[Vec<f32>], seed: u64) -> Option<Intervals> {
-        metrics::bootstrap(truth, probs, &self.classes, BOOTSTRAP_RESAMPLES, seed, self.threshold)
+    /// The figures of images `images` of `set`, whose scores are `scores` (same order).
+    pub fn figures(&self, set: &ImageSet, images: &[usize], scores: &[Vec<f32>]) -> Figures {
+        if self.is_regression() {
+            let (truth, predicted) = (set.values(images), predicted_values(scores));
+            let loss = self.value_loss(&truth, &predicted);
+            return Figures::Regression { loss, figures: regression::compute(&truth, &predicted) };
+        }
+        Figures::Classification(self.metrics(&set.truth(images), scores))
+    }
+
+    /// Bootstrap 95% intervals of the figures (None for too few images).
+    pub fn intervals(&self, set: &ImageSet, images: &[usize], scores: &[Vec<f32>], seed: u64) -> Option<Intervals> {
+        if self.is_regression() {
+            return regression::bootstrap(&set.values(images), &predicted_values(scores), BOOTSTRAP_RESAMPLES, seed);
+        }
+        metrics::bootstrap(&set.truth(images), scores, &self.classes, BOOTSTRAP_RESAMPLES, seed, self.threshold)
+    }
+
+    /// The per-epoch figures of the Training History (after the loss), by column name; a
+    /// `Figures::epoch_values` gives them in this order.
+    pub fn epoch_columns(&self) -> [&'static str; 3] {
+        if self.is_regression() { ["mae", "rmse", "r2"] } else { ["accuracy", "macro_f1", "roc_auc"] }
     }
 
     /// The Predictions CSV: one row per image with the decided class, its probability and one
     /// probability column per class; `truth` (class names) where known, `splits` when it covers
     /// every split.
     pub fn predictions_csv(&self, images: &[String], truth: Option<&[String]>, probs: &[Vec<f32>], splits: Option<&[String]>) -> Result<Vec<u8>> {
+        if self.is_regression() {
+            return value_predictions_csv(images, truth, &predicted_values(probs), splits);
+        }
         let classes = &self.classes;
         let mut w = csv::Writer::from_writer(Vec::new());
         let mut header = vec!["image_path".to_string()];
@@ -151,20 +326,115 @@ impl Task {
 
     /// How the report names the task.
     pub fn describe(&self) -> String {
+        if let Some(t) = &self.target {
+            return format!(
+                "regression of '{}' ({} loss on the target standardised with the training mean {:.4} and standard deviation {:.4})",
+                t.column,
+                t.loss.name(),
+                t.mean,
+                t.sd
+            );
+        }
         match (self.kind, self.threshold) {
             (_, Some(t)) => format!("binary, decision threshold {t} on the probability of '{}'", self.classes[1]),
             (TaskKind::Binary, None) => "binary".into(),
-            (TaskKind::Classification, None) => "classification".into(),
+            (_, None) => "classification".into(),
         }
     }
+}
+
+/// A regression's predicted values from its one-column scores.
+pub fn predicted_values(scores: &[Vec<f32>]) -> Vec<f64> {
+    scores.iter().map(|s| f64::from(s[0])).collect()
+}
+
+/// A regression's Predictions CSV: `image_path, [split], [true_value], predicted_value, [error]`,
+/// the error being predicted minus true. `truth` holds the target column's text.
+fn value_predictions_csv(images: &[String], truth: Option<&[String]>, predicted: &[f64], splits: Option<&[String]>) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header = vec!["image_path"];
+    if splits.is_some() {
+        header.push("split");
+    }
+    if truth.is_some() {
+        header.push("true_value");
+    }
+    header.push("predicted_value");
+    if truth.is_some() {
+        header.push("error");
+    }
+    w.write_record(&header)?;
+    for (i, p) in predicted.iter().enumerate() {
+        let mut rec = vec![images[i].clone()];
+        if let Some(s) = splits {
+            rec.push(s[i].clone());
+        }
+        if let Some(t) = truth {
+            rec.push(t[i].clone());
+        }
+        rec.push(format!("{p:.6}"));
+        if let Some(t) = truth {
+            rec.push(parse_value(&t[i]).map_or(String::new(), |v| format!("{:.6}", p - v)));
+        }
+        w.write_record(&rec)?;
+    }
+    Ok(w.into_inner()?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::RegressionLoss;
 
     fn names(k: usize) -> Vec<String> {
         (0..k).map(|i| format!("c{i}")).collect()
+    }
+
+    fn label_rows(labels: &[&str]) -> Vec<Row> {
+        labels.iter().enumerate().map(|(i, l)| Row { line: i + 2, image: format!("{i}.png"), label: l.to_string(), split: None, group: None }).collect()
+    }
+
+    #[test]
+    fn auto_follows_its_documented_rule() {
+        let kind = |labels: Vec<String>| infer(&label_rows(&labels.iter().map(String::as_str).collect::<Vec<_>>()), "y").0;
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(kind(s(&["nv", "mel", "nv"])), TaskKind::Binary);
+        assert_eq!(kind(s(&["nv", "mel", "bcc"])), TaskKind::Classification);
+        assert_eq!(kind(s(&["0", "1", "1.0", ""])), TaskKind::Binary, "0/1 codes, one spelled 1.0, one missing");
+        let ten: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+        assert_eq!(kind(ten.clone()), TaskKind::Classification, "ten whole numbers are class codes");
+        let eleven: Vec<String> = (0..11).map(|i| i.to_string()).collect();
+        assert_eq!(kind(eleven), TaskKind::Regression, "eleven distinct numbers are a quantity");
+        assert_eq!(kind(s(&["0.5", "1.5", "0.5"])), TaskKind::Regression, "a fraction makes it a quantity");
+        assert_eq!(kind(s(&["45", "NA", "50", "?", "30", "35", "40", "55", "60", "65", "70", "75", "80"])), TaskKind::Regression, "missing markers aside");
+        let mut mixed = ten;
+        mixed.push("unknown".into());
+        assert_eq!(kind(mixed), TaskKind::Classification, "one class name makes every label a class");
+        let (_, why) = infer(&label_rows(&["1.5", "2"]), "age");
+        assert!(why.contains("'age'") && why.contains("regression"), "{why}");
+    }
+
+    #[test]
+    fn a_regression_task_scales_by_the_training_split() {
+        let t = Task::for_regression(&[1.0, 3.0], "age", RegressionLoss::Mse, None).unwrap();
+        let target = t.target.as_ref().unwrap();
+        assert_eq!((target.mean, target.sd, t.head_outputs()), (2.0, 1.0, 1));
+        let e = |r: Result<Task>| format!("{:#}", r.err().expect("an error"));
+        assert!(e(Task::for_regression(&[4.0, 4.0], "age", RegressionLoss::Mse, None)).contains("same target (4)"));
+        assert!(e(Task::for_regression(&[1.0, 3.0], "age", RegressionLoss::Mse, Some(0.5))).contains("binary only"));
+        // Scores are the predicted values in the target's units; the loss is on the standardised
+        // scale, as the network is trained.
+        let out = Tensor::from_slice(&[0.5f32, -1.0]).view([2, 1]);
+        assert_eq!(rows(&t.scores(&out)), vec![vec![2.5], vec![1.0]]);
+        let y = Tensor::from_slice(&[2.5f64, 3.0]);
+        let mse = t.loss(&out, &y).double_value(&[]);
+        assert!((mse - (0.0 + 4.0) / 2.0).abs() < 1e-6, "{mse}");
+        assert!((t.value_loss(&[2.5, 3.0], &[2.5, 1.0]) - mse).abs() < 1e-6, "the validation loss is the training loss");
+        let huber = Task::for_regression(&[1.0, 3.0], "age", RegressionLoss::Huber, None).unwrap();
+        assert!((huber.loss(&out, &y).double_value(&[]) - 0.75).abs() < 1e-6, "|d| = 2 costs 1.5");
+        assert!((huber.value_loss(&[2.5, 3.0], &[2.5, 1.0]) - 0.75).abs() < 1e-9);
+        let csv = String::from_utf8(t.predictions_csv(&["a.png".into()], Some(&["3".into()]), &[vec![2.5]], None).unwrap()).unwrap();
+        assert_eq!(csv, "image_path,true_value,predicted_value,error\na.png,3,2.500000,-0.500000\n");
     }
 
     #[test]

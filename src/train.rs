@@ -14,7 +14,6 @@ use crate::config::{Augmentation, OptimizerKind, TrainConfig, ValidationMetric};
 use crate::data::batches::{EpochBatches, Normalization};
 use crate::data::ImageSet;
 use crate::evaluation;
-use crate::metrics;
 use crate::models::{ModelSpec, Network};
 use crate::optimizer::Optimizer;
 use crate::precision::Compute;
@@ -111,14 +110,11 @@ pub fn start_model(spec: &ModelSpec, task: &Task, seed: u64, weights_dir: Option
 pub struct EpochRecord {
     pub epoch: usize,
     pub train_loss: f64,
-    pub train_accuracy: f64,
-    /// Train figures come from the epoch's own (augmented, train-mode) batches.
-    pub train_macro_f1: f64,
-    pub train_roc_auc: Option<f64>,
+    /// The task's epoch figures (`Task::epoch_columns`: accuracy, macro F1 and ROC-AUC, or MAE,
+    /// RMSE and R²). Train figures come from the epoch's own (augmented, train-mode) batches.
+    pub train: [Option<f64>; 3],
     pub validation_loss: Option<f64>,
-    pub validation_accuracy: Option<f64>,
-    pub validation_macro_f1: Option<f64>,
-    pub validation_roc_auc: Option<f64>,
+    pub validation: Option<[Option<f64>; 3]>,
     /// The figure that picks the best epoch (validation loss, accuracy, ...).
     pub validation_score: Option<f64>,
     pub learning_rate: f64,
@@ -136,8 +132,8 @@ pub struct TrainOutcome {
     /// The best epoch's validation logits, in `val_idx` order (None without validation images).
     /// The restored best weights give exactly these again, so they are not recomputed.
     pub best_validation_logits: Option<Vec<Vec<f32>>>,
-    /// The best epoch's own training pass (augmented images, train mode): the truth and the
-    /// probabilities, in the order the batches came.
+    /// The best epoch's own training pass (augmented images, train mode): the images and their
+    /// scores, in the order the batches came.
     pub best_training_pass: (Vec<usize>, Vec<Vec<f32>>),
 }
 
@@ -175,15 +171,6 @@ fn fault_oom_step() -> Option<usize> {
 /// divergence handling can be tested without waiting for a real divergence.
 fn fault_nan_epoch() -> Option<usize> {
     std::env::var("IMAGE_LEARNER_FAULT_NAN_EPOCH").ok().and_then(|v| v.parse().ok())
-}
-
-fn validation_score(metric: ValidationMetric, m: &metrics::Metrics) -> Option<f64> {
-    match metric {
-        ValidationMetric::Loss => Some(m.log_loss),
-        ValidationMetric::Accuracy => Some(m.accuracy),
-        ValidationMetric::MacroF1 => Some(m.macro_f1),
-        ValidationMetric::RocAuc => m.roc_auc_macro,
-    }
 }
 
 /// Trains `net` (whose variables live in `vs`) and leaves the best epoch's weights in `vs`.
@@ -242,7 +229,7 @@ pub fn fit(
         );
         bar.set_message(format!("{epoch}/{}", s.epochs));
         let (mut loss_sum, mut seen) = (0f64, 0usize);
-        let mut epoch_truth: Vec<usize> = Vec::with_capacity(train_idx.len());
+        let mut epoch_images: Vec<usize> = Vec::with_capacity(train_idx.len());
         let mut epoch_probs: Vec<Vec<f32>> = Vec::with_capacity(train_idx.len());
         let mut wait = 0f64;
         let mut waited = Instant::now();
@@ -272,7 +259,7 @@ pub fn fit(
             loss_sum += l * n as f64;
             seen += n;
             epoch_probs.extend(evaluation::rows(&s.task.scores(&logits.detach())));
-            epoch_truth.extend(b.labels.iter().map(|&l| l as usize));
+            epoch_images.extend_from_slice(&b.indices);
             bar.inc(1);
             waited = Instant::now();
         }
@@ -291,36 +278,31 @@ pub fn fit(
         }
         let val_logits = (!val_idx.is_empty()).then(|| validator.logits(val_idx));
         let val_probs = val_logits.as_ref().map(|l| s.task.probabilities(l));
-        let val = val_probs.as_ref().map(|probs| {
-            let truth: Vec<usize> = val_idx.iter().map(|&i| set.labels[i]).collect();
-            s.task.metrics(&truth, probs)
-        });
-        let (val_loss, val_acc) = (val.as_ref().map(|m| m.log_loss), val.as_ref().map(|m| m.accuracy));
-        let score = val.as_ref().and_then(|m| validation_score(s.validation_metric, m));
-        let train_m = s.task.metrics(&epoch_truth, &epoch_probs);
+        let val = val_probs.as_ref().map(|probs| s.task.figures(set, val_idx, probs));
+        let val_loss = val.as_ref().map(|m| m.loss());
+        let score = val.as_ref().and_then(|m| m.value(s.validation_metric));
+        let train_m = s.task.figures(set, &epoch_images, &epoch_probs);
         let record = EpochRecord {
             epoch,
             train_loss: loss_sum / seen.max(1) as f64,
-            train_accuracy: train_m.accuracy,
-            train_macro_f1: train_m.macro_f1,
-            train_roc_auc: train_m.roc_auc_macro,
+            train: train_m.epoch_values(),
             validation_loss: val_loss,
-            validation_accuracy: val_acc,
-            validation_macro_f1: val.as_ref().map(|m| m.macro_f1),
-            validation_roc_auc: val.as_ref().and_then(|m| m.roc_auc_macro),
+            validation: val.as_ref().map(|m| m.epoch_values()),
             validation_score: score,
             learning_rate: s.learning_rate,
             seconds: started.elapsed().as_secs_f64(),
             data_wait_seconds: wait,
         };
         let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+        let first = s.task.epoch_columns()[0];
+        let short = if first == "accuracy" { "acc" } else { first };
         eprintln!(
-            "epoch {epoch}/{}: train loss {:.4} acc {:.4} | validation loss {} acc {} | {:.1} s",
+            "epoch {epoch}/{}: train loss {:.4} {short} {} | validation loss {} {short} {} | {:.1} s",
             s.epochs,
             record.train_loss,
-            record.train_accuracy,
+            fmt(record.train[0]),
             fmt(val_loss),
-            fmt(val_acc),
+            fmt(record.validation.and_then(|v| v[0])),
             record.seconds
         );
         history.push(record);
@@ -336,7 +318,7 @@ pub fn fit(
             best = Some((epoch, score.unwrap_or(f64::NAN)));
             best_state = Some(snapshot(vs));
             best_validation_logits = val_logits;
-            best_training_pass = (epoch_truth, epoch_probs);
+            best_training_pass = (epoch_images, epoch_probs);
             since_best = 0;
         } else {
             since_best += 1;

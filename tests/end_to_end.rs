@@ -20,7 +20,11 @@ fn train_writes_all_outputs_and_predict_reproduces_them() {
     assert_eq!(summary.image_size, 32);
 
     let hist = csv_rows(&out.join(outputs::HISTORY));
-    assert_eq!(hist[0], outputs::history::COLUMNS);
+    let expected: Vec<&str> = "epoch train_loss train_accuracy train_macro_f1 train_roc_auc validation_loss validation_accuracy \
+        validation_macro_f1 validation_roc_auc learning_rate is_best seconds data_wait_seconds"
+        .split_whitespace()
+        .collect();
+    assert_eq!(hist[0], expected, "the classification history's columns are the published ones");
     assert_eq!(hist.len(), 4);
     let best: Vec<&Vec<String>> = hist[1..].iter().filter(|r| r[10] == "true").collect();
     assert_eq!(best.len(), 1);
@@ -128,7 +132,7 @@ fn same_seed_repeats_and_another_seed_splits_differently() {
 fn bundled_sample_is_what_the_generator_makes() {
     let dir = tempfile::tempdir().unwrap();
     image_learner::synth::write_sample(dir.path(), 60, 48, 1).unwrap();
-    for f in ["sample_images.zip", "sample_metadata.csv", "sample_metadata_split.csv", "sample_metadata_binary.csv", "sample_metadata_ham.tsv", "sample_metadata_bad.csv"] {
+    for f in ["sample_images.zip", "sample_metadata.csv", "sample_metadata_split.csv", "sample_metadata_binary.csv", "sample_metadata_ham.tsv", "sample_metadata_bad.csv", "sample_metadata_regression.csv"] {
         assert_eq!(
             std::fs::read(dir.path().join(f)).unwrap(),
             std::fs::read(repo().join("test-data").join(f)).unwrap(),
@@ -153,7 +157,7 @@ fn bf16_mixed_precision_trains_and_is_reported() {
                 let html = std::fs::read_to_string(out.join(image_learner::outputs::REPORT)).unwrap();
                 let expected = if precision == image_learner::config::PrecisionChoice::Bf16 { "bf16 mixed precision" } else { "float32" };
                 assert!(html.contains(expected), "{precision:?}: the report names the arithmetic");
-                accuracy.push(s.test.accuracy);
+                accuracy.push(s.test.classification().unwrap().accuracy);
             }
             Err(e) => {
                 assert!(!cpu_bf16 && format!("{e:#}").contains("neither AVX512-BF16 nor AMX"), "{e:#}");
@@ -247,6 +251,10 @@ fn train_sample(dir: &std::path::Path, name: &str, csv: &std::path::Path, extra:
         "--model", "resnet18", "--use-pretrained", "false", "--epochs", "2", "--batch-size", "16", "--image-size", "32",
         "--threads", "2", "--device", "cpu", "--output-dir", out.to_str().unwrap(),
     ];
+    if extra.contains(&"--epochs") {
+        let at = args.iter().position(|a| *a == "--epochs").unwrap();
+        args.drain(at..at + 2);
+    }
     args.extend_from_slice(extra);
     let o = run(&args);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -323,4 +331,69 @@ fn a_tuned_threshold_decides_the_test_images_and_predict_reuses_it() {
     let (_, m, log) = train_sample(dir.path(), "no_validation", &csv, &["--task", "binary", "--split", "80/0/20"]);
     assert_eq!((m["decisions"]["threshold"].as_f64(), m["decisions"]["temperature"].as_f64()), (Some(0.5), Some(1.0)));
     assert!(log.contains("--threshold auto needs a validation split") && log.contains("--calibrate temperature needs a validation split"), "{log}");
+}
+
+/// Regression end to end, with the task inferred: rows without a value are left out with a
+/// warning naming them, the outputs have the regression columns, the model beats always
+/// predicting the training mean, and `predict` reproduces the test predictions.
+#[test]
+fn a_regression_is_inferred_trained_reported_and_predicted_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo().join("test-data/sample_metadata_regression.csv")).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    lines[3] = format!("{},", lines[3].split(',').next().unwrap());
+    lines[5] = format!("{},NA", lines[5].split(',').next().unwrap());
+    let csv = dir.path().join("regression.csv");
+    std::fs::write(&csv, lines.join("\n") + "\n").unwrap();
+    let (out, m, log) = train_sample(
+        dir.path(),
+        "regression",
+        &csv,
+        &["--task", "auto", "--epochs", "8", "--validation-metric", "mae", "--predictions", "all", "--learning-rate", "0.001"],
+    );
+    assert!(log.contains("task: the label column 'target' holds numbers, with values that are not whole numbers: regression"), "{log}");
+    assert!(log.contains("2 rows of regression.csv have no value in the target column 'target' (lines 4, 6)"), "{log}");
+    assert_eq!(m["task"], "regression");
+    let hist = csv_rows(&out.join(outputs::HISTORY));
+    assert_eq!(hist[0][..9], ["epoch", "train_loss", "train_mae", "train_rmse", "train_r2", "validation_loss", "validation_mae", "validation_rmse", "validation_r2"]);
+    let preds = csv_rows(&out.join(outputs::PREDICTIONS));
+    assert_eq!(preds[0], ["image_path", "split", "true_value", "predicted_value", "error"]);
+    assert_eq!(preds.len() - 1, 178, "two rows left out");
+    let value = |r: &Vec<String>, i: usize| -> f64 { r[i].parse().unwrap() };
+    let of = |split: &str| preds[1..].iter().filter(|r| r[1] == split).collect::<Vec<_>>();
+    let (train, test) = (of("train"), of("test"));
+    let train_mean = train.iter().map(|r| value(r, 2)).sum::<f64>() / train.len() as f64;
+    let baseline = test.iter().map(|r| (value(r, 2) - train_mean).abs()).sum::<f64>() / test.len() as f64;
+    let mae = test.iter().map(|r| (value(r, 3) - value(r, 2)).abs()).sum::<f64>() / test.len() as f64;
+    assert!((m["test"]["mae"].as_f64().unwrap() - mae).abs() < 1e-5, "metrics.json and the CSV agree");
+    assert!(mae < 0.8 * baseline, "test MAE {mae} against {baseline} for always predicting the training mean");
+    for r in &test {
+        assert!((value(r, 4) - (value(r, 3) - value(r, 2))).abs() < 2e-6, "error = predicted - true: {r:?}");
+    }
+    assert!((m["target"]["mean"].as_f64().unwrap() - train_mean).abs() < 1e-9, "standardised with the training split");
+    for key in ["mae", "rmse", "r2", "pearson_r", "spearman_rho"] {
+        let ci = &m["test_95ci"][key];
+        assert!(ci["low"].as_f64().unwrap() <= m["test"][key].as_f64().unwrap() && m["test"][key].as_f64().unwrap() <= ci["high"].as_f64().unwrap(), "{key}: {ci}");
+    }
+    let html = std::fs::read_to_string(out.join(outputs::REPORT)).unwrap();
+    for text in ["True against predicted (test)", "Residuals against predicted", "Distribution of the errors", "Largest errors", "Spearman", "Task chosen by"] {
+        assert!(html.contains(text), "{text}");
+    }
+    assert!(!html.contains("Confusion matrix") && !html.contains("ECE before"));
+    let b = bundle::read(&out.join(outputs::BEST_MODEL)).unwrap();
+    assert_eq!(b.config.task, image_learner::task::TaskKind::Regression);
+    assert!(b.config.target.is_some() && b.config.classes.is_empty());
+
+    let listing = dir.path().join("test.csv");
+    let text: String = std::iter::once("image_path,target\n".to_string()).chain(test.iter().map(|r| format!("{},{}\n", r[0], r[2]))).collect();
+    std::fs::write(&listing, text).unwrap();
+    let again = dir.path().join("again.csv");
+    let o = run(&[
+        "predict", "--model", out.join(outputs::BEST_MODEL).to_str().unwrap(), "--images", sample_zip().to_str().unwrap(),
+        "--metadata", listing.to_str().unwrap(), "--output", again.to_str().unwrap(), "--threads", "2", "--device", "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let expected: Vec<Vec<String>> = test.iter().map(|r| vec![r[0].clone(), r[2].clone(), r[3].clone(), r[4].clone()]).collect();
+    assert_eq!(csv_rows(&again)[1..], expected[..], "predict gives the test predictions again");
+    assert!(stderr(&o).contains("against the labels: MAE"), "{}", stderr(&o));
 }

@@ -2,7 +2,9 @@
 //! set, a binary set, heavy ties, a class never predicted, a class absent from the truth. Also
 //! the calibration figures (against `calibration_curve` and `brier_score_loss`), the tuned binary
 //! threshold (against each metric of scikit-learn at every cut) and the fitted temperature
-//! (against SciPy's bounded minimisation of scikit-learn's log loss).
+//! (against SciPy's bounded minimisation of scikit-learn's log loss). Every regression figure
+//! against scikit-learn and SciPy on continuous values, tied ranks, a constant prediction, a
+//! constant truth and a truth holding zeros.
 mod common;
 
 use image_learner::config::ThresholdMetric;
@@ -126,6 +128,61 @@ fn compare(name: &str, m: &Metrics, r: &Value) {
     }
 }
 
+/// The reference script's figures for `input`.
+fn reference(dir: &std::path::Path, input: &[Value]) -> Value {
+    let (cin, cout) = (dir.join("cases.json"), dir.join("sklearn.json"));
+    std::fs::write(&cin, serde_json::to_vec(input).unwrap()).unwrap();
+    let python = std::env::var("IMAGE_LEARNER_PYTHON").expect("IMAGE_LEARNER_PYTHON is set by scripts/setup-test.sh");
+    let o = std::process::Command::new(python)
+        .arg(common::repo().join("tests/reference/sklearn_metrics.py"))
+        .args([&cin, &cout])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&std::fs::read(&cout).unwrap()).unwrap()
+}
+
+fn close_opt(ours: Option<f64>, theirs: &Value, what: &str) {
+    match ours {
+        Some(v) => close(v, theirs, what),
+        None => assert!(theirs.is_null(), "{what}: ours undefined, the reference {theirs}"),
+    }
+}
+
+#[test]
+fn every_regression_figure_matches_scikit_learn_and_scipy() {
+    use image_learner::metrics::regression;
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let ages: Vec<f64> = (0..250).map(|_| f64::from(rng.random_range(5..17u32) * 5)).collect();
+    let noisy: Vec<f64> = ages.iter().map(|a| a + rng.random::<f64>() * 20.0 - 8.0).collect();
+    let continuous: Vec<f64> = (0..200).map(|_| rng.random::<f64>() * 10.0 - 3.0).collect();
+    let fitted: Vec<f64> = continuous.iter().map(|v| 0.8 * v + rng.random::<f64>() - 0.2).collect();
+    let cases: Vec<(&str, Vec<f64>, Vec<f64>)> = vec![
+        ("continuous", continuous.clone(), fitted),
+        // Ages in steps of 5 with rounded predictions: ties on both sides of the ranks.
+        ("tied_ages", ages.clone(), noisy.iter().map(|v| v.round()).collect()),
+        ("constant_prediction", ages.clone(), vec![52.0; ages.len()]),
+        ("constant_truth", vec![3.5; 40], (0..40).map(|i| f64::from(i) / 10.0).collect()),
+        ("zero_in_truth", (0..60).map(|i| f64::from(i % 7)).collect(), (0..60).map(|i| f64::from(i % 7) + 0.3).collect()),
+    ];
+    let input: Vec<Value> = cases.iter().map(|(name, t, p)| json!({"name": name, "y_true": t, "y_pred": p})).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let reference = reference(dir.path(), &input);
+    for (name, t, p) in &cases {
+        let (m, r) = (regression::compute(t, p), &reference[*name]);
+        for (ours, key) in [(m.mae, "mae"), (m.mse, "mse"), (m.rmse, "rmse"), (m.r2, "r2"), (m.explained_variance, "explained_variance")] {
+            close(ours, &r[key], &format!("{name} {key}"));
+        }
+        close_opt(m.pearson_r, &r["pearson_r"], &format!("{name} pearson_r"));
+        close_opt(m.spearman_rho, &r["spearman_rho"], &format!("{name} spearman_rho"));
+        close_opt(m.mape, &r["mape"], &format!("{name} mape"));
+    }
+    // The cases do exercise what they are named for.
+    assert!(reference["constant_prediction"]["pearson_r"].is_null() && reference["constant_truth"]["spearman_rho"].is_null());
+    assert!(reference["zero_in_truth"]["has_zero"].as_bool().unwrap());
+    assert!(reference["tied_ages"]["spearman_rho"].as_f64().unwrap() > 0.5);
+}
+
 #[test]
 fn every_metric_matches_scikit_learn() {
     let dir = tempfile::tempdir().unwrap();
@@ -156,16 +213,7 @@ fn every_metric_matches_scikit_learn() {
         })
         .unzip();
     input.push(json!({"name": "temperature", "y_true": logit_truth, "logits": logits.iter().map(|z| z.iter().map(|&v| v as f64).collect::<Vec<_>>()).collect::<Vec<_>>()}));
-    let (cin, cout) = (dir.path().join("cases.json"), dir.path().join("sklearn.json"));
-    std::fs::write(&cin, serde_json::to_vec(&input).unwrap()).unwrap();
-    let python = std::env::var("IMAGE_LEARNER_PYTHON").expect("IMAGE_LEARNER_PYTHON is set by scripts/setup-test.sh");
-    let o = std::process::Command::new(python)
-        .arg(common::repo().join("tests/reference/sklearn_metrics.py"))
-        .args([&cin, &cout])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let reference: Value = serde_json::from_slice(&std::fs::read(&cout).unwrap()).unwrap();
+    let reference = reference(dir.path(), &input);
     for c in &cases {
         let classes: Vec<String> = (0..c.k).map(|i| format!("c{i}")).collect();
         let m = compute(&c.y, &c.probs, &classes);

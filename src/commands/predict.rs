@@ -14,7 +14,7 @@ use crate::{device, metrics, outputs, precision, report, runtime};
 
 pub struct PredictSummary {
     pub images: usize,
-    pub metrics: Option<metrics::Metrics>,
+    pub metrics: Option<metrics::Figures>,
 }
 
 /// Every image of the ZIP, in archive order, as metadata rows without labels.
@@ -49,7 +49,9 @@ pub fn run(cfg: &PredictConfig) -> Result<PredictSummary> {
         Some(path) => data::metadata::read_metadata(path, &ColumnChoice::for_prediction(cfg.image_column.clone(), cfg.label_column.clone()))?,
         None => rows_from_archive(&cfg.images)?,
     };
-    let ing = data::ingest(&cfg.images, meta, SizePolicy::Fixed(b.config.image_size), Some(&task.classes))?;
+    task.check_labels(&meta.rows, &meta.label_column, &meta.file_name)?;
+    let labels = if task.is_regression() { data::Labels::Values } else { data::Labels::Classes(Some(&task.classes)) };
+    let ing = data::ingest(&cfg.images, meta, SizePolicy::Fixed(b.config.image_size), labels)?;
     let s = &ing.summary;
     if s.rows_without_image > 0 {
         eprintln!("warning: {} rows name no image in {} (e.g. {})", s.rows_without_image, s.archive_file, s.missing_examples.join("; "));
@@ -60,17 +62,20 @@ pub fn run(cfg: &PredictConfig) -> Result<PredictSummary> {
     let batch_size = cfg.batch_size.unwrap_or(b.config.eval_batch_size).max(1);
     let ev = Evaluator { net: &net, task: &task, set: &set, batch_size, normalization: b.config.normalization, compute: &compute };
     let scores = ev.scores(&indices);
-    let truth: Option<Vec<String>> = ing.labelled.then(|| set.labels.iter().map(|&l| set.classes[l].clone()).collect());
+    let truth: Option<Vec<String>> = ing.labelled.then(|| match task.is_regression() {
+        true => ing.rows.iter().map(|r| r.label.clone()).collect(),
+        false => set.labels.iter().map(|&l| set.classes[l].clone()).collect(),
+    });
     // The predictions and the page are committed together: both, or neither.
     let mut files = outputs::OutputSet::new();
     files.stage(&cfg.output, &task.predictions_csv(&set.names, truth.as_deref(), &scores, None)?)?;
-    let metrics = ing.labelled.then(|| task.metrics(&set.labels, &scores));
+    let metrics = ing.labelled.then(|| task.figures(&set, &indices, &scores));
     if let Some(path) = &cfg.report {
         let page = match &metrics {
             Some(m) => {
                 let title = format!("Image Learner predictions: {} on {}", b.config.architecture, s.archive_file);
-                let subtitle = format!("{} images scored against the labels of {}", m.n, s.metadata_file);
-                report::build_metrics_page(&title, &subtitle, m, &set.classes)?
+                let subtitle = format!("{} images scored against the labels of {}", m.n(), s.metadata_file);
+                report::build_metrics_page(&title, &subtitle, m, &task.classes)?
             }
             None => report::NO_LABELS_PAGE.to_string(),
         };

@@ -60,7 +60,7 @@ pub fn ingestion(
     let started = Instant::now();
     let choice = ColumnChoice { label, ..ColumnChoice::default() };
     let meta = data::metadata::read_metadata(metadata, &choice)?;
-    let ing = data::ingest(images, meta, SizePolicy::Fixed(size), None)?;
+    let ing = data::ingest(images, meta, SizePolicy::Fixed(size), data::Labels::Classes(None))?;
     let seconds = started.elapsed().as_secs_f64();
     let n = ing.images.len();
     Ok(Ingestion {

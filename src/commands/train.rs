@@ -8,14 +8,14 @@ use anyhow::Result;
 use crate::config::TrainConfig;
 use crate::data::{self, metadata::ColumnChoice, split, SizePolicy};
 use crate::evaluation::{self, FinalFigures};
-use crate::metrics::Metrics;
+use crate::metrics::Figures;
 use crate::outputs::{self, TrainedRun};
-use crate::task::Task;
+use crate::task::{self, Task, TaskKind};
 use crate::{decisions, device, models, precision, report, runtime, train, weights};
 
 pub struct RunSummary {
     pub output_dir: std::path::PathBuf,
-    pub test: Metrics,
+    pub test: Figures,
     pub best_epoch: usize,
     pub epochs_run: usize,
     pub seconds: f64,
@@ -43,28 +43,51 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
         weights::require(spec, &weights_dir)?;
     }
 
-    // Ingest: CSV + ZIP -> decoded images, and the task their labels make.
-    let meta = data::metadata::read_metadata(&cfg.metadata, &ColumnChoice::for_training(cfg))?;
+    // Ingest: CSV + ZIP -> decoded images; the task their labels make, after the split (a
+    // regression's scale is the training split's).
+    let mut meta = data::metadata::read_metadata(&cfg.metadata, &ColumnChoice::for_training(cfg))?;
+    let (kind, chosen) = match cfg.task {
+        TaskKind::Auto => {
+            let (kind, why) = task::infer(&meta.rows, &meta.label_column);
+            (kind, Some(why))
+        }
+        kind => (kind, None),
+    };
+    if let Some(why) = &chosen {
+        eprintln!("task: {why}");
+    }
+    let mut warnings = match kind {
+        TaskKind::Regression => data::metadata::numeric_rows(&mut meta)?,
+        _ => {
+            data::metadata::require_labels(&meta)?;
+            Vec::new()
+        }
+    };
+    let labels = if kind == TaskKind::Regression { data::Labels::Values } else { data::Labels::Classes(None) };
     let size = cfg.image_size.map_or(SizePolicy::FromImages { max: spec.default_size }, SizePolicy::Fixed);
-    let ing = data::ingest(&cfg.images, meta, size, None)?;
+    let ing = data::ingest(&cfg.images, meta, size, labels)?;
     let ingested = started.elapsed().as_secs_f64();
-    let mut warnings = ing.announce();
+    warnings.extend(ing.announce());
     let s = &ing.summary;
-    let task = Task::for_training(cfg.task, &ing.images.classes, cfg.threshold.fixed(), &s.label_column, &s.metadata_file)?;
 
-    // Split.
+    // Split, then the task.
     let plan = split::plan(&ing, &cfg.split, cfg.seed)?;
     warnings.extend(plan.warnings.iter().cloned());
+    let task = match kind {
+        TaskKind::Regression => Task::for_regression(&ing.images.values(&plan.train), &s.label_column, cfg.loss, cfg.threshold.fixed())?,
+        _ => Task::for_training(kind, &ing.images.classes, cfg.threshold.fixed(), &s.label_column, &s.metadata_file)?,
+    };
+    task.check_validation_metric(cfg.validation_metric)?;
     let batch_size = train::fitting_batch_size(cfg.batch_size, plan.train.len(), &mut warnings);
     for w in &warnings {
         eprintln!("warning: {w}");
     }
     eprintln!(
-        "split: {} train, {} validation, {} test; {} classes; input {n}x{n}; model {} on {}",
+        "split: {} train, {} validation, {} test; {}; input {n}x{n}; model {} on {}",
         plan.train.len(),
         plan.validation.len(),
         plan.test.len(),
-        task.classes.len(),
+        task.describe(),
         spec.name,
         device::describe(compute.device),
         n = ing.images.size,
@@ -88,7 +111,7 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
     }
 
     // Decide: the temperature and the binary threshold, fitted on the validation split.
-    let validation_truth: Vec<usize> = plan.validation.iter().map(|&i| set.labels[i]).collect();
+    let validation_truth = set.truth(&plan.validation);
     let validation = outcome.best_validation_logits.as_deref().map(|l| (l, validation_truth.as_slice()));
     let announced = warnings.len();
     let (task, decided) = decisions::fit(&task, validation, cfg, &mut warnings);
@@ -109,6 +132,7 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
         cfg,
         spec,
         task: &task,
+        task_chosen: chosen,
         decisions: &decided,
         set: &set,
         summary: &ing.summary,

@@ -22,10 +22,13 @@ pub struct Normalization {
 pub const IMAGENET: Normalization =
     Normalization { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
 
-/// One batch: images as float N x 3 x S x S (row-major), labels, and which images.
+/// One batch: images as float N x 3 x S x S (row-major), labels (regression: targets), and
+/// which images.
 pub struct Batch {
     pub pixels: Vec<f32>,
     pub labels: Vec<i64>,
+    /// Regression: the images' true values; empty otherwise.
+    pub targets: Vec<f64>,
     pub indices: Vec<usize>,
 }
 
@@ -59,7 +62,8 @@ pub fn make_batch(
             }
         }
     }
-    Batch { pixels, labels: indices.iter().map(|&i| set.labels[i] as i64).collect(), indices: indices.to_vec() }
+    let targets = if set.targets.is_empty() { Vec::new() } else { set.values(indices) };
+    Batch { pixels, labels: indices.iter().map(|&i| set.labels[i] as i64).collect(), targets, indices: indices.to_vec() }
 }
 
 /// The seed of epoch `epoch`'s order and augmentation stream.
@@ -149,6 +153,7 @@ mod tests {
             size,
             pixels: (0..n * size * size * 3).map(|i| (i * 7 % 256) as u8).collect(),
             labels: (0..n).map(|i| i % 2).collect(),
+            targets: Vec::new(),
             names: (0..n).map(|i| format!("{i}.png")).collect(),
             classes: vec!["a".into(), "b".into()],
         })

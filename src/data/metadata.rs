@@ -55,6 +55,9 @@ pub struct ColumnChoice {
     pub group: Option<ColumnRef>,
     /// When true (prediction), a table without a label column is accepted; labels are then "".
     pub label_optional: bool,
+    /// When true (regression, or a task still to be inferred), a row with an empty label is kept
+    /// for `numeric_rows` or `require_labels` to judge.
+    pub empty_labels: bool,
 }
 
 impl ColumnChoice {
@@ -66,12 +69,13 @@ impl ColumnChoice {
             split: cfg.split_column.clone(),
             group: cfg.group_column.clone(),
             label_optional: false,
+            empty_labels: matches!(cfg.task, crate::config::TaskKind::Regression | crate::config::TaskKind::Auto),
         }
     }
 
     /// The columns `predict` names: image and label alone, labels optional.
     pub fn for_prediction(image: Option<ColumnRef>, label: Option<ColumnRef>) -> ColumnChoice {
-        ColumnChoice { image, label, split: None, group: None, label_optional: true }
+        ColumnChoice { image, label, split: None, group: None, label_optional: true, empty_labels: true }
     }
 }
 
@@ -297,13 +301,8 @@ pub fn parse_metadata(bytes: &[u8], file_name: &str, choice: &ColumnChoice) -> R
                 headers[cols.image]
             );
         }
-        if label.is_empty() && cols.label.is_some() && !choice.label_optional {
-            bail_input!(
-                "{file_name} line {line}: the label column '{}' is empty for image '{}'; \
-                 give every row a class or remove the row",
-                headers[cols.label.unwrap_or(0)],
-                crate::error::short(&image)
-            );
+        if label.is_empty() && cols.label.is_some() && !choice.label_optional && !choice.empty_labels {
+            bail_input!("{}", empty_label_message(file_name, line, &headers[cols.label.unwrap_or(0)], &image));
         }
         let opt = |c: Option<usize>| c.map(field).filter(|s| !s.is_empty());
         rows.push(Row { line, image, label, split: opt(cols.split), group: opt(cols.group) });
@@ -346,6 +345,94 @@ pub fn parse_metadata(bytes: &[u8], file_name: &str, choice: &ColumnChoice) -> R
         rows,
         warnings,
     })
+}
+
+fn empty_label_message(file_name: &str, line: usize, column: &str, image: &str) -> String {
+    format!(
+        "{file_name} line {line}: the label column '{column}' is empty for image '{}'; give every row a class or remove the row",
+        crate::error::short(image)
+    )
+}
+
+/// Classification: every row needs a label (for a task inferred after reading, whose rows were
+/// read with empty labels allowed).
+pub fn require_labels(meta: &Metadata) -> Result<()> {
+    match meta.rows.iter().find(|r| r.label.is_empty()) {
+        Some(r) => bail_input!("{}", empty_label_message(&meta.file_name, r.line, &meta.label_column, &r.image)),
+        None => Ok(()),
+    }
+}
+
+/// Spellings of a missing value, read as an empty cell (pandas' defaults, in any case).
+const MISSING: [&str; 7] = ["na", "n/a", "nan", "null", "none", "?", "-"];
+
+/// Whether a label is missing: empty, or one of the usual spellings of a missing value.
+pub fn is_missing(label: &str) -> bool {
+    label.is_empty() || MISSING.contains(&label.to_ascii_lowercase().as_str())
+}
+
+/// A regression target: a finite number (a decimal comma is not a number here).
+pub fn parse_value(label: &str) -> Option<f64> {
+    label.trim().parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+/// Regression: leaves out the rows whose target is missing or not a number, with one warning
+/// that names their lines. Stops when no row is left, or when every target is the same.
+pub fn numeric_rows(meta: &mut Metadata) -> Result<Vec<String>> {
+    let (mut missing, mut text) = (Vec::new(), Vec::new());
+    meta.rows.retain(|r| {
+        if is_missing(&r.label) {
+            missing.push(r.line);
+            false
+        } else if parse_value(&r.label).is_none() {
+            text.push((r.line, crate::error::short(&r.label)));
+            false
+        } else {
+            true
+        }
+    });
+    let column = &meta.label_column;
+    let lines = |v: &[usize]| {
+        let shown: Vec<String> = v.iter().take(5).map(usize::to_string).collect();
+        format!("{}{}", shown.join(", "), if v.len() > 5 { ", ..." } else { "" })
+    };
+    let mut warnings = Vec::new();
+    if !missing.is_empty() {
+        warnings.push(format!(
+            "{} rows of {} have no value in the target column '{column}' (lines {}); they are left out",
+            missing.len(),
+            meta.file_name,
+            lines(&missing)
+        ));
+    }
+    if !text.is_empty() {
+        let first = &text[0];
+        warnings.push(format!(
+            "{} rows of {} have a target that is not a number (line {}: '{}'; lines {}); they are left out",
+            text.len(),
+            meta.file_name,
+            first.0,
+            first.1,
+            lines(&text.iter().map(|t| t.0).collect::<Vec<_>>())
+        ));
+    }
+    if meta.rows.is_empty() {
+        let example = text.first().map_or(String::new(), |t| format!(" (line {}: '{}')", t.0, t.1));
+        bail_input!(
+            "{}: no row has a number in the target column '{column}'{example}; a regression needs numeric targets. \
+             Check --label-column, or use --task classification for class names",
+            meta.file_name
+        );
+    }
+    let first = parse_value(&meta.rows[0].label);
+    if meta.rows.iter().all(|r| parse_value(&r.label) == first) {
+        bail_input!(
+            "{}: every target in the column '{column}' is {}; a regression needs targets that vary",
+            meta.file_name,
+            meta.rows[0].label
+        );
+    }
+    Ok(warnings)
 }
 
 /// The class a label stands for, as far as spelling goes: its number when it is one ("1", "1.0"
@@ -624,6 +711,24 @@ mod tests {
     }
 
     #[test]
+    fn a_regression_keeps_the_numeric_rows_and_names_the_others() {
+        let choice = ColumnChoice { empty_labels: true, ..Default::default() };
+        let mut m = parse_metadata(b"image,label\na.png,45\nb.png,\nc.png,NA\nd.png,forty\ne.png,50.5\n", "m.csv", &choice).unwrap();
+        let w = numeric_rows(&mut m).unwrap();
+        assert_eq!(m.rows.iter().map(|r| r.image.as_str()).collect::<Vec<_>>(), ["a.png", "e.png"]);
+        assert!(w[0].contains("2 rows of m.csv have no value") && w[0].contains("lines 3, 4"), "{w:?}");
+        assert!(w[1].contains("line 5: 'forty'"), "{w:?}");
+        let err = |text: &[u8]| {
+            let mut m = parse_metadata(text, "m.csv", &choice).unwrap();
+            format!("{:#}", numeric_rows(&mut m).unwrap_err())
+        };
+        assert!(err(b"image,label\na.png,nv\nb.png,mel\n").contains("no row has a number in the target column 'label' (line 2: 'nv')"));
+        assert!(err(b"image,label\na.png,3\nb.png,3.0\n").contains("every target in the column 'label' is 3"));
+        let strict = parse_metadata(b"image,label\na.png,nv\nb.png,\n", "m.csv", &choice).unwrap();
+        assert!(format!("{:#}", require_labels(&strict).unwrap_err()).contains("line 3: the label column 'label' is empty for image 'b.png'"));
+    }
+
+    #[test]
     fn detects_ham_columns_and_overrides() {
         let text = "lesion_id,image_id,dx,image_path\nL1,ISIC_1,mel,ISIC_1.jpg\n";
         let m = parse(text).unwrap();
@@ -634,6 +739,7 @@ mod tests {
             group: Some(ColumnRef::Name("lesion_id".into())),
             split: None,
             label_optional: false,
+            empty_labels: false,
         };
         let m = parse_metadata(text.as_bytes(), "m.csv", &choice).unwrap();
         assert_eq!(m.rows[0].image, "ISIC_1");

@@ -21,19 +21,30 @@ use metadata::Metadata;
 pub struct ImageSet {
     pub size: usize,
     pub pixels: Vec<u8>,
-    /// Class index of each image (index into `classes`).
+    /// Class index of each image (index into `classes`); 0 for regression.
     pub labels: Vec<usize>,
+    /// Regression: each image's true value (NaN where the row has none); empty otherwise.
+    pub targets: Vec<f64>,
     /// The metadata row's image reference, as written in the CSV.
     pub names: Vec<String>,
+    /// The classes (empty for regression).
     pub classes: Vec<String>,
 }
 
 impl ImageSet {
     pub fn len(&self) -> usize {
-        self.labels.len()
+        self.names.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
+        self.names.is_empty()
+    }
+    /// The true values of images `indices` (regression).
+    pub fn values(&self, indices: &[usize]) -> Vec<f64> {
+        indices.iter().map(|&i| self.targets[i]).collect()
+    }
+    /// The true classes of images `indices`.
+    pub fn truth(&self, indices: &[usize]) -> Vec<usize> {
+        indices.iter().map(|&i| self.labels[i]).collect()
     }
     pub fn image(&self, i: usize) -> &[u8] {
         let n = self.size * self.size * 3;
@@ -104,15 +115,19 @@ impl Ingested {
     }
 }
 
+/// What the label column holds.
+#[derive(Clone, Copy, Debug)]
+pub enum Labels<'a> {
+    /// Class names: these (prediction with a saved model), or `None` for the sorted distinct
+    /// labels. A row whose label is not a known class is an error.
+    Classes(Option<&'a [String]>),
+    /// Numbers (regression). A label that is not a number is an error (training leaves such
+    /// rows out first: `metadata::numeric_rows`).
+    Values,
+}
+
 /// Reads the metadata, matches it to the ZIP, and decodes every matched image at `size`.
-/// `classes`: the class list to use (prediction with a saved model); `None` takes the sorted
-/// distinct labels. Rows whose label is not a known class are an error.
-pub fn ingest(
-    zip_path: &Path,
-    meta: Metadata,
-    size: SizePolicy,
-    classes: Option<&[String]>,
-) -> Result<Ingested> {
+pub fn ingest(zip_path: &Path, meta: Metadata, size: SizePolicy, labels_are: Labels) -> Result<Ingested> {
     let mut archive = Archive::open(zip_path)?;
     let report = archive.match_rows(&meta.rows)?;
     if report.matched.is_empty() {
@@ -128,9 +143,11 @@ pub fn ingest(
             zex.join(", ")
         );
     }
-    let classes: Vec<String> = match classes {
-        Some(c) => c.to_vec(),
-        None => {
+    let regression = matches!(labels_are, Labels::Values);
+    let classes: Vec<String> = match labels_are {
+        Labels::Values => Vec::new(),
+        Labels::Classes(Some(c)) => c.to_vec(),
+        Labels::Classes(None) => {
             let mut c: Vec<String> = report.matched.iter().map(|&(r, _)| meta.rows[r].label.clone()).collect();
             c.sort();
             c.dedup();
@@ -138,11 +155,29 @@ pub fn ingest(
         }
     };
     let mut labels = Vec::with_capacity(report.matched.len());
+    let mut targets = Vec::new();
     let mut labelled = true;
     for &(r, _) in &report.matched {
         let row = &meta.rows[r];
         if row.label.is_empty() {
             labelled = false;
+            labels.push(0);
+            if regression {
+                targets.push(f64::NAN);
+            }
+            continue;
+        }
+        if regression {
+            match metadata::parse_value(&row.label) {
+                Some(v) => targets.push(v),
+                None => bail_input!(
+                    "{} line {}: the value '{}' in the column '{}' is not a number, and this model predicts a number",
+                    meta.file_name,
+                    row.line,
+                    crate::error::short(&row.label),
+                    meta.label_column
+                ),
+            }
             labels.push(0);
             continue;
         }
@@ -243,6 +278,7 @@ pub fn ingest(
         bail_input!("none of the {} matched images in {} could be decoded: {}", report.matched.len(), archive.display_name, skipped.iter().take(3).cloned().collect::<Vec<_>>().join("; "));
     }
     let labels: Vec<usize> = kept.iter().map(|&k| labels[k]).collect();
+    let targets: Vec<f64> = if regression { kept.iter().map(|&k| targets[k]).collect() } else { Vec::new() };
     let matched: Vec<(usize, usize)> = kept.iter().map(|&k| report.matched[k]).collect();
     if let Some((line, image, first)) = report.repeated.first() {
         warnings.push(format!(
@@ -277,7 +313,7 @@ pub fn ingest(
         warnings,
     };
     Ok(Ingested {
-        images: ImageSet { size, pixels, labels, names: rows.iter().map(|r| r.image.clone()).collect(), classes },
+        images: ImageSet { size, pixels, labels, targets, names: rows.iter().map(|r| r.image.clone()).collect(), classes },
         labelled,
         rows,
         summary,

@@ -274,6 +274,17 @@ fn check_classes_per_split(
     Ok(())
 }
 
+/// Quantile bins of regression targets (up to five, fewer for few values), as stratification
+/// labels with their names. Equal values share a bin.
+fn value_strata(targets: &[f64]) -> (Vec<usize>, Vec<String>) {
+    let mut sorted: Vec<f64> = targets.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let bins = (targets.len() / 10).clamp(1, 5);
+    let cuts: Vec<f64> = (1..bins).map(|b| sorted[b * sorted.len() / bins]).collect();
+    let labels = targets.iter().map(|v| cuts.iter().filter(|&&c| *v >= c).count()).collect();
+    (labels, (0..bins).map(|b| format!("value band {}", b + 1)).collect())
+}
+
 /// The split stage's result: which images train, validate and test, and how that was decided.
 pub struct SplitPlan {
     /// Indices into the image set, in set order.
@@ -302,9 +313,19 @@ pub fn plan(ing: &super::Ingested, f: &SplitFractions, seed: u64) -> Result<Spli
     let set = &ing.images;
     let s = &ing.summary;
     let mut warnings = Vec::new();
+    // A regression is stratified by quantile bins of its target, so that every split spans the
+    // range of values; a classification by class.
+    let regression = !set.targets.is_empty();
+    let (labels, classes, by) = if regression {
+        let (bins, names) = value_strata(&set.targets);
+        (bins, names, "by quantile band of the target")
+    } else {
+        (set.labels.clone(), set.classes.clone(), "by class")
+    };
+    let (labels, classes) = (&labels, &classes);
     let (assignment, method) = if let Some(col) = &s.split_column {
         let values: Vec<(usize, Option<String>)> = ing.rows.iter().map(|r| (r.line, r.split.clone())).collect();
-        let (splits, carved) = from_column(&values, &set.labels, &set.classes, col, f, seed)?;
+        let (splits, carved) = from_column(&values, labels, classes, col, f, seed)?;
         let how = if carved {
             format!("Split from the column '{col}'; it has no validation rows, so validation was carved from train (stratified, seed {seed}).")
         } else {
@@ -320,9 +341,13 @@ pub fn plan(ing: &super::Ingested, f: &SplitFractions, seed: u64) -> Result<Spli
         let splits = grouped(&set.labels, &groups, &set.classes, f, seed)?;
         (splits, format!("Stratified {f} split grouped by '{col}': all images of one group are in one split (seed {seed})."))
     } else {
-        (stratified(&set.labels, &set.classes, f, seed)?, format!("Stratified random {f} split by class (seed {seed})."))
+        (stratified(labels, classes, f, seed)?, format!("Stratified random {f} split {by} (seed {seed})."))
     };
-    check_classes_per_split(&assignment, &set.labels, &set.classes, s.split_column.as_deref(), &mut warnings)?;
+    if !regression {
+        check_classes_per_split(&assignment, labels, classes, s.split_column.as_deref(), &mut warnings)?;
+    } else if !assignment.contains(&Split::Train) {
+        bail_input!("the split leaves no training image; mark some rows train");
+    }
     let groups: Option<Vec<String>> = s.group_column.as_ref().map(|_| ing.rows.iter().map(|r| r.group.clone().unwrap_or_default()).collect());
     warnings.extend(leakage_warnings(&set.names, &assignment, groups.as_deref(), s.group_column.as_deref()));
     let idx = |which: Split| -> Vec<usize> { (0..assignment.len()).filter(|&i| assignment[i] == which).collect() };
@@ -332,6 +357,19 @@ pub fn plan(ing: &super::Ingested, f: &SplitFractions, seed: u64) -> Result<Spli
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn value_strata_are_quantile_bands() {
+        let v: Vec<f64> = (0..100).map(|i| f64::from(99 - i)).collect();
+        let (bands, names) = value_strata(&v);
+        assert_eq!(names.len(), 5);
+        for b in 0..5 {
+            assert_eq!(bands.iter().filter(|&&x| x == b).count(), 20, "band {b}");
+        }
+        assert_eq!((bands[0], bands[99]), (4, 0), "the largest value is in the top band");
+        let (few, names) = value_strata(&[1.0, 2.0, 3.0]);
+        assert_eq!((few, names.len()), (vec![0, 0, 0], 1), "few values: one band");
+    }
 
     fn classes(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("c{i}")).collect()

@@ -41,8 +41,12 @@ impl Decisions {
 /// Returns the task that decides with them. Where the options ask for something the data cannot
 /// give (no validation split, one class in it), the run goes on with the default and a warning.
 pub fn fit(task: &Task, validation: Option<(&[Vec<f32>], &[usize])>, cfg: &TrainConfig, warnings: &mut Vec<String>) -> (Task, Decisions) {
-    let validation = validation.filter(|(logits, _)| !logits.is_empty());
     let mut task = task.clone();
+    if task.is_regression() {
+        let none = "not applicable: a regression predicts a number".to_string();
+        return (task, Decisions { temperature: 1.0, temperature_source: none, threshold: None, threshold_source: None, threshold_curve: None });
+    }
+    let validation = validation.filter(|(logits, _)| !logits.is_empty());
     let temperature_source = match (cfg.calibrate, validation) {
         (CalibrationChoice::None, _) => "none (--calibrate none)".to_string(),
         (CalibrationChoice::Temperature, None) => {

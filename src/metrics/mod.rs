@@ -11,8 +11,12 @@
 //!   ranks first, and k runs over `TOP_K` where k is below the number of classes (at or above it
 //!   every image is a hit).
 //!
-//! Calibration figures (ECE, MCE, Brier) are `calibration`'s.
+//! Calibration figures (ECE, MCE, Brier) are `calibration`'s; regression figures are
+//! `regression`'s, and `Figures` holds either kind.
 pub mod calibration;
+pub mod regression;
+
+use std::collections::BTreeMap;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -35,7 +39,7 @@ pub struct ClassMetrics {
 }
 
 /// A 95% confidence interval.
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
 pub struct Interval {
     pub low: f64,
     pub high: f64,
@@ -73,6 +77,81 @@ pub struct Metrics {
     /// Rows: true class; columns: predicted class.
     pub confusion_matrix: Vec<Vec<usize>>,
     pub per_class: Vec<ClassMetrics>,
+}
+
+/// The figures of one split: a classification's, or a regression's with the training loss
+/// (standardised units) of its predictions.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum Figures {
+    Classification(Metrics),
+    Regression {
+        loss: f64,
+        #[serde(flatten)]
+        figures: regression::RegressionMetrics,
+    },
+}
+
+impl Figures {
+    pub fn n(&self) -> usize {
+        match self {
+            Figures::Classification(m) => m.n,
+            Figures::Regression { figures, .. } => figures.n,
+        }
+    }
+
+    /// What training minimises, measured on these images: log loss, or the regression loss.
+    pub fn loss(&self) -> f64 {
+        match self {
+            Figures::Classification(m) => m.log_loss,
+            Figures::Regression { loss, .. } => *loss,
+        }
+    }
+
+    pub fn classification(&self) -> Option<&Metrics> {
+        match self {
+            Figures::Classification(m) => Some(m),
+            Figures::Regression { .. } => None,
+        }
+    }
+
+    pub fn regression(&self) -> Option<&regression::RegressionMetrics> {
+        match self {
+            Figures::Classification(_) => None,
+            Figures::Regression { figures, .. } => Some(figures),
+        }
+    }
+
+    /// The figure `--validation-metric` names (None: undefined here, or of the other kind).
+    pub fn value(&self, metric: crate::config::ValidationMetric) -> Option<f64> {
+        use crate::config::ValidationMetric as V;
+        match (self, metric) {
+            (_, V::Loss) => Some(self.loss()),
+            (Figures::Classification(m), V::Accuracy) => Some(m.accuracy),
+            (Figures::Classification(m), V::MacroF1) => Some(m.macro_f1),
+            (Figures::Classification(m), V::RocAuc) => m.roc_auc_macro,
+            (Figures::Regression { figures, .. }, V::Mae) => Some(figures.mae),
+            (Figures::Regression { figures, .. }, V::Rmse) => Some(figures.rmse),
+            (Figures::Regression { figures, .. }, V::R2) => Some(figures.r2),
+            _ => None,
+        }
+    }
+
+    /// The two or three figures a log line gives.
+    pub fn headline(&self) -> String {
+        match self {
+            Figures::Classification(m) => format!("accuracy {:.4}, macro F1 {:.4}", m.accuracy, m.macro_f1),
+            Figures::Regression { figures: f, .. } => format!("MAE {:.4}, RMSE {:.4}, R² {:.4}", f.mae, f.rmse, f.r2),
+        }
+    }
+
+    /// The Training History's figures after the loss, in `Task::epoch_columns` order.
+    pub fn epoch_values(&self) -> [Option<f64>; 3] {
+        match self {
+            Figures::Classification(m) => [Some(m.accuracy), Some(m.macro_f1), m.roc_auc_macro],
+            Figures::Regression { figures: f, .. } => [Some(f.mae), Some(f.rmse), Some(f.r2)],
+        }
+    }
 }
 
 /// The k of top-k accuracy.
@@ -310,14 +389,20 @@ pub fn compute_with_threshold(y_true: &[usize], probs: &[Vec<f32>], classes: &[S
     }
 }
 
-/// 95% percentile intervals from a seeded bootstrap over images for accuracy, macro F1 and
-/// macro ROC-AUC (`None` where the resamples leave it undefined).
-#[derive(Clone, Debug, Serialize)]
+/// 95% percentile intervals from a seeded bootstrap over images, by figure name (classification:
+/// accuracy, macro F1 and macro ROC-AUC; regression: `regression::bootstrap`'s). A figure the
+/// resamples leave undefined too often has none.
+#[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Intervals {
     pub resamples: usize,
-    pub accuracy: Interval,
-    pub macro_f1: Interval,
-    pub roc_auc_macro: Option<Interval>,
+    #[serde(flatten)]
+    pub of: BTreeMap<&'static str, Interval>,
+}
+
+impl Intervals {
+    pub fn get(&self, figure: &str) -> Option<Interval> {
+        self.of.get(figure).copied()
+    }
 }
 
 fn percentile_interval(mut v: Vec<f64>) -> Interval {
@@ -344,12 +429,11 @@ pub fn bootstrap(y_true: &[usize], probs: &[Vec<f32>], classes: &[String], resam
             auc.push(a);
         }
     }
-    Some(Intervals {
-        resamples,
-        accuracy: percentile_interval(acc),
-        macro_f1: percentile_interval(f1),
-        roc_auc_macro: (auc.len() * 2 > resamples).then(|| percentile_interval(auc)),
-    })
+    let mut of = BTreeMap::from([("accuracy", percentile_interval(acc)), ("macro_f1", percentile_interval(f1))]);
+    if auc.len() * 2 > resamples {
+        of.insert("roc_auc_macro", percentile_interval(auc));
+    }
+    Some(Intervals { resamples, of })
 }
 
 #[cfg(test)]
@@ -430,9 +514,9 @@ mod tests {
         let p = onehotish(&pred, 3);
         let a = bootstrap(&y, &p, &classes(3), 200, 1, None).unwrap();
         let b = bootstrap(&y, &p, &classes(3), 200, 1, None).unwrap();
-        assert_eq!((a.accuracy.low, a.accuracy.high), (b.accuracy.low, b.accuracy.high));
-        let m = compute(&y, &p, &classes(3));
-        assert!(a.accuracy.low <= m.accuracy && m.accuracy <= a.accuracy.high);
-        assert!(a.accuracy.high - a.accuracy.low > 0.05);
+        assert_eq!(a, b);
+        let (acc, m) = (a.get("accuracy").unwrap(), compute(&y, &p, &classes(3)));
+        assert!(acc.low <= m.accuracy && m.accuracy <= acc.high);
+        assert!(acc.high - acc.low > 0.05);
     }
 }

@@ -21,6 +21,8 @@ pub struct TrainedRun<'a> {
     pub cfg: &'a TrainConfig,
     pub spec: &'static ModelSpec,
     pub task: &'a Task,
+    /// `--task auto`: what it chose and why.
+    pub task_chosen: Option<String>,
     pub decisions: &'a Decisions,
     pub set: &'a ImageSet,
     pub summary: &'a IngestSummary,
@@ -43,8 +45,11 @@ impl TrainedRun<'_> {
         indices.iter().map(|&i| self.set.names[i].clone()).collect()
     }
 
-    /// The true class names of `indices`.
+    /// The true class names (regression: values) of `indices`.
     fn truth(&self, indices: &[usize]) -> Vec<String> {
+        if self.task.is_regression() {
+            return indices.iter().map(|&i| self.set.targets[i].to_string()).collect();
+        }
         indices.iter().map(|&i| self.set.classes[self.set.labels[i]].clone()).collect()
     }
 
@@ -84,7 +89,10 @@ impl TrainedRun<'_> {
                 "the best epoch's own training pass (augmented images, train mode)"
             },
             "best_epoch": self.outcome.best_epoch,
+            "task": self.task.kind,
+            "task_chosen": &self.task_chosen,
             "classes": &self.task.classes,
+            "target": &self.task.target,
             "decisions": self.decisions,
             "calibration_bins": metrics::calibration::RELIABILITY_BINS,
         });
@@ -107,6 +115,7 @@ impl TrainedRun<'_> {
             temperature: self.task.temperature,
             threshold: self.task.threshold,
             threshold_source: self.decisions.threshold_source.clone(),
+            target: self.task.target.clone(),
         };
         bundle::to_zip(self.vs, &config)
     }
@@ -117,7 +126,7 @@ pub fn write_train_outputs(run: &TrainedRun, report_html: &[u8]) -> Result<()> {
     let dir = &run.cfg.output_dir;
     let mut set = OutputSet::new();
     set.stage(&dir.join(PREDICTIONS), &run.predictions()?)?;
-    set.stage(&dir.join(HISTORY), &history::to_csv(&run.outcome.history, run.outcome.best_epoch)?)?;
+    set.stage(&dir.join(HISTORY), &history::to_csv(&run.outcome.history, run.outcome.best_epoch, run.task.epoch_columns())?)?;
     set.stage(&dir.join(METRICS), &run.metrics_json()?)?;
     set.stage(&dir.join(BEST_MODEL), &run.best_model()?)?;
     set.stage(&dir.join(REPORT), report_html)?;

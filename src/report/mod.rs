@@ -3,6 +3,7 @@
 //! `templates/report.html`; an optional inline script adds tabs, sorting and a class filter, and
 //! everything stays readable when Galaxy strips scripts.
 pub mod plots;
+mod regression;
 mod train_page;
 
 pub use train_page::train_report;
@@ -11,7 +12,7 @@ use askama::Template;
 use base64::Engine;
 
 use crate::data::split::Split;
-use crate::metrics::{self, Intervals, Metrics};
+use crate::metrics::{self, Figures, Intervals, Metrics};
 use crate::task::Task;
 use crate::train::EpochRecord;
 use plots::{colour, hex, LineChart, Series};
@@ -76,6 +77,9 @@ pub struct ReportPage {
     pub epochs: Table,
     pub test_note: String,
     pub test_table: Table,
+    /// A regression's test section (true vs predicted, residuals, largest errors) replaces the
+    /// classification one.
+    pub regression: bool,
     pub classes: Vec<String>,
     pub class_colours: Vec<String>,
     pub matrix_counts: Vec<MatrixRow>,
@@ -122,12 +126,15 @@ pub struct ReportInput<'a> {
     pub best_epoch: usize,
     pub validation_metric: &'a str,
     pub stopped_early: bool,
-    pub per_split: Vec<(Split, &'a Metrics)>,
+    pub per_split: Vec<(Split, &'a Figures)>,
     /// The train figures come from the best epoch's own training pass, not from evaluating the
     /// training images again.
     pub train_from_training_pass: bool,
     pub test_intervals: Option<&'a Intervals>,
+    /// The test images' true classes (classification) or values (regression).
     pub test_truth: &'a [usize],
+    pub test_values: &'a [f64],
+    /// The test scores: probabilities, or for regression the predicted value.
     pub test_probs: &'a [Vec<f32>],
     pub test_names: &'a [String],
     /// RGB pixels (size x size x 3) of the test image at each position.
@@ -146,27 +153,41 @@ pub struct ReportInput<'a> {
 fn headline(input: &ReportInput) -> Table {
     let header = std::iter::once("Metric".to_string())
         .chain(input.per_split.iter().map(|(s, m)| match s {
-            Split::Train if input.train_from_training_pass => format!("train, training pass* (n={})", m.n),
-            _ => format!("{} (n={})", s.name(), m.n),
+            Split::Train if input.train_from_training_pass => format!("train, training pass* (n={})", m.n()),
+            _ => format!("{} (n={})", s.name(), m.n()),
         }))
         .collect();
     Table { header, rows: headline_rows_for(&input.per_split, input.test_intervals) }
 }
 
-fn headline_rows_for(per_split: &[(Split, &Metrics)], test_intervals: Option<&Intervals>) -> Vec<Row> {
+/// The headline table's rows: one per figure, one column per split.
+fn headline_rows_for(per_split: &[(Split, &Figures)], test_intervals: Option<&Intervals>) -> Vec<Row> {
+    let classification: Option<Vec<(Split, &Metrics)>> = per_split.iter().map(|(s, f)| f.classification().map(|m| (*s, m))).collect();
+    match classification {
+        Some(per_split) => classification_rows(&per_split, test_intervals),
+        None => regression::headline_rows(per_split, test_intervals),
+    }
+}
+
+/// A figure with its interval, where it has one.
+fn with_interval(v: f64, ci: Option<&Intervals>, figure: &str) -> String {
+    with_ci(v, ci.and_then(|c| c.get(figure)))
+}
+
+fn classification_rows(per_split: &[(Split, &Metrics)], test_intervals: Option<&Intervals>) -> Vec<Row> {
     let ci = |s: Split| if s == Split::Test { test_intervals } else { None };
     type F<'f> = Box<dyn Fn(&Metrics, Option<&Intervals>) -> String + 'f>;
     let mut rows: Vec<(String, F)> = vec![
-        ("Accuracy".into(), Box::new(|m, c| with_ci(m.accuracy, c.map(|c| c.accuracy)))),
+        ("Accuracy".into(), Box::new(|m, c| with_interval(m.accuracy, c, "accuracy"))),
         ("Balanced accuracy".into(), Box::new(|m, _| f4(m.balanced_accuracy))),
         ("Precision (macro)".into(), Box::new(|m, _| f4(m.macro_precision))),
         ("Recall (macro)".into(), Box::new(|m, _| f4(m.macro_recall))),
-        ("F1 (macro)".into(), Box::new(|m, c| with_ci(m.macro_f1, c.map(|c| c.macro_f1)))),
+        ("F1 (macro)".into(), Box::new(|m, c| with_interval(m.macro_f1, c, "macro_f1"))),
         ("F1 (weighted)".into(), Box::new(|m, _| f4(m.weighted_f1))),
         (
             "ROC-AUC (one-vs-rest, macro)".into(),
             Box::new(|m, c| match m.roc_auc_macro {
-                Some(v) => with_ci(v, c.and_then(|c| c.roc_auc_macro)),
+                Some(v) => with_interval(v, c, "roc_auc_macro"),
                 None => "n/a".into(),
             }),
         ),
@@ -219,22 +240,38 @@ fn epoch_plots(input: &ReportInput) -> Vec<Plot> {
     .flatten()
     .collect();
     let yr = range(&loss, true);
+    let loss_name = match &input.task.target {
+        Some(t) => format!("{} (standardised target)", t.loss.name().to_uppercase()),
+        None => "cross-entropy".to_string(),
+    };
     out.push(Plot {
-        svg: plots::line_chart(&LineChart { title: "Loss per epoch", x_label: "epoch", y_label: "cross-entropy", x_range, y_range: yr, series: loss, marker: best.clone(), diagonal: false, integer_x: true }),
+        svg: plots::line_chart(&LineChart { title: "Loss per epoch", x_label: "epoch", y_label: &loss_name, x_range, y_range: yr, series: loss, marker: best.clone(), diagonal: false, integer_x: true }),
         guide: "Both curves should fall. A validation loss that rises while the training loss keeps falling means the model is memorising the training images (overfitting); the best epoch is the one kept.".into(),
     });
-    let acc: Vec<Series> = [
-        series("train accuracy", 0, false, &|r| Some(r.train_accuracy)),
-        series("validation accuracy", 1, false, &|r| r.validation_accuracy),
-        series("validation macro F1", 2, true, &|r| r.validation_macro_f1),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    out.push(Plot {
-        svg: plots::line_chart(&LineChart { title: "Accuracy per epoch", x_label: "epoch", y_label: "fraction", x_range, y_range: (0.0, 1.02), series: acc, marker: best, diagonal: false, integer_x: true }),
-        guide: "Higher is better. A large gap between train and validation accuracy is a sign of overfitting; validation figures rising and falling from epoch to epoch mean the validation set is small.".into(),
-    });
+    if input.task.is_regression() {
+        let mae: Vec<Series> = [series("train MAE", 0, false, &|r| r.train[0]), series("validation MAE", 1, false, &|r| r.validation.and_then(|v| v[0]))]
+            .into_iter()
+            .flatten()
+            .collect();
+        let yr = range(&mae, true);
+        out.push(Plot {
+            svg: plots::line_chart(&LineChart { title: "Mean absolute error per epoch", x_label: "epoch", y_label: "MAE (target units)", x_range, y_range: yr, series: mae, marker: best, diagonal: false, integer_x: true }),
+            guide: "Lower is better: the typical distance between the predicted and the true value. A validation MAE that rises while the training MAE keeps falling is a sign of overfitting.".into(),
+        });
+    } else {
+        let acc: Vec<Series> = [
+            series("train accuracy", 0, false, &|r| r.train[0]),
+            series("validation accuracy", 1, false, &|r| r.validation.and_then(|v| v[0])),
+            series("validation macro F1", 2, true, &|r| r.validation.and_then(|v| v[1])),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        out.push(Plot {
+            svg: plots::line_chart(&LineChart { title: "Accuracy per epoch", x_label: "epoch", y_label: "fraction", x_range, y_range: (0.0, 1.02), series: acc, marker: best, diagonal: false, integer_x: true }),
+            guide: "Higher is better. A large gap between train and validation accuracy is a sign of overfitting; validation figures rising and falling from epoch to epoch mean the validation set is small.".into(),
+        });
+    }
     let lr: Vec<Series> = series("learning rate", 3, false, &|r| Some(r.learning_rate)).into_iter().collect();
     let yr = range(&lr, true);
     out.push(Plot {
@@ -371,7 +408,7 @@ fn test_plots(input: &ReportInput, m: &Metrics) -> (Vec<Plot>, Plot) {
     let bins: Vec<f64> = (0..=10).map(|i| i as f64 / 10.0).collect();
     let (right, wrong) = confidence_counts(input);
     let confidence = Plot {
-        svg: plots::histogram("Confidence of correct and wrong predictions", "confidence (probability of the predicted class)", &bins, &[("correct".into(), right, colour(2)), ("wrong".into(), wrong, colour(3))]),
+        svg: plots::histogram("Confidence of correct and wrong predictions", "confidence (probability of the predicted class)", "confidence", &bins, &[("correct".into(), right, colour(2)), ("wrong".into(), wrong, colour(3))]),
         guide: "A trustworthy model is confident when right (green bars to the right) and unsure when wrong (red bars to the left). Many confident wrong predictions mean the confidence should not be taken at face value.".into(),
     };
     (out, confidence)
@@ -510,60 +547,128 @@ pub const NO_LABELS_PAGE: &str = "<!DOCTYPE html><html lang=\"en\"><head><meta c
     so the predictions were not scored.</p></body></html>";
 
 /// The metrics page of `predict` against labelled images.
-pub fn build_metrics_page(title: &str, subtitle: &str, m: &Metrics, classes: &[String]) -> anyhow::Result<String> {
-    let input_rows = headline_rows_for(&[(Split::Test, m)], None);
-    let (matrix, _) = matrices(m, classes);
+pub fn build_metrics_page(title: &str, subtitle: &str, figures: &Figures, classes: &[String]) -> anyhow::Result<String> {
+    let input_rows = headline_rows_for(&[(Split::Test, figures)], None);
+    let (matrix, per_class) = match figures.classification() {
+        Some(m) => (matrices(m, classes).0, per_class_table(m)),
+        None => (Vec::new(), Table { header: Vec::new(), rows: Vec::new() }),
+    };
     Ok(MetricsPage {
         title: title.to_string(),
         subtitle: subtitle.to_string(),
-        metrics: Table { header: vec!["Metric".into(), format!("Value (n={})", m.n)], rows: input_rows },
+        metrics: Table { header: vec!["Metric".into(), format!("Value (n={})", figures.n())], rows: input_rows },
         classes: classes.to_vec(),
         matrix,
-        per_class: per_class_table(m),
+        per_class,
     }
     .render()?)
+}
+
+/// The classification parts of the test section.
+struct ClassificationSection {
+    matrix_counts: Vec<MatrixRow>,
+    matrix_percent: Vec<MatrixRow>,
+    test_plots: Vec<Plot>,
+    confidence_plot: Plot,
+    per_class: Table,
+    calibration_plots: Vec<Plot>,
+    threshold_plots: Vec<Plot>,
+    gallery: Vec<Thumb>,
+    gallery_note: String,
+}
+
+fn classification_section(input: &ReportInput, test: &Metrics) -> ClassificationSection {
+    let (matrix_counts, matrix_percent) = matrices(test, &input.task.classes);
+    let gallery = gallery(input);
+    let (test_plots, confidence_plot) = test_plots(input, test);
+    ClassificationSection {
+        matrix_counts,
+        matrix_percent,
+        test_plots,
+        confidence_plot,
+        per_class: per_class_table(test),
+        calibration_plots: calibration_plots(input),
+        threshold_plots: threshold_plots(input),
+        gallery_note: if gallery.is_empty() {
+            "No test image was misclassified.".into()
+        } else {
+            format!("The {} misclassified test images the model was most sure about: worth a look for label errors or confusing cases.", gallery.len())
+        },
+        gallery,
+    }
+}
+
+fn split_counts_table(input: &ReportInput) -> Table {
+    let all = Row {
+        name: "all".into(),
+        values: (0..3).map(|s| input.split_counts.iter().map(|n| n[s]).sum::<usize>().to_string()).collect(),
+        class: String::new(),
+    };
+    let per_class = input
+        .task
+        .classes
+        .iter()
+        .zip(&input.split_counts)
+        .map(|(c, n)| Row { name: c.clone(), values: n.iter().map(|v| v.to_string()).collect(), class: String::new() });
+    let first = if input.task.is_regression() { "Images" } else { "Class" };
+    Table { header: [first, "Train", "Validation", "Test"].map(String::from).to_vec(), rows: per_class.chain(std::iter::once(all)).collect() }
+}
+
+fn epochs_table(input: &ReportInput) -> Table {
+    let names = if input.task.is_regression() { ["MAE", "RMSE", "R²"] } else { ["accuracy", "macro F1", "ROC-AUC"] };
+    let mut header = vec!["Epoch".to_string(), "Train loss".into()];
+    header.extend(names[..2].iter().map(|n| format!("Train {n}")));
+    header.push("Validation loss".into());
+    header.extend(names.iter().map(|n| format!("Validation {n}")));
+    header.extend(["Learning rate".to_string(), "Seconds".into()]);
+    let rows = input
+        .history
+        .iter()
+        .map(|r| {
+            let v = r.validation.unwrap_or([None; 3]);
+            Row {
+                name: r.epoch.to_string(),
+                values: vec![
+                    f4(r.train_loss),
+                    opt4(r.train[0]),
+                    opt4(r.train[1]),
+                    opt4(r.validation_loss),
+                    opt4(v[0]),
+                    opt4(v[1]),
+                    opt4(v[2]),
+                    format!("{}", r.learning_rate),
+                    format!("{:.1}", r.seconds),
+                ],
+                class: if r.epoch == input.best_epoch { "best".into() } else { String::new() },
+            }
+        })
+        .collect();
+    Table { header, rows }
+}
+
+fn headline_note(input: &ReportInput) -> String {
+    let train = if input.train_from_training_pass {
+        "*Train figures are those of the best epoch's own training pass (augmented images, dropout and batch \
+         statistics of training mode, weights still changing within the epoch), as Keras and timm report them; \
+         the training images were not evaluated again (--evaluate-train true does that, at the cost of one \
+         more pass over them). "
+    } else {
+        "Train figures: the training images evaluated again with the best weights, in eval mode. "
+    };
+    let resamples = input.test_intervals.map_or(0, |c| c.resamples);
+    let how = if input.task.is_regression() {
+        regression::HEADLINE_NOTE
+    } else {
+        "Macro averages weigh every class equally, weighted averages by class size. Following scikit-learn, \
+         macro averages run over the classes present in the truth or the predictions, a ratio whose denominator \
+         is zero counts as 0, and ROC-AUC is averaged over the classes that have both positive and negative test images."
+    };
+    format!("{train}Test figures carry a 95% confidence interval in brackets ({resamples} bootstrap resamples of the test images). {how}")
 }
 
 pub fn build(input: &ReportInput) -> anyhow::Result<String> {
     let test = input.per_split.iter().find(|(s, _)| *s == Split::Test).map(|(_, m)| *m).expect("test metrics");
     let k = input.task.classes.len();
-    let split_counts = Table {
-        header: ["Class", "Train", "Validation", "Test"].map(String::from).to_vec(),
-        rows: input
-            .task
-            .classes
-            .iter()
-            .zip(&input.split_counts)
-            .map(|(c, n)| Row { name: c.clone(), values: n.iter().map(|v| v.to_string()).collect(), class: String::new() })
-            .chain(std::iter::once(Row {
-                name: "all".into(),
-                values: (0..3).map(|s| input.split_counts.iter().map(|n| n[s]).sum::<usize>().to_string()).collect(),
-                class: String::new(),
-            }))
-            .collect(),
-    };
-    let epochs = Table {
-        header: ["Epoch", "Train loss", "Train accuracy", "Train macro F1", "Validation loss", "Validation accuracy", "Validation macro F1", "Validation ROC-AUC", "Learning rate", "Seconds"].map(String::from).to_vec(),
-        rows: input
-            .history
-            .iter()
-            .map(|r| Row {
-                name: r.epoch.to_string(),
-                values: vec![
-                    f4(r.train_loss),
-                    f4(r.train_accuracy),
-                    f4(r.train_macro_f1),
-                    opt4(r.validation_loss),
-                    opt4(r.validation_accuracy),
-                    opt4(r.validation_macro_f1),
-                    opt4(r.validation_roc_auc),
-                    format!("{}", r.learning_rate),
-                    format!("{:.1}", r.seconds),
-                ],
-                class: if r.epoch == input.best_epoch { "best".into() } else { String::new() },
-            })
-            .collect(),
-    };
     let mut training_note = format!(
         "The best epoch, {} (highlighted), was chosen by validation {} and its weights are the Best Model and the ones tested.",
         input.best_epoch, input.validation_metric
@@ -574,58 +679,64 @@ pub fn build(input: &ReportInput) -> anyhow::Result<String> {
     if input.history.iter().all(|r| r.validation_loss.is_none()) {
         training_note.push_str(" There was no validation split, so the last epoch was kept.");
     }
-    let per_class = per_class_table(test);
     let test_table = Table {
         header: vec!["Metric".into(), "Test".into()],
         rows: headline(input).rows.into_iter().map(|mut r| Row { values: vec![r.values.pop().unwrap_or_default()], ..r }).collect(),
     };
-    let (matrix_counts, matrix_percent) = matrices(test, &input.task.classes);
     let mut training_plots = epoch_plots(input);
     training_plots.retain(|p| !p.svg.is_empty());
-    let gallery = gallery(input);
-    let (test_plots, confidence_plot) = test_plots(input, test);
+    let empty = || Table { header: Vec::new(), rows: Vec::new() };
+    let (c, regression) = match test.classification() {
+        Some(m) => (classification_section(input, m), None),
+        None => {
+            let r = regression::section(input);
+            let none = ClassificationSection {
+                matrix_counts: Vec::new(),
+                matrix_percent: Vec::new(),
+                test_plots: Vec::new(),
+                confidence_plot: Plot { svg: String::new(), guide: String::new() },
+                per_class: empty(),
+                calibration_plots: Vec::new(),
+                threshold_plots: Vec::new(),
+                gallery_note: r.gallery_note.clone(),
+                gallery: Vec::new(),
+            };
+            (none, Some(r))
+        }
+    };
+    let (test_plots, gallery, gallery_note) = match regression {
+        Some(r) => (r.plots, r.gallery, r.gallery_note),
+        None => (c.test_plots, c.gallery, c.gallery_note),
+    };
     let page = ReportPage {
         title: input.title.clone(),
         subtitle: format!("image-learner {}", env!("CARGO_PKG_VERSION")),
         warnings: input.warnings.clone(),
         headline: headline(input),
-        headline_note: format!(
-            "{}Test figures carry a 95% confidence interval in brackets ({} bootstrap resamples of the test images). \
-             Macro averages weigh every class equally, weighted averages by class size. Following scikit-learn, \
-             macro averages run over the classes present in the truth or the predictions, a ratio whose denominator \
-             is zero counts as 0, and ROC-AUC is averaged over the classes that have both positive and negative test images.",
-            if input.train_from_training_pass {
-                "*Train figures are those of the best epoch's own training pass (augmented images, dropout and batch \
-                 statistics of training mode, weights still changing within the epoch), as Keras and timm report them; \
-                 the training images were not evaluated again (--evaluate-train true does that, at the cost of one \
-                 more pass over them). "
-            } else {
-                "Train figures: the training images evaluated again with the best weights, in eval mode. "
-            },
-            input.test_intervals.map_or(0, |c| c.resamples)
-        ),
+        headline_note: headline_note(input),
         run: input.run.iter().map(|i| Item { label: i.label.clone(), value: i.value.clone() }).collect(),
         command_line: input.command_line.clone(),
         data: input.data.iter().map(|i| Item { label: i.label.clone(), value: i.value.clone() }).collect(),
         split_method: input.split_method.clone(),
-        split_counts,
+        split_counts: split_counts_table(input),
         training_note,
         training_plots,
-        epochs,
-        test_note: format!("{} test images, never seen in training or in choosing the best epoch.", test.n),
+        epochs: epochs_table(input),
+        test_note: format!("{} test images, never seen in training or in choosing the best epoch.", test.n()),
         test_table,
+        regression: input.task.is_regression(),
         classes: input.task.classes.to_vec(),
         class_colours: (0..k).map(|c| hex(colour(c))).collect(),
-        matrix_counts,
-        matrix_percent,
+        matrix_counts: c.matrix_counts,
+        matrix_percent: c.matrix_percent,
         test_plots,
-        confidence_plot,
-        per_class,
+        confidence_plot: c.confidence_plot,
+        per_class: c.per_class,
         calibration_note: input.calibration_note.clone(),
         calibration_table: input.calibration.clone(),
-        calibration_plots: calibration_plots(input),
-        threshold_plots: threshold_plots(input),
-        gallery_note: if gallery.is_empty() { "No test image was misclassified.".into() } else { format!("The {} misclassified test images the model was most sure about: worth a look for label errors or confusing cases.", gallery.len()) },
+        calibration_plots: c.calibration_plots,
+        threshold_plots: c.threshold_plots,
+        gallery_note,
         gallery,
     };
     Ok(page.render()?)
@@ -647,6 +758,7 @@ mod tests {
         let truth = vec![1, 0];
         let m = task.metrics(&truth, &probs);
         assert_eq!(m.confusion_matrix, vec![vec![0, 1], vec![0, 1]]);
+        let m = Figures::Classification(m);
         // A name of a megabyte is shortened in the caption.
         let long = format!("{}b.png", "x".repeat(1 << 20));
         let names = vec!["a.png".to_string(), long];
@@ -668,6 +780,7 @@ mod tests {
             train_from_training_pass: true,
             test_intervals: None,
             test_truth: &truth,
+            test_values: &[],
             test_probs: &probs,
             test_names: &names,
             test_pixels: &pixels,

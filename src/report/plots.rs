@@ -126,8 +126,67 @@ pub fn line_chart(c: &LineChart) -> String {
     with_overlay(svg, &overlay)
 }
 
+/// A scatter plot: `points` as dots with hover text (`hover[i]`, at most one per point), a
+/// reference line from `line.0` to `line.1` (identity, zero) labelled `line_label`, and the axes
+/// spanning `x_range` and `y_range`.
+pub struct Scatter<'a> {
+    pub title: &'a str,
+    pub x_label: &'a str,
+    pub y_label: &'a str,
+    pub x_range: (f64, f64),
+    pub y_range: (f64, f64),
+    pub points: &'a [(f64, f64)],
+    pub hover: &'a [String],
+    pub line: ((f64, f64), (f64, f64)),
+    pub line_label: &'a str,
+}
+
+pub fn scatter(c: &Scatter) -> String {
+    let (w, h) = (560u32, 420u32);
+    let mut svg = String::new();
+    let mut overlay = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
+        let _ = root.fill(&WHITE);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(c.title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(36)
+            .y_label_area_size(52)
+            .build_cartesian_2d(c.x_range.0..c.x_range.1, c.y_range.0..c.y_range.1)
+            .expect("valid ranges");
+        let _ = chart
+            .configure_mesh()
+            .x_desc(c.x_label)
+            .y_desc(c.y_label)
+            .x_label_formatter(&|v| format!("{v:.1}"))
+            .y_label_formatter(&|v| format!("{v:.1}"))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw();
+        let grey = RGBColor(120, 120, 120);
+        if let Ok(a) = chart.draw_series(LineSeries::new([c.line.0, c.line.1], ShapeStyle::from(&grey).stroke_width(1))) {
+            a.label(c.line_label).legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], grey));
+        }
+        let dot = colour(0);
+        let _ = chart.draw_series(c.points.iter().map(|&p| Circle::new(p, 3, dot.mix(0.55).filled())));
+        for (p, text) in c.points.iter().zip(c.hover) {
+            let (px, py) = chart.backend_coord(p);
+            overlay.push_str(&format!("<circle cx=\"{px}\" cy=\"{py}\" r=\"4\" fill-opacity=\"0\"><title>{}</title></circle>", esc(text)));
+        }
+        let _ = chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(200, 200, 200))
+            .position(SeriesLabelPosition::UpperLeft)
+            .label_font(("sans-serif", 11))
+            .draw();
+        let _ = root.present();
+    }
+    with_overlay(svg, &overlay)
+}
+
 /// Side-by-side bars per bin for a few groups (e.g. correct vs wrong), with hover counts.
-pub fn histogram(title: &str, x_label: &str, bins: &[f64], groups: &[(String, Vec<usize>, RGBColor)]) -> String {
+pub fn histogram(title: &str, x_label: &str, bin_name: &str, bins: &[f64], groups: &[(String, Vec<usize>, RGBColor)]) -> String {
     let (w, h) = (560u32, 320u32);
     let max = groups.iter().flat_map(|g| g.1.iter().copied()).max().unwrap_or(1).max(1) as f64;
     let mut svg = String::new();
@@ -171,11 +230,12 @@ pub fn histogram(title: &str, x_label: &str, bins: &[f64], groups: &[(String, Ve
                 let (ax, ay) = chart.backend_coord(&(x0, n as f64));
                 let (bx, by) = chart.backend_coord(&(x0 + width * 0.9, 0.0));
                 overlay.push_str(&format!(
-                    "<rect x=\"{ax}\" y=\"{}\" width=\"{}\" height=\"{}\" fill-opacity=\"0\"><title>{}: {n} images with confidence {:.1}-{:.1}</title></rect>",
+                    "<rect x=\"{ax}\" y=\"{}\" width=\"{}\" height=\"{}\" fill-opacity=\"0\"><title>{}: {n} images with {} {:.1}-{:.1}</title></rect>",
                     ay.min(by - 3),
                     (bx - ax).max(1),
                     (by - ay).max(3),
                     esc(label),
+                    esc(bin_name),
                     bins[b],
                     bins[b + 1]
                 ));
@@ -196,6 +256,26 @@ pub fn histogram(title: &str, x_label: &str, bins: &[f64], groups: &[(String, Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scatter_has_its_points_line_and_hover_text() {
+        let pts = [(1.0, 1.5), (2.0, 1.8), (3.0, 3.3)];
+        let hover: Vec<String> = (0..3).map(|i| format!("image {i}")).collect();
+        let svg = scatter(&Scatter {
+            title: "True vs predicted",
+            x_label: "true",
+            y_label: "predicted",
+            x_range: (0.0, 4.0),
+            y_range: (0.0, 4.0),
+            points: &pts,
+            hover: &hover,
+            line: ((0.0, 0.0), (4.0, 4.0)),
+            line_label: "identity",
+        });
+        assert_eq!(svg.matches("<title>image ").count(), 3);
+        assert!(svg.contains("identity"));
+        assert!(svg.matches("<circle").count() >= 6, "a dot and a hover target per point");
+    }
 
     #[test]
     fn charts_are_svg_with_hover_titles() {
@@ -220,7 +300,7 @@ mod tests {
         assert_eq!(svg.matches("<title>epoch").count(), 3);
         assert!(svg.contains("train &lt;a&gt;"));
         assert!(svg.contains("<polyline") || svg.contains("<path"));
-        let h = histogram("Confidence", "confidence", &[0.0, 0.5, 1.0], &[("correct".into(), vec![2, 5], colour(2))]);
+        let h = histogram("Confidence", "confidence", "confidence", &[0.0, 0.5, 1.0], &[("correct".into(), vec![2, 5], colour(2))]);
         assert!(h.contains("correct: 5 images with confidence 0.5-1.0"));
     }
 }

@@ -23,6 +23,7 @@ fn run_items(run: &TrainedRun) -> Vec<Item> {
         item("Parameters", run.parameters.to_string()),
         item("Input size", size_note),
         item("Task", run.task.describe()),
+        item("Task chosen by", run.task_chosen.clone().unwrap_or_else(|| format!("--task {}", cfg.task.name()))),
         item("Temperature", format!("{:.4}: {}", run.decisions.temperature, run.decisions.temperature_source)),
         item("Epochs", format!("{} requested, {} run", cfg.epochs, run.outcome.history.len())),
         item("Batch size", run.batch_size.to_string()),
@@ -64,10 +65,14 @@ fn calibration(run: &TrainedRun, test_before: Option<&[Vec<f32>]>) -> (Option<Ta
     let raw = run.task.uncalibrated();
     let mut rows = Vec::new();
     let validation_before = f.validation_logits.as_ref().map(|l| raw.probabilities(l));
-    let splits = [(Split::Validation, validation_before.as_deref(), &f.validation_truth, f.validation.as_ref()), (Split::Test, Some(test_before), &f.test_truth, Some(&f.test))];
+    let (set, plan) = (run.set, run.plan);
+    let splits = [
+        (Split::Validation, validation_before.as_deref(), set.truth(&plan.validation), f.validation.as_ref().and_then(|v| v.classification())),
+        (Split::Test, Some(test_before), set.truth(&plan.test), f.test.classification()),
+    ];
     for (split, probs, truth, after) in splits {
         let (Some(probs), Some(after)) = (probs, after) else { continue };
-        let before = raw.metrics(truth, probs);
+        let before = raw.metrics(&truth, probs);
         let pair = |b: f64, a: f64| vec![f4(b), f4(a)];
         rows.push(Row {
             name: format!("{} (n={})", split.name(), after.n),
@@ -116,9 +121,14 @@ fn data_items(run: &TrainedRun) -> Vec<Item> {
 /// The HTML Model Report of a training run.
 pub fn train_report(run: &TrainedRun) -> Result<String> {
     let (set, plan, f) = (run.set, run.plan, run.figures);
-    let split_counts: Vec<[usize; 3]> = (0..set.classes.len())
-        .map(|c| Split::ALL.map(|s| plan.indices(s).iter().filter(|&&i| set.labels[i] == c).count()))
-        .collect();
+    let split_counts: Vec<[usize; 3]> = match run.task.is_regression() {
+        true => vec![Split::ALL.map(|s| plan.indices(s).len())],
+        false => (0..set.classes.len()).map(|c| Split::ALL.map(|s| plan.indices(s).iter().filter(|&&i| set.labels[i] == c).count())).collect(),
+    };
+    let (test_truth, test_values) = match run.task.is_regression() {
+        true => (Vec::new(), set.values(&plan.test)),
+        false => (set.truth(&plan.test), Vec::new()),
+    };
     let test_names = run.names(&plan.test);
     let pixels = |pos: usize| set.image(plan.test[pos]).to_vec();
     let uncalibrated = (run.task.temperature != 1.0).then(|| run.task.uncalibrated().probabilities(&f.test_logits));
@@ -139,7 +149,8 @@ pub fn train_report(run: &TrainedRun) -> Result<String> {
         per_split: f.per_split(),
         train_from_training_pass: f.train_scores.is_none(),
         test_intervals: f.test_intervals.as_ref(),
-        test_truth: &f.test_truth,
+        test_truth: &test_truth,
+        test_values: &test_values,
         test_probs: &f.test_scores,
         test_names: &test_names,
         test_pixels: &pixels,

@@ -13,7 +13,7 @@ use tch::{nn, Kind, Tensor};
 use crate::bail_input;
 use crate::error::input_error;
 use crate::config::TrainConfig;
-use crate::task::{Task, TaskKind};
+use crate::task::{Target, Task, TaskKind};
 use crate::data::batches::Normalization;
 use crate::models::ModelSpec;
 
@@ -43,6 +43,9 @@ pub struct BundleConfig {
     pub threshold: Option<f32>,
     #[serde(default)]
     pub threshold_source: Option<String>,
+    /// Regression: the target column, its training mean and standard deviation, and the loss.
+    #[serde(default)]
+    pub target: Option<Target>,
 }
 
 fn uncalibrated() -> f32 {
@@ -150,7 +153,13 @@ impl Bundle {
     /// The task the model was trained for, with its classes and decision rule.
     pub fn task(&self) -> Task {
         let c = &self.config;
-        Task { kind: c.task, classes: c.classes.clone(), threshold: c.threshold.or(c.options.threshold.fixed()), temperature: c.temperature }
+        Task {
+            kind: c.task,
+            classes: c.classes.clone(),
+            threshold: c.threshold.or(c.options.threshold.fixed()),
+            temperature: c.temperature,
+            target: c.target.clone(),
+        }
     }
 }
 
@@ -219,8 +228,22 @@ fn check_config(c: &BundleConfig, name: &str) -> Result<()> {
             spec.name
         )));
     }
-    if c.classes.len() < 2 || c.classes.len() > 100_000 {
-        return Err(bad(format!("lists {} classes", c.classes.len())));
+    match (c.task, &c.target) {
+        (TaskKind::Regression, None) => return Err(bad("says regression but has no target".into())),
+        (TaskKind::Regression, Some(t)) => {
+            if !(t.mean.is_finite() && t.sd.is_finite() && t.sd > 0.0) {
+                return Err(bad(format!("has the target mean {} and standard deviation {}", t.mean, t.sd)));
+            }
+            if !c.classes.is_empty() {
+                return Err(bad(format!("says regression but lists {} classes", c.classes.len())));
+            }
+        }
+        (TaskKind::Auto, _) => return Err(bad("has the task 'auto', which a trained model never has".into())),
+        (_, Some(_)) => return Err(bad(format!("says {} but has a regression target", c.task.name()))),
+        (_, None) if c.classes.len() < 2 || c.classes.len() > 100_000 => {
+            return Err(bad(format!("lists {} classes", c.classes.len())));
+        }
+        (_, None) => {}
     }
     let mut seen = std::collections::HashSet::new();
     if let Some(dup) = c.classes.iter().find(|k| k.is_empty() || !seen.insert(k.as_str())) {
@@ -266,6 +289,7 @@ mod tests {
             temperature: 1.0,
             threshold: None,
             threshold_source: None,
+            target: None,
         }
     }
 
@@ -345,6 +369,7 @@ mod tests {
             temperature: 1.5,
             threshold: Some(0.4),
             threshold_source: Some("tuned".into()),
+            target: None,
         };
         let json = serde_json::to_string(&config).unwrap();
         // Before the temperature and the tuned threshold: the manual threshold of the options.

@@ -2,16 +2,18 @@
 
 Reads JSON cases from argv[1] ({"name", "k", "y_true", "probs"}, and for binary cases the
 thresholds image-learner tuned, "thresholds": {metric: t}; for temperature cases "logits"
-instead of "probs") and writes, to argv[2], every figure that image-learner computes, as
+instead of "probs"; for regression cases "y_pred", predicted values) and writes, to argv[2], every figure that image-learner computes, as
 scikit-learn and SciPy compute it. Where scikit-learn raises for a
 class (ROC-AUC of a class absent from y_true), the per-class figure is null and the averages run
 over the classes where it is defined, which is image-learner's documented choice.
 """
 import json
 import sys
+import warnings
 
 import numpy as np
 from scipy.optimize import minimize_scalar
+from scipy import stats
 from scipy.special import softmax
 from sklearn import metrics as M
 from sklearn.calibration import calibration_curve
@@ -125,9 +127,32 @@ def case(c):
     return {key: (float(v) if isinstance(v, (np.floating, float)) else v) for key, v in r.items()}
 
 
+def regression(c):
+    """Every regression figure, as scikit-learn and SciPy give it (NaN, SciPy's verdict on a
+    constant input, becomes null; MAPE is null where a true value is 0)."""
+    y = np.array(c["y_true"], dtype=np.float64)
+    p = np.array(c["y_pred"], dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r, rho = stats.pearsonr(y, p).statistic, stats.spearmanr(y, p).statistic
+    defined = lambda v: None if np.isnan(v) else float(v)
+    return {
+        "mae": float(M.mean_absolute_error(y, p)),
+        "mse": float(M.mean_squared_error(y, p)),
+        "rmse": float(M.root_mean_squared_error(y, p)),
+        "r2": float(M.r2_score(y, p)),
+        "explained_variance": float(M.explained_variance_score(y, p)),
+        "pearson_r": defined(r),
+        "spearman_rho": defined(rho),
+        "mape": float(M.mean_absolute_percentage_error(y, p)) if np.all(y != 0) else None,
+        "has_zero": bool(np.any(y == 0)),
+    }
+
+
 def main():
     cases = json.load(open(sys.argv[1]))
-    json.dump({c["name"]: temperature(c) if "logits" in c else case(c) for c in cases}, open(sys.argv[2], "w"))
+    pick = lambda c: regression(c) if "y_pred" in c else temperature(c) if "logits" in c else case(c)
+    json.dump({c["name"]: pick(c) for c in cases}, open(sys.argv[2], "w"))
 
 
 if __name__ == "__main__":
