@@ -70,12 +70,17 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
     warnings.extend(ing.announce());
     let s = &ing.summary;
 
-    // Split, then the task.
+    // The classes make a classification's task; the split, then its training values, a
+    // regression's.
+    let classification = match kind {
+        TaskKind::Regression => None,
+        _ => Some(Task::for_training(kind, &ing.images.classes, cfg.threshold.fixed(), &s.label_column, &s.metadata_file)?),
+    };
     let plan = split::plan(&ing, &cfg.split, cfg.seed)?;
     warnings.extend(plan.warnings.iter().cloned());
-    let task = match kind {
-        TaskKind::Regression => Task::for_regression(&ing.images.values(&plan.train), &s.label_column, cfg.loss, cfg.threshold.fixed())?,
-        _ => Task::for_training(kind, &ing.images.classes, cfg.threshold.fixed(), &s.label_column, &s.metadata_file)?,
+    let task = match classification {
+        Some(task) => task,
+        None => Task::for_regression(&ing.images.values(&plan.train), &s.label_column, cfg.loss, cfg.threshold.fixed())?,
     };
     task.check_validation_metric(cfg.validation_metric)?;
     let batch_size = train::fitting_batch_size(cfg.batch_size, plan.train.len(), &mut warnings);
@@ -87,7 +92,7 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
         plan.train.len(),
         plan.validation.len(),
         plan.test.len(),
-        task.describe(),
+        if task.is_regression() { task.describe() } else { format!("{} classes", task.classes.len()) },
         spec.name,
         device::describe(compute.device),
         n = ing.images.size,
