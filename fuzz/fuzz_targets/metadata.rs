@@ -13,6 +13,7 @@ fuzz_target!(|data: &[u8]| {
         split: None,
         group: Some(ColumnRef::Number(3)),
         label_optional: true,
+        empty_labels: true,
     };
     if let Ok(m) = parse_metadata(data, "fuzz.csv", &choice) {
         assert!(!m.rows.is_empty());
