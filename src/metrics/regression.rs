@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::{percentile_interval, Intervals};
+use super::{average_ranks, percentile_interval, Intervals};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RegressionMetrics {
@@ -66,26 +66,6 @@ pub fn pearson(x: &[f64], y: &[f64]) -> Option<f64> {
         return None;
     }
     Some((sxy / (sxx.sqrt() * syy.sqrt())).clamp(-1.0, 1.0))
-}
-
-/// Ranks from 1, ties given their average rank (SciPy's `rankdata(method="average")`).
-pub fn average_ranks(v: &[f64]) -> Vec<f64> {
-    let mut order: Vec<usize> = (0..v.len()).collect();
-    order.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
-    let mut ranks = vec![0.0; v.len()];
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        while j + 1 < order.len() && v[order[j + 1]] == v[order[i]] {
-            j += 1;
-        }
-        let r = (i + j) as f64 / 2.0 + 1.0;
-        for &k in &order[i..=j] {
-            ranks[k] = r;
-        }
-        i = j + 1;
-    }
-    ranks
 }
 
 /// Spearman's ρ: Pearson's r of the average ranks.
