@@ -2,7 +2,7 @@
 # The performance benchmark (not part of the tests): ours against the Python reference
 # (bench/reference.py: PyTorch 2.13, timm, scikit-learn) in the same run on the same machine,
 # printed as Markdown tables. Usage: bench/run.sh [SECTION ...], sections: throughput ingest
-# e2e accuracy decisions ludwig (default: all). Needs ../shared/data/ham10000 (or HAM10000_DIR).
+# e2e accuracy decisions regression ludwig (default: all). Needs ../shared/data/ham10000 (or HAM10000_DIR).
 # Takes about 45 minutes on 2 cores; run it alone, as every figure is a ratio of two timings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +13,7 @@ py="$IMAGE_LEARNER_PYTHON"
 ham="${HAM10000_DIR:-../shared/data/ham10000}"
 out="${BENCH_OUT:-$(mktemp -d)}"
 reps="${BENCH_REPS:-3}"
-sections="${*:-throughput ingest e2e accuracy decisions ludwig}"
+sections="${*:-throughput ingest e2e accuracy decisions regression ludwig}"
 ips() { sed -n 's/.*"images_per_second": *\([0-9.]*\).*/\1/p'; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 rss_mb() { sed -n 's/.*Maximum resident set size (kbytes): \([0-9]*\).*/\1/p' "$1" | awk '{printf "%.0f", $1/1024}'; }
@@ -154,6 +154,45 @@ if [[ " $sections " == *" decisions "* ]]; then
       echo "| $task | $seed | $t | $(fig "$b" "'%.3f' % m['ece']") -> $(fig "$a" "'%.3f' % m['ece']") | $(fig "$b" "'%.3f' % m['log_loss']") -> $(fig "$a" "'%.3f' % m['log_loss']") | $topk | $th | $f1 | $acc |"
     done
   done
+fi
+
+if [[ " $sections " == *" regression "* ]]; then
+  # Age from the dermoscopy image: the HAM10000 dev set's age column (empty for a few lesions,
+  # left out), split by lesion so one lesion's photos share a split. Real ImageNet
+  # EfficientNet-Lite0 weights. The baseline always predicts the training split's mean age.
+  seeds="${BENCH_SEEDS:-42 1 2}"; size="${BENCH_REGRESSION_SIZE:-96}"; epochs="${BENCH_REGRESSION_EPOCHS:-6}"
+  weights="$out/weights"
+  [ -d "$weights" ] || "$bin" weights import efficientnet_lite0 "$IMAGE_LEARNER_LITE0_PTH" --weights-dir "$weights" >/dev/null
+  echo
+  echo "## Regression: age from the image, HAM10000 dev set, grouped by lesion_id, efficientnet_lite0 (ImageNet), ${size}x${size}, $epochs epochs, test figures"
+  echo
+  echo "| seed | test images | baseline MAE (training mean) | MAE [95% CI] | RMSE | R² [95% CI] | MAE / baseline | wall |"
+  echo "|---|---|---|---|---|---|---|---|"
+  for seed in $seeds; do
+    run="$out/age_$seed"
+    /usr/bin/time -v "$bin" train --images "$ham/HAM10000_200x150_dev.zip" --metadata "$ham/HAM10000_200x150_dev_metadata.csv" \
+      --task regression --label-column age --group-column lesion_id --model efficientnet_lite0 --weights-dir "$weights" \
+      --epochs "$epochs" --batch-size 32 --learning-rate 0.001 --seed "$seed" --augmentation horizontal_flip \
+      --image-size "$size" --validation-metric mae --output-dir "$run" >/dev/null 2>"$run.log"
+    "$py" - "$run" "$seed" "$(wall_s "$run.log")" <<'PY' | tee -a "$out/age.rows"
+import csv, json, sys
+run, seed, wall = sys.argv[1:]
+m = json.load(open(f"{run}/metrics.json"))
+t, ci, mean = m["test"], m["test_95ci"], m["target"]["mean"]
+truth = [float(r["true_value"]) for r in csv.DictReader(open(f"{run}/predictions.csv"))]
+base = sum(abs(v - mean) for v in truth) / len(truth)
+print(f"| {seed} | {len(truth)} | {base:.2f} | {t['mae']:.2f} [{ci['mae']['low']:.2f}, {ci['mae']['high']:.2f}] | {t['rmse']:.2f} "
+      f"| {t['r2']:.3f} [{ci['r2']['low']:.3f}, {ci['r2']['high']:.3f}] | {t['mae'] / base:.3f} | {float(wall):.0f} s |")
+PY
+  done
+  "$py" - "$out/age.rows" <<'PY'
+import statistics as st, sys
+rows = [[c.strip() for c in l.strip().strip("|").split("|")] for l in open(sys.argv[1])]
+mae = [float(r[3].split()[0]) for r in rows]; base = [float(r[2]) for r in rows]; ratio = [float(r[6]) for r in rows]
+sd = lambda v: st.stdev(v) if len(v) > 1 else 0.0
+print(f"\nover {len(rows)} seeds: test MAE {st.mean(mae):.2f} ± {sd(mae):.2f} (sd) years against {st.mean(base):.2f} for the "
+      f"training mean; MAE / baseline {st.mean(ratio):.3f} ± {sd(ratio):.3f}")
+PY
 fi
 
 if [[ " $sections " == *" ludwig "* ]]; then

@@ -806,6 +806,7 @@ mod tests {
             ("threshold_mode", "threshold"),
             ("threshold_metric", "threshold_metric"),
             ("calibrate", "calibrate"),
+            ("loss", "loss"),
             ("predictions", "predictions"),
             ("evaluate_train", "evaluate_train"),
         ];

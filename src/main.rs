@@ -26,7 +26,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let s = commands::predict::run(&cfg)?;
             eprintln!("{} images predicted into {}", s.images, cfg.output.display());
             if let Some(m) = s.metrics {
-                eprintln!("against the labels: {}", m.headline());
+                eprintln!("{} images scored against the labels: {}", m.n(), m.headline());
             }
         }
         Command::Models => commands::models::run(),

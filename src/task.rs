@@ -18,25 +18,36 @@ use crate::metrics::{self, regression, Figures, Intervals, Metrics};
 /// values (or with any value that is not a whole number).
 pub const AUTO_MAX_NUMERIC_CLASSES: usize = 10;
 
+/// The least share of numbers among the present labels for `--task auto` to read a column as a
+/// regression target: a stray "unknown" in a column of ages is left out, not made a class.
+pub const AUTO_MIN_NUMERIC_SHARE: f64 = 0.95;
+
 /// The task `--task auto` infers from the labels, and why, in words. The rule: missing values
-/// (empty, NA, ...) aside, a column of numbers becomes regression when it has more than
-/// `AUTO_MAX_NUMERIC_CLASSES` distinct values or any value that is not a whole number; otherwise
-/// two distinct labels make a binary task and more a multi-class one.
+/// (empty, NA, ...) aside, a column that is at least `AUTO_MIN_NUMERIC_SHARE` numbers becomes
+/// regression when its numbers have more than `AUTO_MAX_NUMERIC_CLASSES` distinct values or any
+/// value that is not a whole number (the other rows are then left out). Otherwise the labels are
+/// classes: two distinct labels make a binary task and more a multi-class one.
 pub fn infer(rows: &[Row], column: &str) -> (TaskKind, String) {
     let present: Vec<&str> = rows.iter().map(|r| r.label.as_str()).filter(|l| !is_missing(l)).collect();
     let mut distinct: Vec<&str> = present.clone();
     distinct.sort_unstable();
     distinct.dedup();
-    let values: Option<Vec<f64>> = present.iter().map(|l| parse_value(l)).collect();
-    if let Some(v) = values.filter(|v| !v.is_empty()) {
-        let mut numbers = v.clone();
-        numbers.sort_by(f64::total_cmp);
-        numbers.dedup();
-        let fractional = v.iter().any(|x| x.fract() != 0.0);
-        if numbers.len() > AUTO_MAX_NUMERIC_CLASSES || fractional {
-            let why = if fractional { "values that are not whole numbers".to_string() } else { format!("{} distinct values", numbers.len()) };
-            return (TaskKind::Regression, format!("the label column '{column}' holds numbers, with {why}: regression"));
-        }
+    let values: Vec<f64> = present.iter().filter_map(|l| parse_value(l)).collect();
+    let text = present.len() - values.len();
+    let mut numbers = values.clone();
+    numbers.sort_by(f64::total_cmp);
+    numbers.dedup();
+    let fractional = values.iter().any(|x| x.fract() != 0.0);
+    let share = values.len() as f64 / present.len().max(1) as f64;
+    if !values.is_empty() && share >= AUTO_MIN_NUMERIC_SHARE && (numbers.len() > AUTO_MAX_NUMERIC_CLASSES || fractional) {
+        let why = if fractional { "values that are not whole numbers".to_string() } else { format!("{} distinct values", numbers.len()) };
+        let others = match text {
+            0 => String::new(),
+            n => format!(" ({n} of {} values are not numbers and are left out)", present.len()),
+        };
+        return (TaskKind::Regression, format!("the label column '{column}' holds numbers, with {why}{others}: regression"));
+    }
+    if !values.is_empty() && text == 0 {
         let kind = if numbers.len() == 2 { TaskKind::Binary } else { TaskKind::Classification };
         return (
             kind,
@@ -395,6 +406,25 @@ mod tests {
     }
 
     #[test]
+    fn predict_refuses_labels_of_another_task_and_nothing_else() {
+        let reg = Task::for_regression(&[40.0, 60.0], "age", RegressionLoss::Mse, None).unwrap();
+        assert!(reg.check_labels(&label_rows(&["45", "NA", "", "61.5"]), "age", "m.csv").is_ok(), "numbers, some missing");
+        let e = reg.check_labels(&label_rows(&["45", "nv"]), "dx", "m.csv").unwrap_err().to_string();
+        assert!(e.contains("a regression of 'age'") && e.contains("label column 'dx' of m.csv holds class names (line 3: 'nv')"), "{e}");
+        let cls = Task::for_training(TaskKind::Classification, &names(3), None, "y", "m.csv").unwrap();
+        assert!(cls.check_labels(&label_rows(&["c0", "c2", "NA"]), "y", "m.csv").is_ok());
+        let ages: Vec<String> = (0..12).map(|i| format!("{}", 20 + 5 * i)).collect();
+        let e = cls.check_labels(&label_rows(&ages.iter().map(String::as_str).collect::<Vec<_>>()), "age", "m.csv").unwrap_err().to_string();
+        assert!(e.contains("classification into 3 classes (c0, c1, c2)") && e.contains("holds numbers like a regression target (line 2: '20')"), "{e}");
+        // A classifier of numeric class codes takes its own codes, however many.
+        let codes: Vec<String> = (0..12).map(|i| i.to_string()).collect();
+        let coded = Task::for_training(TaskKind::Classification, &codes, None, "y", "m.csv").unwrap();
+        let mut spelled: Vec<String> = codes.clone();
+        spelled[3] = "3.0".into();
+        assert!(coded.check_labels(&label_rows(&spelled.iter().map(String::as_str).collect::<Vec<_>>()), "y", "m.csv").is_ok());
+    }
+
+    #[test]
     fn auto_follows_its_documented_rule() {
         let kind = |labels: Vec<String>| infer(&label_rows(&labels.iter().map(String::as_str).collect::<Vec<_>>()), "y").0;
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
@@ -409,7 +439,12 @@ mod tests {
         assert_eq!(kind(s(&["45", "NA", "50", "?", "30", "35", "40", "55", "60", "65", "70", "75", "80"])), TaskKind::Regression, "missing markers aside");
         let mut mixed = ten;
         mixed.push("unknown".into());
-        assert_eq!(kind(mixed), TaskKind::Classification, "one class name makes every label a class");
+        assert_eq!(kind(mixed), TaskKind::Classification, "a class name among class codes makes every label a class");
+        let ages = |n: usize, text: &[&str]| -> Vec<String> { (0..n).map(|i| format!("{}", 20 + i)).chain(text.iter().map(|t| t.to_string())).collect() };
+        assert_eq!(kind(ages(19, &["unknown"])), TaskKind::Regression, "95% numbers: the stray text is left out");
+        assert_eq!(kind(ages(18, &["unknown", "old"])), TaskKind::Classification, "90% numbers: classes");
+        let (_, why) = infer(&label_rows(&ages(39, &["unknown"]).iter().map(String::as_str).collect::<Vec<_>>()), "age");
+        assert!(why.ends_with("39 distinct values (1 of 40 values are not numbers and are left out): regression"), "{why}");
         let (_, why) = infer(&label_rows(&["1.5", "2"]), "age");
         assert!(why.contains("'age'") && why.contains("regression"), "{why}");
     }

@@ -26,7 +26,8 @@ fn fails(dir: &Path, zip: &Path, csv: &Path, extra: &[&str], expect: &str) {
         args.extend(["--epochs", "1"]);
     }
     args.extend_from_slice(extra);
-    let o = run(&args);
+    // Offline, so that missing weights stop the run here as on a machine without internet.
+    let o = bin().args(&args).env("IMAGE_LEARNER_OFFLINE", "1").output().unwrap();
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{expect}: {err}");
     assert!(err.contains(expect), "expected '{expect}' in: {err}");
@@ -111,7 +112,8 @@ fn train_csv(dir: &Path, csv: &str, extra: &[&str]) -> (Option<i32>, String) {
         "--output-dir", out.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    let o = run(&args);
+    // Offline, so that missing weights stop the run here as on a machine without internet.
+    let o = bin().args(&args).env("IMAGE_LEARNER_OFFLINE", "1").output().unwrap();
     (o.status.code(), stderr(&o))
 }
 
@@ -208,4 +210,30 @@ fn wrong_files_and_too_small_inputs_stop_at_once() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("best_model.zip is not a Best Model made by image-learner"), "{}", stderr(&o));
     assert!(!d.join("p.csv").exists());
+}
+
+/// A regression, or a task of the wrong kind, that cannot be trained.
+#[test]
+fn targets_and_options_a_regression_cannot_train_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let zip = sample_zip();
+    let values = repo().join("test-data/sample_metadata_regression.csv");
+    fails(
+        d, &zip, &sample_csv(), &["--task", "regression"],
+        "sample_metadata.csv: no row has a number in the target column 'label' (line 2: 'circle'); a regression needs numeric targets",
+    );
+    let constant = "image_path,target\ncircle_000.png,5\ncircle_001.png,5.0\nsquare_000.png,NA\nsquare_001.png,5\n";
+    fails(d, &zip, &write(d, "constant.csv", constant), &["--task", "regression"], "every target in the column 'target' is 5; a regression needs targets that vary");
+    fails(
+        d, &zip, &values, &["--task", "regression", "--validation-metric", "accuracy"],
+        "--validation-metric accuracy is a classification figure, and this is a regression: use loss, mae, rmse or r2",
+    );
+    fails(
+        d, &zip, &sample_csv(), &["--validation-metric", "r2"],
+        "--validation-metric r2 is a regression figure, and this is a classification: use loss, accuracy, macro_f1 or roc_auc",
+    );
+    fails(d, &zip, &values, &["--task", "regression", "--threshold", "0.3"], "--threshold applies to --task binary only, and this is a regression");
+    fails(d, &zip, &values, &["--task", "regression", "--loss", "hinge"], "unknown loss 'hinge': use mse, mae or huber");
+    fails(d, &zip, &values, &["--task", "ordinal"], "unknown task 'ordinal': use auto, classification, binary or regression");
 }

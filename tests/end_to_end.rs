@@ -379,13 +379,19 @@ fn a_regression_is_inferred_trained_reported_and_predicted_again() {
     for text in ["True against predicted (test)", "Residuals against predicted", "Distribution of the errors", "Largest errors", "Spearman", "Task chosen by"] {
         assert!(html.contains(text), "{text}");
     }
-    assert!(!html.contains("Confusion matrix") && !html.contains("ECE before"));
+    assert!(!html.contains("Confusion matrix") && !html.contains("ECE before") && !html.contains("Temperature"), "no classifier's sections or items");
+    assert!(log.contains("decisions: none (not applicable: a regression predicts a number)"), "{log}");
     let b = bundle::read(&out.join(outputs::BEST_MODEL)).unwrap();
     assert_eq!(b.config.task, image_learner::task::TaskKind::Regression);
     assert!(b.config.target.is_some() && b.config.classes.is_empty());
 
+    // The test images again, and one training image without a value: predicted, not scored.
     let listing = dir.path().join("test.csv");
-    let text: String = std::iter::once("image_path,target\n".to_string()).chain(test.iter().map(|r| format!("{},{}\n", r[0], r[2]))).collect();
+    let unscored = &train[0];
+    let text: String = std::iter::once("image_path,target\n".to_string())
+        .chain(test.iter().map(|r| format!("{},{}\n", r[0], r[2])))
+        .chain(std::iter::once(format!("{},NA\n", unscored[0])))
+        .collect();
     std::fs::write(&listing, text).unwrap();
     let again = dir.path().join("again.csv");
     let o = run(&[
@@ -393,7 +399,23 @@ fn a_regression_is_inferred_trained_reported_and_predicted_again() {
         "--metadata", listing.to_str().unwrap(), "--output", again.to_str().unwrap(), "--threads", "2", "--device", "cpu",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let expected: Vec<Vec<String>> = test.iter().map(|r| vec![r[0].clone(), r[2].clone(), r[3].clone(), r[4].clone()]).collect();
+    let mut expected: Vec<Vec<String>> = test.iter().map(|r| vec![r[0].clone(), r[2].clone(), r[3].clone(), r[4].clone()]).collect();
+    expected.push(vec![unscored[0].clone(), "NA".into(), unscored[3].clone(), String::new()]);
     assert_eq!(csv_rows(&again)[1..], expected[..], "predict gives the test predictions again");
-    assert!(stderr(&o).contains("against the labels: MAE"), "{}", stderr(&o));
+    let err = stderr(&o);
+    let line = test.len() + 2;
+    assert!(err.contains(&format!("1 of {} images have no value in the column 'target' of test.csv (lines {line}): predicted, but not scored", test.len() + 1)), "{err}");
+    assert!(err.contains(&format!("{} images scored against the labels: MAE {:.4}", test.len(), m["test"]["mae"].as_f64().unwrap())), "{err}");
+
+    // Labels of another task than the model's are refused, and nothing is written.
+    let refused = dir.path().join("refused.csv");
+    let o = run(&[
+        "predict", "--model", out.join(outputs::BEST_MODEL).to_str().unwrap(), "--images", sample_zip().to_str().unwrap(),
+        "--metadata", sample_csv().to_str().unwrap(), "--output", refused.to_str().unwrap(), "--device", "cpu",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("this Best Model is a regression of 'target' and predicts a number, but the label column 'label'"), "{err}");
+    assert!(err.contains("holds class names (line 2: 'circle')"), "{err}");
+    assert!(!refused.exists(), "nothing written");
 }

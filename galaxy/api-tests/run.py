@@ -68,6 +68,7 @@ def form_test():
         "threshold_metric": ("Threshold chosen to maximise", "f1"),
         "threshold": ("Threshold", "0.5"),
         "calibrate": ("Calibrate probabilities", "temperature"),
+        "loss": ("Regression loss", "mse"),
     }
     for name, (label, default) in expect.items():
         p = params.get(name)
@@ -83,6 +84,13 @@ def form_test():
     check("form offers the six augmentations", augs == {"horizontal_flip", "vertical_flip", "rotate", "blur", "brightness", "contrast"}, augs)
     splits = {o[1] for o in params["split_choice"]["options"]}
     check("form offers 70/10/20 and custom splits", {"70/10/20", "custom"} <= splits, splits)
+    tasks = {o[1]: o[0] for o in params["task"]["options"]}
+    check("form offers the four tasks, Classification as labelled in the tutorial",
+          set(tasks) == {"auto", "classification", "binary", "regression"} and tasks["classification"] == "Classification", tasks)
+    metrics = {o[1] for o in params["validation_metric"]["options"]}
+    check("form offers every validation metric of both kinds", metrics == {"loss", "accuracy", "macro_f1", "roc_auc", "mae", "rmse", "r2"}, metrics)
+    losses = {o[1] for o in params["loss"]["options"]}
+    check("form offers the three regression losses", losses == {"mse", "mae", "huber"}, losses)
     sections = [i for i in form["inputs"] if i.get("type") == "section"]
     check("advanced options are a section", any(s.get("title") == "Advanced options" for s in sections))
 

@@ -62,14 +62,31 @@ pub fn run(cfg: &PredictConfig) -> Result<PredictSummary> {
     let batch_size = cfg.batch_size.unwrap_or(b.config.eval_batch_size).max(1);
     let ev = Evaluator { net: &net, task: &task, set: &set, batch_size, normalization: b.config.normalization, compute: &compute };
     let scores = ev.scores(&indices);
-    let truth: Option<Vec<String>> = ing.labelled.then(|| match task.is_regression() {
+    // A regression scores only the images with a true value; the others are still predicted.
+    let scored: Vec<usize> = indices.iter().copied().filter(|&i| !task.is_regression() || set.targets[i].is_finite()).collect();
+    let labelled = ing.labelled && !scored.is_empty();
+    if ing.labelled && scored.len() < indices.len() {
+        let lines: Vec<usize> = indices.iter().filter(|&&i| !set.targets[i].is_finite()).map(|&i| ing.rows[i].line).collect();
+        eprintln!(
+            "warning: {} of {} images have no value in the column '{}' of {} (lines {}): predicted, but not scored",
+            lines.len(),
+            indices.len(),
+            ing.summary.label_column,
+            s.metadata_file,
+            data::metadata::line_list(&lines)
+        );
+    }
+    let truth: Option<Vec<String>> = labelled.then(|| match task.is_regression() {
         true => ing.rows.iter().map(|r| r.label.clone()).collect(),
         false => set.labels.iter().map(|&l| set.classes[l].clone()).collect(),
     });
     // The predictions and the page are committed together: both, or neither.
     let mut files = outputs::OutputSet::new();
     files.stage(&cfg.output, &task.predictions_csv(&set.names, truth.as_deref(), &scores, None)?)?;
-    let metrics = ing.labelled.then(|| task.figures(&set, &indices, &scores));
+    let metrics = labelled.then(|| {
+        let scored_scores: Vec<Vec<f32>> = scored.iter().map(|&i| scores[i].clone()).collect();
+        task.figures(&set, &scored, &scored_scores)
+    });
     if let Some(path) = &cfg.report {
         let page = match &metrics {
             Some(m) => {

@@ -392,17 +392,13 @@ pub fn numeric_rows(meta: &mut Metadata) -> Result<Vec<String>> {
         }
     });
     let column = &meta.label_column;
-    let lines = |v: &[usize]| {
-        let shown: Vec<String> = v.iter().take(5).map(usize::to_string).collect();
-        format!("{}{}", shown.join(", "), if v.len() > 5 { ", ..." } else { "" })
-    };
     let mut warnings = Vec::new();
     if !missing.is_empty() {
         warnings.push(format!(
             "{} rows of {} have no value in the target column '{column}' (lines {}); they are left out",
             missing.len(),
             meta.file_name,
-            lines(&missing)
+            line_list(&missing)
         ));
     }
     if !text.is_empty() {
@@ -413,7 +409,7 @@ pub fn numeric_rows(meta: &mut Metadata) -> Result<Vec<String>> {
             meta.file_name,
             first.0,
             first.1,
-            lines(&text.iter().map(|t| t.0).collect::<Vec<_>>())
+            line_list(&text.iter().map(|t| t.0).collect::<Vec<_>>())
         ));
     }
     if meta.rows.is_empty() {
@@ -433,6 +429,12 @@ pub fn numeric_rows(meta: &mut Metadata) -> Result<Vec<String>> {
         );
     }
     Ok(warnings)
+}
+
+/// Line numbers for a message: the first five, then "...".
+pub fn line_list(lines: &[usize]) -> String {
+    let shown: Vec<String> = lines.iter().take(5).map(usize::to_string).collect();
+    format!("{}{}", shown.join(", "), if lines.len() > 5 { ", ..." } else { "" })
 }
 
 /// The class a label stands for, as far as spelling goes: its number when it is one ("1", "1.0"

@@ -159,6 +159,13 @@ pub fn ingest(zip_path: &Path, meta: Metadata, size: SizePolicy, labels_are: Lab
     let mut labelled = true;
     for &(r, _) in &report.matched {
         let row = &meta.rows[r];
+        // A regression target that is missing (empty, NA, ...) leaves just that image unscored;
+        // training has dropped such rows already, so only `predict` meets them.
+        if regression && metadata::is_missing(&row.label) {
+            targets.push(f64::NAN);
+            labels.push(0);
+            continue;
+        }
         if row.label.is_empty() {
             labelled = false;
             labels.push(0);

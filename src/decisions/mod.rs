@@ -29,6 +29,9 @@ pub struct Decisions {
 impl Decisions {
     /// One line for the log.
     pub fn describe(&self) -> String {
+        if self.temperature_source == NOT_APPLICABLE {
+            return format!("decisions: none ({NOT_APPLICABLE})");
+        }
         let mut line = format!("decisions: temperature {:.4} ({})", self.temperature, self.temperature_source);
         if let (Some(t), Some(source)) = (self.threshold, &self.threshold_source) {
             line.push_str(&format!("; threshold {t:.4} ({source})"));
@@ -37,14 +40,16 @@ impl Decisions {
     }
 }
 
+/// A regression's decisions: there are none to fit.
+const NOT_APPLICABLE: &str = "not applicable: a regression predicts a number";
+
 /// The temperature, then (binary) the threshold, fitted on the validation logits and truth.
 /// Returns the task that decides with them. Where the options ask for something the data cannot
 /// give (no validation split, one class in it), the run goes on with the default and a warning.
 pub fn fit(task: &Task, validation: Option<(&[Vec<f32>], &[usize])>, cfg: &TrainConfig, warnings: &mut Vec<String>) -> (Task, Decisions) {
     let mut task = task.clone();
     if task.is_regression() {
-        let none = "not applicable: a regression predicts a number".to_string();
-        return (task, Decisions { temperature: 1.0, temperature_source: none, threshold: None, threshold_source: None, threshold_curve: None });
+        return (task, Decisions { temperature: 1.0, temperature_source: NOT_APPLICABLE.to_string(), threshold: None, threshold_source: None, threshold_curve: None });
     }
     let validation = validation.filter(|(logits, _)| !logits.is_empty());
     let temperature_source = match (cfg.calibrate, validation) {

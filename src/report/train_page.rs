@@ -24,7 +24,6 @@ fn run_items(run: &TrainedRun) -> Vec<Item> {
         item("Input size", size_note),
         item("Task", run.task.describe()),
         item("Task chosen by", run.task_chosen.clone().unwrap_or_else(|| format!("--task {}", cfg.task.name()))),
-        item("Temperature", format!("{:.4}: {}", run.decisions.temperature, run.decisions.temperature_source)),
         item("Epochs", format!("{} requested, {} run", cfg.epochs, run.outcome.history.len())),
         item("Batch size", run.batch_size.to_string()),
         item("Pretrained weights", run.pretrained_file.as_ref().map_or("no (random initialisation)".into(), |p| p.display().to_string())),
@@ -45,12 +44,17 @@ fn run_items(run: &TrainedRun) -> Vec<Item> {
     .collect()
 }
 
-/// The binary decision rule, as the report shows it next to the task.
+/// The decisions fitted after training: a classifier's temperature, and a binary task's
+/// threshold. A regression has neither.
 fn decision_items(run: &TrainedRun) -> Vec<Item> {
-    match (run.task.threshold, &run.decisions.threshold_source) {
-        (Some(t), Some(source)) => vec![item("Decision threshold", format!("{t:.4}")), item("Threshold source", source.clone())],
-        _ => Vec::new(),
+    if run.task.is_regression() {
+        return Vec::new();
     }
+    let mut items = vec![item("Temperature", format!("{:.4}: {}", run.decisions.temperature, run.decisions.temperature_source))];
+    if let (Some(t), Some(source)) = (run.task.threshold, &run.decisions.threshold_source) {
+        items.extend([item("Decision threshold", format!("{t:.4}")), item("Threshold source", source.clone())]);
+    }
+    items
 }
 
 /// ECE, log loss and Brier score of validation and test before and after the temperature (None
