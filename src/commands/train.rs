@@ -40,7 +40,7 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
     let compute = precision::Compute::resolve(device::resolve(cfg.device)?, cfg.precision)?;
     let weights_dir = weights::weights_dir(cfg.weights_dir.as_deref());
     if cfg.use_pretrained {
-        weights::require(spec, &weights_dir)?;
+        weights::fetch::ensure(spec, &weights_dir)?;
     }
 
     // Ingest: CSV + ZIP -> decoded images; the task their labels make, after the split (a

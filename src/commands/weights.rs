@@ -8,7 +8,7 @@ pub fn run(cfg: &WeightsConfig) -> Result<()> {
     let (WeightsConfig::Fetch { model, weights_dir } | WeightsConfig::Import { model, weights_dir, .. }) = cfg;
     let (spec, dir) = (models::find(model)?, weights::weights_dir(weights_dir.as_deref()));
     let path = match cfg {
-        WeightsConfig::Fetch { .. } => weights::fetch(spec, &dir)?,
+        WeightsConfig::Fetch { .. } => weights::fetch::fetch(spec, &dir)?,
         WeightsConfig::Import { file, .. } => weights::import(spec, file, &dir)?,
     };
     eprintln!("{} weights installed: {}", spec.name, path.display());

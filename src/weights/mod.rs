@@ -1,8 +1,9 @@
-//! Checkpoints in and out: pretrained weights (where they are looked for, how they are fetched or
-//! imported, how they load into a model by name; the checkpoint's classifier head is dropped and
-//! the model keeps its new one), PyTorch's pickle format (`torch_pickle`), and the Best Model
+//! Checkpoints in and out: pretrained weights (where they are looked for, how they are
+//! downloaded (`fetch`) or imported, how they load into a model by name; the checkpoint's
+//! classifier head is dropped and the model keeps its new one), PyTorch's pickle format (`torch_pickle`), and the Best Model
 //! bundle (`bundle`).
 pub mod bundle;
+pub mod fetch;
 pub mod torch_pickle;
 
 use std::collections::HashMap;
@@ -162,42 +163,4 @@ pub fn import(spec: &ModelSpec, file: &Path, dir: &Path) -> Result<PathBuf> {
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, &target)?;
     Ok(target)
-}
-
-/// `weights fetch`: downloads the published weights and imports them. Fails within seconds
-/// where the network does not reach the hub.
-pub fn fetch(spec: &ModelSpec, dir: &Path) -> Result<PathBuf> {
-    let Some(url) = spec.weights_url.as_deref() else {
-        bail_input!("no published weights are known for {}", spec.name);
-    };
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_connect(Some(std::time::Duration::from_secs(10)))
-        .timeout_global(Some(std::time::Duration::from_secs(1800)))
-        .build()
-        .into();
-    let fail = |e: &dyn std::fmt::Display| {
-        crate::error::input_error(format!(
-            "cannot download the {} weights from {url} ({e}). Where this machine has no internet, download \
-             the file elsewhere and install it with `image-learner weights import {} FILE`",
-            spec.name, spec.name
-        ))
-    };
-    let mut response = agent.get(url).call().map_err(|e| fail(&e))?;
-    let bytes = response
-        .body_mut()
-        .with_config()
-        .limit(2 << 30)
-        .read_to_vec()
-        .map_err(|e| fail(&e))?;
-    std::fs::create_dir_all(dir)?;
-    let ext = if url.ends_with(".safetensors") {
-        "safetensors"
-    } else {
-        "pth"
-    };
-    let download = dir.join(format!(".{}.download.{ext}", spec.name));
-    std::fs::write(&download, bytes)?;
-    let result = import(spec, &download, dir);
-    let _ = std::fs::remove_file(&download);
-    result
 }
