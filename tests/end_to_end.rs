@@ -419,3 +419,37 @@ fn a_regression_is_inferred_trained_reported_and_predicted_again() {
     assert!(err.contains("holds class names (line 2: 'circle')"), "{err}");
     assert!(!refused.exists(), "nothing written");
 }
+
+/// A ZIP64 archive (more than 65,535 entries, so a ZIP64 end of central directory) is read
+/// whole: all 70,000 tiny images are found, matched to their rows and decoded.
+#[test]
+fn a_zip64_archive_of_70000_images_is_read_whole() {
+    use std::io::Write;
+    const N: usize = 70_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut png = Vec::new();
+    image::RgbImage::from_fn(8, 8, |x, y| image::Rgb([(x * 30) as u8, (y * 30) as u8, 90]))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let zip_path = dir.path().join("many.zip");
+    let mut w = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let mut csv = String::from("image_path,label\n");
+    for i in 0..N {
+        let name = format!("tiles/{:02}/tile_{i:05}.png", i % 97);
+        w.start_file(name.as_str(), opts).unwrap();
+        w.write_all(&png).unwrap();
+        csv.push_str(&format!("{name},{}\n", if i % 2 == 0 { "a" } else { "b" }));
+    }
+    w.finish().unwrap();
+    let bytes = std::fs::read(&zip_path).unwrap();
+    assert!(bytes.windows(4).any(|s| s == [0x50, 0x4b, 0x06, 0x06]), "the writer made a ZIP64 end of central directory");
+    let csv_path = dir.path().join("many.csv");
+    std::fs::write(&csv_path, csv).unwrap();
+    let o = run(&[
+        "throughput", "--images", zip_path.to_str().unwrap(), "--metadata", csv_path.to_str().unwrap(), "--image-size", "8", "--threads", "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let figures: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(figures["images"], N, "{figures}");
+}
