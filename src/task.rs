@@ -10,7 +10,7 @@ use tch::{Kind, Reduction, Tensor};
 use crate::bail_input;
 pub use crate::config::TaskKind;
 use crate::config::RegressionLoss;
-use crate::data::metadata::{is_missing, parse_value, Row};
+use crate::data::metadata::{is_missing, parse_value, Metadata, Row};
 use crate::data::ImageSet;
 use crate::metrics::{self, regression, Figures, Intervals, Metrics};
 
@@ -60,6 +60,28 @@ pub fn infer(rows: &[Row], column: &str) -> (TaskKind, String) {
     }
     let kind = if distinct.len() == 2 { TaskKind::Binary } else { TaskKind::Classification };
     (kind, format!("the label column '{column}' holds {} distinct class names: {}", distinct.len(), kind.name()))
+}
+
+/// The task of a training run: `--task`, or for `auto` the one `infer` finds (with why, which
+/// the log also says). Then the rows it cannot use: a regression leaves out the rows without a
+/// number (the warnings name them), a classification refuses an empty label.
+pub fn choose(asked: TaskKind, meta: &mut Metadata) -> Result<(TaskKind, Option<String>, Vec<String>)> {
+    let (kind, why) = match asked {
+        TaskKind::Auto => {
+            let (kind, why) = infer(&meta.rows, &meta.label_column);
+            eprintln!("task: {why}");
+            (kind, Some(why))
+        }
+        kind => (kind, None),
+    };
+    let warnings = match kind {
+        TaskKind::Regression => crate::data::metadata::numeric_rows(meta)?,
+        _ => {
+            crate::data::metadata::require_labels(meta)?;
+            Vec::new()
+        }
+    };
+    Ok((kind, why, warnings))
 }
 
 /// A regression's target: the column, the training split's mean and standard deviation (the

@@ -27,14 +27,7 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
     // Options, model, output folder, threads, device and weights: all checked before any data.
     cfg.validate()?;
     let spec = models::find(&cfg.model)?;
-    if let Some(size) = cfg.image_size.filter(|&s| s < spec.min_size) {
-        crate::bail_input!(
-            "--image-size {size} is too small for {}: its downsampling needs at least {} pixels; use --image-size {} or more",
-            spec.name,
-            spec.min_size,
-            spec.min_size
-        );
-    }
+    spec.check_image_size(cfg.image_size)?;
     outputs::prepare_output_dir(&cfg.output_dir)?;
     runtime::configure(cfg.threads);
     let compute = precision::Compute::resolve(device::resolve(cfg.device)?, cfg.precision)?;
@@ -46,23 +39,7 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
     // Ingest: CSV + ZIP -> decoded images; the task their labels make, after the split (a
     // regression's scale is the training split's).
     let mut meta = data::metadata::read_metadata(&cfg.metadata, &ColumnChoice::for_training(cfg))?;
-    let (kind, chosen) = match cfg.task {
-        TaskKind::Auto => {
-            let (kind, why) = task::infer(&meta.rows, &meta.label_column);
-            (kind, Some(why))
-        }
-        kind => (kind, None),
-    };
-    if let Some(why) = &chosen {
-        eprintln!("task: {why}");
-    }
-    let mut warnings = match kind {
-        TaskKind::Regression => data::metadata::numeric_rows(&mut meta)?,
-        _ => {
-            data::metadata::require_labels(&meta)?;
-            Vec::new()
-        }
-    };
+    let (kind, chosen, mut warnings) = task::choose(cfg.task, &mut meta)?;
     let labels = if kind == TaskKind::Regression { data::Labels::Values } else { data::Labels::Classes(None) };
     let size = cfg.image_size.map_or(SizePolicy::FromImages { max: spec.default_size }, SizePolicy::Fixed);
     let ing = data::ingest(&cfg.images, meta, size, labels)?;
@@ -72,10 +49,9 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
 
     // The classes make a classification's task; the split, then its training values, a
     // regression's.
-    let classification = match kind {
-        TaskKind::Regression => None,
-        _ => Some(Task::for_training(kind, &ing.images.classes, cfg.threshold.fixed(), &s.label_column, &s.metadata_file)?),
-    };
+    let classification = (kind != TaskKind::Regression)
+        .then(|| Task::for_training(kind, &ing.images.classes, cfg.threshold.fixed(), &s.label_column, &s.metadata_file))
+        .transpose()?;
     let plan = split::plan(&ing, &cfg.split, cfg.seed)?;
     warnings.extend(plan.warnings.iter().cloned());
     let task = match classification {

@@ -93,6 +93,19 @@ pub struct ModelSpec {
 }
 
 impl ModelSpec {
+    /// Refuses an `--image-size` below what the network's downsampling needs.
+    pub fn check_image_size(&self, size: Option<usize>) -> Result<()> {
+        if let Some(size) = size.filter(|&s| s < self.min_size) {
+            bail_input!(
+                "--image-size {size} is too small for {}: its downsampling needs at least {} pixels; use --image-size {} or more",
+                self.name,
+                self.min_size,
+                self.min_size
+            );
+        }
+        Ok(())
+    }
+
     pub fn build(&self, p: &nn::Path, num_classes: i64) -> Network {
         match self.arch {
             Arch::Fixed(f) => f(p, num_classes),
