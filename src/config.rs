@@ -506,6 +506,10 @@ pub struct TrainConfig {
     pub optimizer: OptimizerKind,
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
+    /// Classification: the share of each training target spread evenly over all classes (0: none).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    #[serde(default)]
+    pub label_smoothing: f64,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Comma-separated: horizontal_flip, vertical_flip, rotate, blur, brightness, contrast.
@@ -618,6 +622,9 @@ impl TrainConfig {
         }
         if !self.weight_decay.is_finite() || self.weight_decay < 0.0 {
             crate::bail_input!("--weight-decay must be 0 or more (got {})", self.weight_decay);
+        }
+        if !(self.label_smoothing >= 0.0 && self.label_smoothing < 1.0) {
+            crate::bail_input!("--label-smoothing must be at least 0 and below 1 (got {}); 0.1 is usual", self.label_smoothing);
         }
         if let Some(s) = self.image_size {
             if !(MIN_IMAGE_SIZE..=MAX_IMAGE_SIZE).contains(&s) {
@@ -807,6 +814,7 @@ mod tests {
             ("threshold_metric", "threshold_metric"),
             ("calibrate", "calibrate"),
             ("loss", "loss"),
+            ("label_smoothing", "label_smoothing"),
             ("predictions", "predictions"),
             ("evaluate_train", "evaluate_train"),
         ];

@@ -169,8 +169,12 @@ impl Task {
         Ok(Task { kind: TaskKind::Regression, classes: Vec::new(), threshold: None, temperature: 1.0, target: Some(target) })
     }
 
-    /// Refuses a `--validation-metric` of the other kind of task.
-    pub fn check_validation_metric(&self, metric: crate::config::ValidationMetric) -> Result<()> {
+    /// Refuses the training options of the other kind of task: a `--validation-metric`, or label
+    /// smoothing for a regression.
+    pub fn check_options(&self, metric: crate::config::ValidationMetric, label_smoothing: f64) -> Result<()> {
+        if self.is_regression() && label_smoothing > 0.0 {
+            bail_input!("--label-smoothing applies to a classification, and this is a regression: leave it out");
+        }
         match metric.for_regression() {
             Some(r) if r != self.is_regression() => bail_input!(
                 "--validation-metric {} is a {} figure, and this is {}: use {}",
@@ -224,10 +228,17 @@ impl Task {
         if self.is_regression() { 1 } else { self.classes.len() as i64 }
     }
 
-    /// The training loss of a batch: cross-entropy of the logits against the class indices, or
-    /// for regression the chosen loss of the output against the standardised target.
-    pub fn loss(&self, logits: &Tensor, targets: &Tensor) -> Tensor {
-        let Some(t) = &self.target else { return logits.cross_entropy_for_logits(targets) };
+    /// The training loss of a batch: cross-entropy of the logits against the class indices
+    /// (with `label_smoothing`, against targets that give that share to all classes evenly, as
+    /// PyTorch's `CrossEntropyLoss(label_smoothing=...)`), or for regression the chosen loss of
+    /// the output against the standardised target.
+    pub fn loss(&self, logits: &Tensor, targets: &Tensor, label_smoothing: f64) -> Tensor {
+        let Some(t) = &self.target else {
+            if label_smoothing == 0.0 {
+                return logits.cross_entropy_for_logits(targets);
+            }
+            return logits.cross_entropy_loss::<Tensor>(targets, None, Reduction::Mean, -100, label_smoothing);
+        };
         let z = (targets.to_kind(Kind::Float) - t.mean) / t.sd;
         let out = logits.to_kind(Kind::Float).squeeze_dim(-1);
         match t.loss {
@@ -484,14 +495,37 @@ mod tests {
         let out = Tensor::from_slice(&[0.5f32, -1.0]).view([2, 1]);
         assert_eq!(rows(&t.scores(&out)), vec![vec![2.5], vec![1.0]]);
         let y = Tensor::from_slice(&[2.5f64, 3.0]);
-        let mse = t.loss(&out, &y).double_value(&[]);
+        let mse = t.loss(&out, &y, 0.0).double_value(&[]);
         assert!((mse - (0.0 + 4.0) / 2.0).abs() < 1e-6, "{mse}");
         assert!((t.value_loss(&[2.5, 3.0], &[2.5, 1.0]) - mse).abs() < 1e-6, "the validation loss is the training loss");
         let huber = Task::for_regression(&[1.0, 3.0], "age", RegressionLoss::Huber, None).unwrap();
-        assert!((huber.loss(&out, &y).double_value(&[]) - 0.75).abs() < 1e-6, "|d| = 2 costs 1.5");
+        assert!((huber.loss(&out, &y, 0.0).double_value(&[]) - 0.75).abs() < 1e-6, "|d| = 2 costs 1.5");
         assert!((huber.value_loss(&[2.5, 3.0], &[2.5, 1.0]) - 0.75).abs() < 1e-9);
         let csv = String::from_utf8(t.predictions_csv(&["a.png".into()], Some(&["3".into()]), &[vec![2.5]], None).unwrap()).unwrap();
         assert_eq!(csv, "image_path,true_value,predicted_value,error\na.png,3,2.500000,-0.500000\n");
+    }
+
+    #[test]
+    fn label_smoothing_spreads_its_share_over_every_class() {
+        let t = Task::for_training(TaskKind::Classification, &names(3), None, "y", "m.csv").unwrap();
+        let logits = Tensor::from_slice(&[2.0f32, 0.5, -1.0, 0.0, 1.0, 3.0]).view([2, 3]);
+        let y = Tensor::from_slice(&[0i64, 1]);
+        let logp: Vec<Vec<f64>> = [[2.0f64, 0.5, -1.0], [0.0, 1.0, 3.0]]
+            .iter()
+            .map(|z| {
+                let lse = z.iter().map(|v| v.exp()).sum::<f64>().ln();
+                z.iter().map(|v| v - lse).collect()
+            })
+            .collect();
+        let eps = 0.1;
+        // (1 - eps) * -log p(true) + eps * mean over classes of -log p, averaged over the batch.
+        let want: f64 = [0usize, 1].iter().enumerate().map(|(i, &c)| (1.0 - eps) * -logp[i][c] + eps * -logp[i].iter().sum::<f64>() / 3.0).sum::<f64>() / 2.0;
+        assert!((t.loss(&logits, &y, eps).double_value(&[]) - want).abs() < 1e-6);
+        let plain: f64 = -(logp[0][0] + logp[1][1]) / 2.0;
+        assert!((t.loss(&logits, &y, 0.0).double_value(&[]) - plain).abs() < 1e-6, "0 is the plain cross-entropy");
+        let reg = Task::for_regression(&[1.0, 3.0], "age", RegressionLoss::Mse, None).unwrap();
+        let e = reg.check_options(crate::config::ValidationMetric::Loss, 0.1).unwrap_err().to_string();
+        assert!(e.contains("--label-smoothing applies to a classification"), "{e}");
     }
 
     #[test]

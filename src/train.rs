@@ -27,6 +27,7 @@ pub struct TrainSettings {
     pub learning_rate: f64,
     pub optimizer: OptimizerKind,
     pub weight_decay: f64,
+    pub label_smoothing: f64,
     pub early_stop: Option<usize>,
     pub validation_metric: ValidationMetric,
     /// Freeze everything but the head (`--fine-tune false`).
@@ -49,6 +50,7 @@ impl TrainSettings {
             learning_rate: cfg.learning_rate,
             optimizer: cfg.optimizer,
             weight_decay: cfg.weight_decay,
+            label_smoothing: cfg.label_smoothing,
             early_stop: cfg.early_stop,
             validation_metric: cfg.validation_metric,
             frozen_backbone: !cfg.fine_tune,
@@ -243,7 +245,7 @@ pub fn fit(
             let (x, y) = evaluation::batch_tensors(&b, set.size, &s.compute);
             let (logits, loss) = s.compute.run(|| {
                 let logits = net.forward(&x, true, s.frozen_backbone);
-                let loss = s.task.loss(&logits, &y);
+                let loss = s.task.loss(&logits, &y, s.label_smoothing);
                 (logits, loss)
             });
             opt.backward_step(&loss)?;

@@ -453,3 +453,25 @@ fn a_zip64_archive_of_70000_images_is_read_whole() {
     let figures: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(figures["images"], N, "{figures}");
 }
+
+/// Label smoothing reaches the training loss and nothing else: the same run with it has another
+/// training loss, while its validation loss is still the plain log loss; the report and the Best
+/// Model record it.
+#[test]
+fn label_smoothing_changes_the_training_loss_and_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--epochs", "1", "--calibrate", "none"];
+    let (plain, _, _) = train_sample(dir.path(), "plain", &sample_csv(), &args);
+    let (smooth, m, _) = train_sample(dir.path(), "smooth", &sample_csv(), &[&args[..], &["--label-smoothing", "0.2"]].concat());
+    let first_epoch = |out: &std::path::Path, column: &str| -> f64 {
+        let rows = csv_rows(&out.join(outputs::HISTORY));
+        let at = rows[0].iter().position(|c| c == column).unwrap();
+        rows[1][at].parse().unwrap()
+    };
+    let (a, b) = (first_epoch(&plain, "train_loss"), first_epoch(&smooth, "train_loss"));
+    assert!((a - b).abs() > 1e-3, "the smoothed loss is another number: {a} and {b}");
+    let validation = first_epoch(&smooth, "validation_loss");
+    assert!((validation - m["validation"]["log_loss"].as_f64().unwrap()).abs() < 1e-5, "validation loss {validation} is the log loss: {}", m["validation"]);
+    assert!(std::fs::read_to_string(smooth.join(outputs::REPORT)).unwrap().contains("label smoothing 0.2"));
+    assert_eq!(bundle::read(&smooth.join(outputs::BEST_MODEL)).unwrap().config.options.label_smoothing, 0.2);
+}

@@ -69,6 +69,7 @@ def form_test():
         "threshold": ("Threshold", "0.5"),
         "calibrate": ("Calibrate probabilities", "temperature"),
         "loss": ("Regression loss", "mse"),
+        "label_smoothing": ("Label smoothing", None),
     }
     for name, (label, default) in expect.items():
         p = params.get(name)

@@ -58,7 +58,7 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
         Some(task) => task,
         None => Task::for_regression(&ing.images.values(&plan.train), &s.label_column, cfg.loss, cfg.threshold.fixed())?,
     };
-    task.check_validation_metric(cfg.validation_metric)?;
+    task.check_options(cfg.validation_metric, cfg.label_smoothing)?;
     let batch_size = train::fitting_batch_size(cfg.batch_size, plan.train.len(), &mut warnings);
     for w in &warnings {
         eprintln!("warning: {w}");

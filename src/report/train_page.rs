@@ -28,7 +28,16 @@ fn run_items(run: &TrainedRun) -> Vec<Item> {
         item("Batch size", run.batch_size.to_string()),
         item("Pretrained weights", run.pretrained_file.as_ref().map_or("no (random initialisation)".into(), |p| p.display().to_string())),
         item("Fine-tune", if cfg.fine_tune { "all layers".into() } else { "head only (backbone frozen)".into() }),
-        item("Optimizer", format!("{:?}, learning rate {}, weight decay {}", cfg.optimizer, cfg.learning_rate, cfg.weight_decay)),
+        item(
+            "Optimizer",
+            format!(
+                "{:?}, learning rate {}, weight decay {}{}",
+                cfg.optimizer,
+                cfg.learning_rate,
+                cfg.weight_decay,
+                if cfg.label_smoothing > 0.0 { format!(", label smoothing {}", cfg.label_smoothing) } else { String::new() }
+            ),
+        ),
         item("Augmentation", if augs.is_empty() { "none".into() } else { augs.join(", ") }),
         item("Data split", cfg.split.to_string()),
         item("Best epoch chosen by", format!("validation {}", cfg.validation_metric.name())),
