@@ -448,6 +448,34 @@ impl FromStr for CalibrationChoice {
     }
 }
 
+/// `--class-balance`: what a classification's training does about unequal class sizes
+/// (`data::balance`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassBalance {
+    #[default]
+    None,
+    /// Inverse-frequency class weights in the loss.
+    Loss,
+    /// Each epoch draws its images so that every class comes up equally often.
+    Sampler,
+    /// Class weights when the largest training class is at least 3x the smallest.
+    Auto,
+}
+
+impl FromStr for ClassBalance {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "none" | "off" => Ok(ClassBalance::None),
+            "loss" | "weights" => Ok(ClassBalance::Loss),
+            "sampler" | "sampling" => Ok(ClassBalance::Sampler),
+            "auto" => Ok(ClassBalance::Auto),
+            other => Err(input_error(format!("unknown class balance '{other}': use none, loss, sampler or auto"))),
+        }
+    }
+}
+
 /// Which images the Predictions CSV covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -510,6 +538,10 @@ pub struct TrainConfig {
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     #[serde(default)]
     pub label_smoothing: f64,
+    /// Classification: none, loss (class weights), sampler (classes drawn equally) or auto.
+    #[arg(long, default_value = "none", value_parser = parse_with::<ClassBalance>)]
+    #[serde(default)]
+    pub class_balance: ClassBalance,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Comma-separated: horizontal_flip, vertical_flip, rotate, blur, brightness, contrast.
@@ -815,6 +847,7 @@ mod tests {
             ("calibrate", "calibrate"),
             ("loss", "loss"),
             ("label_smoothing", "label_smoothing"),
+            ("class_balance", "class_balance"),
             ("predictions", "predictions"),
             ("evaluate_train", "evaluate_train"),
         ];

@@ -106,7 +106,8 @@ impl FinalFigures {
         cfg: &TrainConfig,
     ) -> FinalFigures {
         let (task, set) = (ev.task, ev.set.as_ref());
-        let again = cfg.evaluate_train || cfg.predictions == PredictionsScope::All;
+        // The sampler's training pass saw a balanced draw, not the training split.
+        let again = cfg.evaluate_train || cfg.predictions == PredictionsScope::All || cfg.class_balance == crate::config::ClassBalance::Sampler;
         let train_scores = again.then(|| ev.scores(&plan.train));
         let train = match &train_scores {
             Some(p) => task.figures(set, &plan.train, p),

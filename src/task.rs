@@ -170,11 +170,15 @@ impl Task {
     }
 
     /// Refuses the training options of the other kind of task: a `--validation-metric`, or label
-    /// smoothing for a regression.
-    pub fn check_options(&self, metric: crate::config::ValidationMetric, label_smoothing: f64) -> Result<()> {
-        if self.is_regression() && label_smoothing > 0.0 {
+    /// smoothing or class balancing for a regression.
+    pub fn check_options(&self, cfg: &crate::config::TrainConfig) -> Result<()> {
+        if self.is_regression() && cfg.label_smoothing > 0.0 {
             bail_input!("--label-smoothing applies to a classification, and this is a regression: leave it out");
         }
+        if self.is_regression() && cfg.class_balance != crate::config::ClassBalance::None {
+            bail_input!("--class-balance applies to a classification, and this is a regression: leave it out");
+        }
+        let metric = cfg.validation_metric;
         match metric.for_regression() {
             Some(r) if r != self.is_regression() => bail_input!(
                 "--validation-metric {} is a {} figure, and this is {}: use {}",
@@ -232,12 +236,14 @@ impl Task {
     /// (with `label_smoothing`, against targets that give that share to all classes evenly, as
     /// PyTorch's `CrossEntropyLoss(label_smoothing=...)`), or for regression the chosen loss of
     /// the output against the standardised target.
-    pub fn loss(&self, logits: &Tensor, targets: &Tensor, label_smoothing: f64) -> Tensor {
+    /// `class_weights` weigh each image's term by its class, and the mean is over the weights,
+    /// as PyTorch's `weight=` does.
+    pub fn loss(&self, logits: &Tensor, targets: &Tensor, label_smoothing: f64, class_weights: Option<&Tensor>) -> Tensor {
         let Some(t) = &self.target else {
-            if label_smoothing == 0.0 {
+            if label_smoothing == 0.0 && class_weights.is_none() {
                 return logits.cross_entropy_for_logits(targets);
             }
-            return logits.cross_entropy_loss::<Tensor>(targets, None, Reduction::Mean, -100, label_smoothing);
+            return logits.cross_entropy_loss(targets, class_weights, Reduction::Mean, -100, label_smoothing);
         };
         let z = (targets.to_kind(Kind::Float) - t.mean) / t.sd;
         let out = logits.to_kind(Kind::Float).squeeze_dim(-1);
@@ -495,11 +501,11 @@ mod tests {
         let out = Tensor::from_slice(&[0.5f32, -1.0]).view([2, 1]);
         assert_eq!(rows(&t.scores(&out)), vec![vec![2.5], vec![1.0]]);
         let y = Tensor::from_slice(&[2.5f64, 3.0]);
-        let mse = t.loss(&out, &y, 0.0).double_value(&[]);
+        let mse = t.loss(&out, &y, 0.0, None).double_value(&[]);
         assert!((mse - (0.0 + 4.0) / 2.0).abs() < 1e-6, "{mse}");
         assert!((t.value_loss(&[2.5, 3.0], &[2.5, 1.0]) - mse).abs() < 1e-6, "the validation loss is the training loss");
         let huber = Task::for_regression(&[1.0, 3.0], "age", RegressionLoss::Huber, None).unwrap();
-        assert!((huber.loss(&out, &y, 0.0).double_value(&[]) - 0.75).abs() < 1e-6, "|d| = 2 costs 1.5");
+        assert!((huber.loss(&out, &y, 0.0, None).double_value(&[]) - 0.75).abs() < 1e-6, "|d| = 2 costs 1.5");
         assert!((huber.value_loss(&[2.5, 3.0], &[2.5, 1.0]) - 0.75).abs() < 1e-9);
         let csv = String::from_utf8(t.predictions_csv(&["a.png".into()], Some(&["3".into()]), &[vec![2.5]], None).unwrap()).unwrap();
         assert_eq!(csv, "image_path,true_value,predicted_value,error\na.png,3,2.500000,-0.500000\n");
@@ -520,11 +526,17 @@ mod tests {
         let eps = 0.1;
         // (1 - eps) * -log p(true) + eps * mean over classes of -log p, averaged over the batch.
         let want: f64 = [0usize, 1].iter().enumerate().map(|(i, &c)| (1.0 - eps) * -logp[i][c] + eps * -logp[i].iter().sum::<f64>() / 3.0).sum::<f64>() / 2.0;
-        assert!((t.loss(&logits, &y, eps).double_value(&[]) - want).abs() < 1e-6);
+        assert!((t.loss(&logits, &y, eps, None).double_value(&[]) - want).abs() < 1e-6);
         let plain: f64 = -(logp[0][0] + logp[1][1]) / 2.0;
-        assert!((t.loss(&logits, &y, 0.0).double_value(&[]) - plain).abs() < 1e-6, "0 is the plain cross-entropy");
+        assert!((t.loss(&logits, &y, 0.0, None).double_value(&[]) - plain).abs() < 1e-6, "0 is the plain cross-entropy");
+        // Class weights: PyTorch's weighted mean, sum of w[y] * -log p(y) over the sum of w[y].
+        let w = Tensor::from_slice(&[1.0f32, 3.0, 5.0]);
+        let weighted = (1.0 * -logp[0][0] + 3.0 * -logp[1][1]) / 4.0;
+        assert!((t.loss(&logits, &y, 0.0, Some(&w)).double_value(&[]) - weighted).abs() < 1e-6);
         let reg = Task::for_regression(&[1.0, 3.0], "age", RegressionLoss::Mse, None).unwrap();
-        let e = reg.check_options(crate::config::ValidationMetric::Loss, 0.1).unwrap_err().to_string();
+        let mut cfg = crate::config::TrainConfig::new("a.zip".into(), "a.csv".into(), "out".into(), "resnet18");
+        cfg.label_smoothing = 0.1;
+        let e = reg.check_options(&cfg).unwrap_err().to_string();
         assert!(e.contains("--label-smoothing applies to a classification"), "{e}");
     }
 

@@ -17,6 +17,7 @@ use crate::evaluation;
 use crate::models::{ModelSpec, Network};
 use crate::optimizer::Optimizer;
 use crate::precision::Compute;
+use crate::data::balance::Balance;
 use crate::task::Task;
 
 pub struct TrainSettings {
@@ -28,6 +29,8 @@ pub struct TrainSettings {
     pub optimizer: OptimizerKind,
     pub weight_decay: f64,
     pub label_smoothing: f64,
+    /// What the training does about unequal classes (`data::balance`).
+    pub balance: Balance,
     pub early_stop: Option<usize>,
     pub validation_metric: ValidationMetric,
     /// Freeze everything but the head (`--fine-tune false`).
@@ -41,7 +44,7 @@ pub struct TrainSettings {
 
 impl TrainSettings {
     /// The loop's settings from the train options; `batch_size` as `fitting_batch_size` chose it.
-    pub fn new(cfg: &TrainConfig, spec: &ModelSpec, task: Task, batch_size: usize, compute: Compute) -> TrainSettings {
+    pub fn new(cfg: &TrainConfig, spec: &ModelSpec, task: Task, batch_size: usize, balance: Balance, compute: Compute) -> TrainSettings {
         TrainSettings {
             model: spec.name,
             task,
@@ -51,6 +54,7 @@ impl TrainSettings {
             optimizer: cfg.optimizer,
             weight_decay: cfg.weight_decay,
             label_smoothing: cfg.label_smoothing,
+            balance,
             early_stop: cfg.early_stop,
             validation_metric: cfg.validation_metric,
             frozen_backbone: !cfg.fine_tune,
@@ -212,6 +216,10 @@ pub fn fit(
     let mut since_best = 0;
     let mut stopped_early = false;
     let mut diverged_at = None;
+    let class_weights = match &s.balance {
+        Balance::Weights(w) => Some(Tensor::from_slice(&w.iter().map(|&v| v as f32).collect::<Vec<f32>>()).to_device(s.compute.device)),
+        _ => None,
+    };
     for epoch in 1..=s.epochs {
         let started = Instant::now();
         let batches = EpochBatches::training(
@@ -222,6 +230,7 @@ pub fn fit(
             s.augmentation.clone(),
             s.seed,
             epoch,
+            s.balance == Balance::Sampler,
         );
         let n_batches = train_idx.len().div_ceil(s.batch_size) as u64;
         let bar = ProgressBar::new(n_batches).with_style(
@@ -245,7 +254,7 @@ pub fn fit(
             let (x, y) = evaluation::batch_tensors(&b, set.size, &s.compute);
             let (logits, loss) = s.compute.run(|| {
                 let logits = net.forward(&x, true, s.frozen_backbone);
-                let loss = s.task.loss(&logits, &y, s.label_smoothing);
+                let loss = s.task.loss(&logits, &y, s.label_smoothing, class_weights.as_ref());
                 (logits, loss)
             });
             opt.backward_step(&loss)?;

@@ -236,6 +236,8 @@ fn targets_and_options_a_regression_cannot_train_on() {
     fails(d, &zip, &values, &["--task", "regression", "--threshold", "0.3"], "--threshold applies to --task binary only, and this is a regression");
     fails(d, &zip, &values, &["--task", "regression", "--loss", "hinge"], "unknown loss 'hinge': use mse, mae or huber");
     fails(d, &zip, &values, &["--task", "regression", "--label-smoothing", "0.1"], "--label-smoothing applies to a classification, and this is a regression");
+    fails(d, &zip, &values, &["--task", "regression", "--class-balance", "loss"], "--class-balance applies to a classification, and this is a regression");
+    fails(d, &zip, &sample_csv(), &["--class-balance", "smote"], "unknown class balance 'smote': use none, loss, sampler or auto");
     fails(d, &zip, &sample_csv(), &["--label-smoothing", "1"], "--label-smoothing must be at least 0 and below 1 (got 1)");
     fails(d, &zip, &sample_csv(), &["--label-smoothing", "-0.1"], "--label-smoothing must be at least 0 and below 1 (got -0.1)");
     fails(d, &zip, &values, &["--task", "ordinal"], "unknown task 'ordinal': use auto, classification, binary or regression");

@@ -475,3 +475,35 @@ fn label_smoothing_changes_the_training_loss_and_is_recorded() {
     assert!(std::fs::read_to_string(smooth.join(outputs::REPORT)).unwrap().contains("label smoothing 0.2"));
     assert_eq!(bundle::read(&smooth.join(outputs::BEST_MODEL)).unwrap().config.options.label_smoothing, 0.2);
 }
+
+/// Class balancing on a sample made unequal (60 circles, 15 squares, 15 triangles): auto weighs
+/// the classes, which changes the training loss and is reported; the sampler's train figures
+/// come from the training images evaluated again, not from its balanced draw.
+#[test]
+fn unequal_classes_are_balanced_as_asked_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(sample_csv()).unwrap();
+    let (mut kept, mut seen) = (vec![text.lines().next().unwrap().to_string()], std::collections::HashMap::new());
+    for line in text.lines().skip(1) {
+        let class = line.rsplit(',').next().unwrap().to_string();
+        let n = seen.entry(class.clone()).or_insert(0);
+        *n += 1;
+        if class == "circle" || *n <= 15 {
+            kept.push(line.to_string());
+        }
+    }
+    let csv = dir.path().join("unequal.csv");
+    std::fs::write(&csv, kept.join("\n") + "\n").unwrap();
+    let args = ["--epochs", "1", "--calibrate", "none"];
+    let (plain, pm, _) = train_sample(dir.path(), "plain", &csv, &args);
+    let (weighted, wm, log) = train_sample(dir.path(), "auto", &csv, &[&args[..], &["--class-balance", "auto"]].concat());
+    assert!(log.contains("class balance: auto (at least 3x): class weights in the loss"), "{log}");
+    assert!(pm["class_balance"].as_str().unwrap().starts_with("none; the largest training class has"), "{}", pm["class_balance"]);
+    assert!(wm["class_balance"].as_str().unwrap().contains("circle 0."), "{}", wm["class_balance"]);
+    let first_loss = |out: &std::path::Path| -> String { csv_rows(&out.join(outputs::HISTORY))[1][1].clone() };
+    assert_ne!(first_loss(&plain), first_loss(&weighted), "the weights reach the loss");
+    assert!(std::fs::read_to_string(weighted.join(outputs::REPORT)).unwrap().contains("Class balance"));
+    let (sampled, _, log) = train_sample(dir.path(), "sampler", &csv, &[&args[..], &["--class-balance", "sampler"]].concat());
+    assert!(log.contains("every class equally often"), "{log}");
+    assert!(std::fs::read_to_string(sampled.join(outputs::REPORT)).unwrap().contains("the training images evaluated again"));
+}

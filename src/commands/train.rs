@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Result;
 
 use crate::config::TrainConfig;
-use crate::data::{self, metadata::ColumnChoice, split, SizePolicy};
+use crate::data::{self, balance::Balance, metadata::ColumnChoice, split, SizePolicy};
 use crate::evaluation::{self, FinalFigures};
 use crate::metrics::Figures;
 use crate::outputs::{self, TrainedRun};
@@ -58,8 +58,16 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
         Some(task) => task,
         None => Task::for_regression(&ing.images.values(&plan.train), &s.label_column, cfg.loss, cfg.threshold.fixed())?,
     };
-    task.check_options(cfg.validation_metric, cfg.label_smoothing)?;
+    task.check_options(cfg)?;
     let batch_size = train::fitting_batch_size(cfg.batch_size, plan.train.len(), &mut warnings);
+    let (balance, balance_text) = match task.is_regression() {
+        true => (Balance::None, None),
+        false => {
+            let labels: Vec<usize> = plan.train.iter().map(|&i| ing.images.labels[i]).collect();
+            let (b, text) = data::balance::plan(cfg.class_balance, &labels, &task.classes);
+            (b, Some(text))
+        }
+    };
     for w in &warnings {
         eprintln!("warning: {w}");
     }
@@ -74,11 +82,14 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
         n = ing.images.size,
     );
     eprintln!("split method: {}", plan.method);
+    if let Some(text) = &balance_text {
+        eprintln!("class balance: {text}");
+    }
     eprintln!("arithmetic: {}", compute.describe());
 
     // Fit.
     let model = train::start_model(spec, &task, cfg.seed, cfg.use_pretrained.then_some(weights_dir.as_path()), &compute)?;
-    let settings = train::TrainSettings::new(cfg, spec, task.clone(), batch_size, compute);
+    let settings = train::TrainSettings::new(cfg, spec, task.clone(), batch_size, balance, compute);
     let set = Arc::new(ing.images);
     let training_started = Instant::now();
     let mut vs = model.vs;
@@ -114,6 +125,7 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
         spec,
         task: &task,
         task_chosen: chosen,
+        class_balance: balance_text,
         decisions: &decided,
         set: &set,
         summary: &ing.summary,

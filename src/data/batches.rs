@@ -78,8 +78,10 @@ pub struct EpochBatches {
 }
 
 impl EpochBatches {
-    /// Training order: a seeded shuffle of `indices`, augmented. A last batch of one image is
+    /// Training order: a seeded shuffle of `indices` (with `balanced`, a seeded draw of as many
+    /// in which every class comes up equally often), augmented. A last batch of one image is
     /// dropped (batch norm cannot train on it).
+    #[allow(clippy::too_many_arguments)]
     pub fn training(
         set: Arc<ImageSet>,
         indices: &[usize],
@@ -88,10 +90,16 @@ impl EpochBatches {
         augs: Vec<Augmentation>,
         seed: u64,
         epoch: usize,
+        balanced: bool,
     ) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(epoch_seed(seed, epoch));
-        let mut order = indices.to_vec();
-        order.shuffle(&mut rng);
+        let order = if balanced {
+            super::balance::balanced_draw(indices, &set.labels, &mut rng)
+        } else {
+            let mut order = indices.to_vec();
+            order.shuffle(&mut rng);
+            order
+        };
         let mut chunks: Vec<Vec<usize>> = order.chunks(batch_size).map(<[usize]>::to_vec).collect();
         if chunks.len() > 1 && chunks.last().is_some_and(|c| c.len() == 1) {
             chunks.pop();
@@ -177,7 +185,7 @@ mod tests {
     fn epochs_are_seeded_shuffles_covering_all() {
         let s = set();
         let order = |seed, epoch| -> Vec<usize> {
-            EpochBatches::training(s.clone(), &[0, 1, 2, 3, 4], 2, IMAGENET, vec![], seed, epoch)
+            EpochBatches::training(s.clone(), &[0, 1, 2, 3, 4], 2, IMAGENET, vec![], seed, epoch, false)
                 .flat_map(|b| b.indices)
                 .collect()
         };

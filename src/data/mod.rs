@@ -2,6 +2,7 @@
 //! decoding, splitting, augmentation and batching each have a module here.
 pub mod archive;
 pub mod augment;
+pub mod balance;
 pub mod batches;
 pub mod images;
 pub mod metadata;

@@ -23,6 +23,8 @@ pub struct TrainedRun<'a> {
     pub task: &'a Task,
     /// `--task auto`: what it chose and why.
     pub task_chosen: Option<String>,
+    /// A classification's `--class-balance`: what it did, in words.
+    pub class_balance: Option<String>,
     pub decisions: &'a Decisions,
     pub set: &'a ImageSet,
     pub summary: &'a IngestSummary,
@@ -91,6 +93,7 @@ impl TrainedRun<'_> {
             "best_epoch": self.outcome.best_epoch,
             "task": self.task.kind,
             "task_chosen": &self.task_chosen,
+            "class_balance": &self.class_balance,
             "classes": &self.task.classes,
             "target": &self.task.target,
             "decisions": self.decisions,

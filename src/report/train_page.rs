@@ -53,13 +53,14 @@ fn run_items(run: &TrainedRun) -> Vec<Item> {
     .collect()
 }
 
-/// The decisions fitted after training: a classifier's temperature, and a binary task's
-/// threshold. A regression has neither.
+/// A classifier's class balancing, and the decisions fitted after training: its temperature and
+/// a binary task's threshold. A regression has none of these.
 fn decision_items(run: &TrainedRun) -> Vec<Item> {
     if run.task.is_regression() {
         return Vec::new();
     }
-    let mut items = vec![item("Temperature", format!("{:.4}: {}", run.decisions.temperature, run.decisions.temperature_source))];
+    let mut items: Vec<Item> = run.class_balance.iter().map(|b| item("Class balance", b.clone())).collect();
+    items.push(item("Temperature", format!("{:.4}: {}", run.decisions.temperature, run.decisions.temperature_source)));
     if let (Some(t), Some(source)) = (run.task.threshold, &run.decisions.threshold_source) {
         items.extend([item("Decision threshold", format!("{t:.4}")), item("Threshold source", source.clone())]);
     }
