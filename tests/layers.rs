@@ -13,6 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["decisions"],
     &["weights"],
     &["evaluation"],
+    &["explain"],
     &["train"],
     &["outputs", "synth"],
     &["report"],

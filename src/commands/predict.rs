@@ -10,11 +10,13 @@ use crate::data::metadata::{ColumnChoice, Metadata, Row};
 use crate::data::{self, SizePolicy};
 use crate::evaluation::{self, Evaluator};
 use crate::weights::bundle;
-use crate::{device, metrics, outputs, precision, report, runtime};
+use crate::{device, explain, metrics, outputs, precision, report, runtime};
 
 pub struct PredictSummary {
     pub images: usize,
     pub metrics: Option<metrics::Figures>,
+    /// How many images the Explanations ZIP explains.
+    pub explained: usize,
 }
 
 /// Every image of the ZIP, in archive order, as metadata rows without labels.
@@ -41,6 +43,9 @@ fn rows_from_archive(zip: &std::path::Path) -> Result<Metadata> {
 }
 
 pub fn run(cfg: &PredictConfig) -> Result<PredictSummary> {
+    if cfg.explanations.is_some() && cfg.explain == crate::config::ExplainCount::Images(0) {
+        crate::bail_input!("--explanations names a ZIP for the explanations, but --explain is 0: give --explain N (or all) to write it");
+    }
     let b = bundle::read(&cfg.model)?;
     let task = b.task();
     runtime::configure(cfg.threads);
@@ -83,6 +88,15 @@ pub fn run(cfg: &PredictConfig) -> Result<PredictSummary> {
     // The predictions and the page are committed together: both, or neither.
     let mut files = outputs::OutputSet::new();
     files.stage(&cfg.output, &task.predictions_csv(&set.names, truth.as_deref(), &scores, None)?)?;
+    let explained = cfg.explain.of(indices.len());
+    if explained > 0 {
+        let picks = explain::select::for_predict(&task, &scores, explained);
+        let maps = explain::explain_picks(&ev, &indices, picks, cfg.cam)?;
+        let spec = crate::models::find(&b.config.architecture)?;
+        let output = |t: i64| if task.is_regression() { "predicted value".to_string() } else { task.classes[t as usize].clone() };
+        let method = format!("{} at {}", cfg.cam.title(), spec.cam_target);
+        files.stage(&explanations_path(cfg), &outputs::explanations::zip(&set, &indices, &maps, &output, &method)?)?;
+    }
     let metrics = labelled.then(|| {
         let scored_scores: Vec<Vec<f32>> = scored.iter().map(|&i| scores[i].clone()).collect();
         task.figures(&set, &scored, &scored_scores)
@@ -99,5 +113,10 @@ pub fn run(cfg: &PredictConfig) -> Result<PredictSummary> {
         files.stage(path, page.as_bytes())?;
     }
     files.commit()?;
-    Ok(PredictSummary { images: set.len(), metrics })
+    Ok(PredictSummary { images: set.len(), metrics, explained })
+}
+
+/// Where the Explanations ZIP goes: `--explanations`, else beside the predictions.
+pub fn explanations_path(cfg: &PredictConfig) -> std::path::PathBuf {
+    cfg.explanations.clone().unwrap_or_else(|| cfg.output.with_file_name("explanations.zip"))
 }

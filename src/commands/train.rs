@@ -11,7 +11,7 @@ use crate::evaluation::{self, FinalFigures};
 use crate::metrics::Figures;
 use crate::outputs::{self, TrainedRun};
 use crate::task::{self, Task, TaskKind};
-use crate::{decisions, device, models, precision, report, runtime, train, weights};
+use crate::{decisions, device, explain, models, precision, report, runtime, train, weights};
 
 pub struct RunSummary {
     pub output_dir: std::path::PathBuf,
@@ -118,6 +118,11 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
     let figures = FinalFigures::compute(&evaluator, &plan, &outcome.best_training_pass, outcome.best_validation_logits.as_ref(), cfg);
     let evaluation = evaluation_started.elapsed().as_secs_f64();
 
+    // Explain: heatmaps of the report's test images.
+    let explaining_started = Instant::now();
+    let explanations = explain::for_report(&evaluator, &plan.test, &figures.test_scores, cfg.explain, cfg.cam)?;
+    let explaining = explaining_started.elapsed().as_secs_f64();
+
     // Outputs and report, staged and committed together.
     let outputs_started = Instant::now();
     let run = TrainedRun {
@@ -132,6 +137,7 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
         plan: &plan,
         outcome: &outcome,
         figures: &figures,
+        explanations: &explanations,
         vs: &vs,
         batch_size,
         parameters: models::parameter_count(&vs),
@@ -144,7 +150,7 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
     outputs::write_train_outputs(&run, html.as_bytes())?;
     let waited: f64 = outcome.history.iter().map(|r| r.data_wait_seconds).sum();
     eprintln!(
-        "time: data {ingested:.1} s, training {training:.1} s (waiting for batches {:.1}%), final evaluation {evaluation:.1} s, report and outputs {:.1} s",
+        "time: data {ingested:.1} s, training {training:.1} s (waiting for batches {:.1}%), final evaluation {evaluation:.1} s, explanations {explaining:.1} s, report and outputs {:.1} s",
         100.0 * waited / training.max(1e-9),
         outputs_started.elapsed().as_secs_f64()
     );

@@ -3,9 +3,10 @@
 //! depthwise, `block.2` LayerNorm, `block.3`/`block.5` the MLP, `layer_scale`), `features.2/4/6`
 //! downsampling, `classifier.0` LayerNorm and `classifier.2` the linear layer.
 use tch::nn::{self, Init, ModuleT};
+use tch::Tensor;
 
 use super::layers::{layer_norm, layer_norm_2d, stochastic_depth, Conv};
-use super::{torchvision_url, Arch, ModelSpec, Network};
+use super::{torchvision_url, Arch, Layout, ModelSpec, Network, Tap};
 use crate::data::batches::IMAGENET;
 
 const EPS: f64 = 1e-6;
@@ -105,10 +106,12 @@ pub fn build(p: &nn::Path, v: &Variant, num_classes: i64) -> Network {
     }
     let last = v.dims[3];
     let head_norm = layer_norm(p / "classifier" / 0, last, EPS);
-    let backbone = nn::func_t(move |xs, train| {
+    let backbone = move |xs: &Tensor, train: bool, tap: &mut Tap| {
         let ys = layer_norm_2d(&xs.apply(&stem_conv), &stem_norm).apply_t(&body, train);
+        // Grad-CAM's target: the last stage (`features[-1]`).
+        tap.record(&ys, Layout::Nchw);
         layer_norm_2d(&ys.adaptive_avg_pool2d([1, 1]), &head_norm).flatten(1, -1)
-    });
+    };
     Network::new(
         backbone,
         0.0,
@@ -135,6 +138,7 @@ pub fn specs() -> Vec<ModelSpec> {
             weights_url: Some(torchvision_url(file)),
             checkpoint_names: None,
             extra_buffer: None,
+            cam_target: "features[-1]",
         })
         .collect()
 }

@@ -7,7 +7,7 @@ use tch::Tensor;
 use super::layers::{batch_norm, conv2d, Act, BN_DEFAULT};
 use std::collections::HashMap;
 
-use super::{fixed, torchvision_url, ModelSpec, Network};
+use super::{fixed, torchvision_url, Layout, ModelSpec, Network, Tap};
 use crate::data::batches::IMAGENET;
 
 const GROWTH: i64 = 32;
@@ -71,16 +71,24 @@ fn densenet(p: &nn::Path, blocks: [i64; 4], init: i64, num_classes: i64) -> Netw
         }
     }
     let norm5 = batch_norm(&f / "norm5", c, BN_DEFAULT);
-    let backbone = nn::func_t(move |xs, train| {
+    let backbone = move |xs: &Tensor, train: bool, tap: &mut Tap| {
         let ys = norm0
             .forward_act(&xs.apply(&conv0), train, Act::Relu)
             .max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)
             .apply_t(&body, train);
-        norm5
-            .forward_act(&ys, train, Act::Relu)
-            .adaptive_avg_pool2d([1, 1])
-            .flatten(1, -1)
-    });
+        let ys = if tap.is_wanted() {
+            // Grad-CAM's target is `features[-1]`, norm5. torchvision applies the final ReLU in
+            // place on norm5's output, so the reference reads the activation after the ReLU and
+            // the gradient at norm5's output, before it.
+            let normed = ys.apply_t(&norm5, train);
+            let out = normed.relu();
+            tap.record_with(&normed, &out, Layout::Nchw);
+            out
+        } else {
+            norm5.forward_act(&ys, train, Act::Relu)
+        };
+        ys.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+    };
     Network::new(
         backbone,
         0.0,
@@ -117,6 +125,7 @@ pub fn specs() -> Vec<ModelSpec> {
         min_size: 29,
         weights_url: Some(torchvision_url("densenet121-a639ec97.pth")),
         checkpoint_names: Some(checkpoint_names),
+        cam_target: "features[-1]",
         ..fixed("densenet121", "DenseNet", "torchvision.models.densenet121", IMAGENET, "classifier", densenet121)
     }]
 }

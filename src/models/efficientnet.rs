@@ -226,6 +226,7 @@ pub fn specs() -> Vec<ModelSpec> {
             weights_url: Some(torchvision_url(file)),
             checkpoint_names: None,
             extra_buffer: None,
+            cam_target: "features[-1]",
         })
         .collect()
 }

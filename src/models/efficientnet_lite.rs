@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use tch::Tensor;
 
-use super::{fixed, timm_hub, ModelSpec, Network};
+use super::{fixed, timm_hub, Layout, ModelSpec, Network, Tap};
 use crate::data::batches::Normalization;
 
 /// One stage: depthwise-separable first block or inverted residuals.
@@ -129,7 +129,7 @@ fn inverted_residual(
     })
 }
 
-fn backbone(p: &nn::Path, stages: &[Stage], stem: i64, features: i64) -> impl ModuleT {
+fn backbone(p: &nn::Path, stages: &[Stage], stem: i64, features: i64) -> impl Fn(&Tensor, bool, &mut Tap) -> Tensor + Send {
     let conv_stem = conv2d(p / "conv_stem", 3, stem, 3, 2, 1, false);
     let bn1 = batch_norm(p / "bn1", stem, BN_DEFAULT);
     let mut blocks = nn::seq_t();
@@ -161,12 +161,13 @@ fn backbone(p: &nn::Path, stages: &[Stage], stem: i64, features: i64) -> impl Mo
     }
     let conv_head = conv2d(p / "conv_head", c_in, features, 1, 1, 1, false);
     let bn2 = batch_norm(p / "bn2", features, BN_DEFAULT);
-    nn::func_t(move |xs, train| {
+    move |xs: &Tensor, train: bool, tap: &mut Tap| {
         let ys = bn1.forward_act(&xs.apply(&conv_stem), train, Act::Relu6).apply_t(&blocks, train);
-        bn2.forward_act(&ys.apply(&conv_head), train, Act::Relu6)
-            .adaptive_avg_pool2d([1, 1])
-            .flatten(1, -1)
-    })
+        let ys = bn2.forward_act(&ys.apply(&conv_head), train, Act::Relu6);
+        // Grad-CAM's target: the last feature block, timm's `bn2` (with its ReLU6).
+        tap.record(&ys, Layout::Nchw);
+        ys.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+    }
 }
 
 pub fn efficientnet_lite0(p: &nn::Path, num_classes: i64) -> Network {
@@ -240,6 +241,7 @@ pub fn specs() -> Vec<ModelSpec> {
     vec![ModelSpec {
         weights_url: Some(timm_hub("efficientnet_lite0.ra_in1k")),
         checkpoint_names: Some(checkpoint_names),
+        cam_target: "bn2",
         ..fixed("efficientnet_lite0", "EfficientNet", "timm efficientnet_lite0", norm, "classifier", efficientnet_lite0)
     }]
 }

@@ -5,6 +5,7 @@ use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
 use super::kernels;
+use super::{Layout, Tap};
 
 /// The activations torchvision's blocks use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,12 +216,13 @@ pub fn residual_block(layers: nn::SequentialT, residual: bool, sd_prob: f64) -> 
 }
 
 /// A backbone of `features` followed by global average pooling: one feature vector per image.
-pub fn pooled(features: nn::SequentialT) -> impl ModuleT {
-    nn::func_t(move |xs, train| {
-        xs.apply_t(&features, train)
-            .adaptive_avg_pool2d([1, 1])
-            .flatten(1, -1)
-    })
+/// Grad-CAM's target is the last feature block (torchvision's `features[-1]`).
+pub fn pooled(features: nn::SequentialT) -> impl Fn(&Tensor, bool, &mut Tap) -> Tensor + Send {
+    move |xs: &Tensor, train: bool, tap: &mut Tap| {
+        let ys = xs.apply_t(&features, train);
+        tap.record(&ys, Layout::Nchw);
+        ys.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+    }
 }
 
 /// A LayerNorm over the last axis (`weight`, `bias`).

@@ -9,7 +9,7 @@ use super::kernels;
 use super::layers::Conv;
 use std::collections::HashMap;
 
-use super::{timm_hub, Arch, ModelSpec, Network};
+use super::{timm_hub, Arch, Layout, ModelSpec, Network, Tap};
 use crate::data::batches::IMAGENET;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,7 +194,7 @@ fn block(p: nn::Path, dim: i64, mixer: Mixer, norm: NormKind, res_scale: bool) -
     })
 }
 
-fn backbone(p: &nn::Path, cfg: &Config) -> (impl ModuleT, i64) {
+fn backbone(p: &nn::Path, cfg: &Config) -> (impl Fn(&Tensor, bool, &mut Tap) -> Tensor + Send, i64) {
     let stem_conv = conv(p / "stem" / "conv", 3, cfg.dims[0], 7, 4, 2, 1, true);
     let stem_norm = Norm::new(p / "stem" / "norm", cfg.dims[0], NormKind::Channels2d, false);
     let mut stages = Vec::new();
@@ -228,7 +228,7 @@ fn backbone(p: &nn::Path, cfg: &Config) -> (impl ModuleT, i64) {
         (linear(&f / "fc1", c, 4 * c, true), Norm::new(&f / "norm", 4 * c, NormKind::Tokens, true))
     });
     let features = if cfg.mlp_head { 4 * c } else { c };
-    let module = nn::func_t(move |xs, train| {
+    let module = move |xs: &Tensor, train: bool, tap: &mut Tap| {
         let mut x = stem_norm.forward(&xs.apply(&stem_conv));
         for (downsample, blocks, tokens) in &stages {
             if let Some((norm, conv)) = downsample {
@@ -241,13 +241,15 @@ fn backbone(p: &nn::Path, cfg: &Config) -> (impl ModuleT, i64) {
                 x.apply_t(blocks, train)
             };
         }
+        // Grad-CAM's target: the last stage, already NCHW.
+        tap.record(&x, Layout::Nchw);
         let x = head_norm.forward(&x.adaptive_avg_pool2d([1, 1])).flatten(1, -1);
         match &mlp {
             // SquaredReLU between fc1 and the norm, as timm's MlpHead.
             Some((fc1, norm)) => norm.forward(&x.apply(fc1).relu().square()),
             None => x,
         }
-    });
+    };
     (module, features)
 }
 
@@ -344,6 +346,7 @@ pub fn specs() -> Vec<ModelSpec> {
                 weights_url: Some(timm_hub(&format!("{base}.{tag}"))),
                 checkpoint_names: Some(checkpoint_names),
                 extra_buffer: None,
+                cam_target: "stages[-1]",
             });
         }
     }

@@ -2,12 +2,13 @@
 //! and MobileNetV3 (Howard et al., "Searching for MobileNetV3", 2019) as torchvision builds
 //! them, with its parameter names (`features.N`, `classifier.N`).
 use tch::nn::{self, ModuleT};
+use tch::Tensor;
 
 use super::layers::{
     batch_norm, conv2d, conv_bn_act, make_divisible, pooled, residual_block, squeeze_excitation,
     Act, Bn, BN_DEFAULT,
 };
-use super::{fixed, torchvision_url, ModelSpec, Network};
+use super::{fixed, torchvision_url, Layout, ModelSpec, Network, Tap};
 use crate::data::batches::IMAGENET;
 
 /// V2's stages: expansion, output channels, blocks, first stride.
@@ -192,13 +193,11 @@ fn mobilenet_v3(p: &nn::Path, blocks: &[V3Block], last_channel: i64, num_classes
         last_channel,
         Default::default(),
     );
-    let backbone = nn::func_t(move |xs, train| {
-        xs.apply_t(&features, train)
-            .adaptive_avg_pool2d([1, 1])
-            .flatten(1, -1)
-            .apply(&pre)
-            .hardswish()
-    });
+    let backbone = move |xs: &Tensor, train: bool, tap: &mut Tap| {
+        let ys = xs.apply_t(&features, train);
+        tap.record(&ys, Layout::Nchw);
+        ys.adaptive_avg_pool2d([1, 1]).flatten(1, -1).apply(&pre).hardswish()
+    };
     Network::new(
         backbone,
         0.2,
@@ -223,6 +222,7 @@ pub fn mobilenet_v3_small(p: &nn::Path, num_classes: i64) -> Network {
 pub fn specs() -> Vec<ModelSpec> {
     let tv = |name: &'static str, head: &'static str, build: fn(&nn::Path, i64) -> Network, file: &str| ModelSpec {
         weights_url: Some(torchvision_url(file)),
+        cam_target: "features[-1]",
         ..fixed(name, "MobileNet", &format!("torchvision.models.{name}"), IMAGENET, head, build)
     };
     vec![

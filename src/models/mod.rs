@@ -18,21 +18,79 @@ pub mod vit;
 use std::collections::HashMap;
 
 use anyhow::Result;
-use tch::{nn, nn::ModuleT, Tensor};
+use tch::{nn, Tensor};
 
 use crate::bail_input;
 use crate::data::batches::Normalization;
 
+/// A backbone: pooled features of a batch, recording its Grad-CAM target layer into the tap when
+/// the tap asks for it.
+pub type Backbone = Box<dyn Fn(&Tensor, bool, &mut Tap) -> Tensor + Send>;
+
+/// How a target layer lays out its activation, so that it can be read as NCHW.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    Nchw,
+    /// Channels last (Swin).
+    Nhwc,
+    /// A class token, then one token per patch of a square grid (ViT).
+    ClassTokenThenGrid,
+}
+
+/// What a forward pass leaves for an explanation: the target layer's output (a tensor of the
+/// autograd graph, to take gradients against) and the activation read from it. They differ only
+/// where the reference reads the activation after an in-place operation (DenseNet's final ReLU).
+#[derive(Default)]
+pub struct Tap {
+    wanted: bool,
+    recorded: Option<(Tensor, Tensor, Layout)>,
+}
+
+impl Tap {
+    /// A tap that records.
+    pub fn wanted() -> Tap {
+        Tap { wanted: true, recorded: None }
+    }
+
+    pub fn is_wanted(&self) -> bool {
+        self.wanted
+    }
+
+    /// Records `output` as the target layer's output and its activation.
+    pub fn record(&mut self, output: &Tensor, layout: Layout) {
+        if self.wanted {
+            self.recorded = Some((output.shallow_clone(), output.shallow_clone(), layout));
+        }
+    }
+
+    /// Records `output` for the gradient and `activation` as what the layer hands on.
+    pub fn record_with(&mut self, output: &Tensor, activation: &Tensor, layout: Layout) {
+        if self.wanted {
+            self.recorded = Some((output.shallow_clone(), activation.shallow_clone(), layout));
+        }
+    }
+
+    /// The recorded output, activation and layout.
+    pub fn take(&mut self) -> Option<(Tensor, Tensor, Layout)> {
+        self.recorded.take()
+    }
+}
+
 /// A classifier: a backbone that yields pooled features, then dropout and a linear head.
-#[derive(Debug)]
 pub struct Network {
-    backbone: Box<dyn ModuleT>,
+    backbone: Backbone,
     dropout: f64,
     head: nn::Linear,
 }
 
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network").field("dropout", &self.dropout).field("head", &self.head).finish_non_exhaustive()
+    }
+}
+
 impl Network {
-    pub fn new(backbone: impl ModuleT + 'static, dropout: f64, head: nn::Linear) -> Self {
+    pub fn new(backbone: impl Fn(&Tensor, bool, &mut Tap) -> Tensor + Send + 'static, dropout: f64, head: nn::Linear) -> Self {
         Network { backbone: Box::new(backbone), dropout, head }
     }
 
@@ -40,11 +98,16 @@ impl Network {
     /// the head trains.
     pub fn forward(&self, xs: &Tensor, train: bool, frozen_backbone: bool) -> Tensor {
         let feats = if frozen_backbone {
-            tch::no_grad(|| self.backbone.forward_t(xs, false))
+            tch::no_grad(|| (self.backbone)(xs, false, &mut Tap::default()))
         } else {
-            self.backbone.forward_t(xs, train)
+            (self.backbone)(xs, train, &mut Tap::default())
         };
         feats.dropout(self.dropout, train).apply(&self.head)
+    }
+
+    /// Eval-mode logits, with the target layer recorded into `tap`.
+    pub fn forward_tapped(&self, xs: &Tensor, tap: &mut Tap) -> Tensor {
+        (self.backbone)(xs, false, tap).apply(&self.head)
     }
 }
 
@@ -90,6 +153,9 @@ pub struct ModelSpec {
     /// The integer buffer, if any, that a saved state dict carries beside the variable `name`
     /// (so that a Best Model loads into the reference with `strict=True`).
     pub extra_buffer: Option<fn(&str) -> Option<Buffer>>,
+    /// The layer whose activation the explanations read, as a path in the reference model
+    /// (pytorch-grad-cam's choice for the family); the family's network records it in the tap.
+    pub cam_target: &'static str,
 }
 
 impl ModelSpec {
@@ -154,6 +220,7 @@ pub fn fixed(
         weights_url: None,
         checkpoint_names: None,
         extra_buffer: None,
+        cam_target: "",
     }
 }
 
@@ -247,6 +314,23 @@ mod tests {
         assert_eq!(tag("resnet18"), timm_hub("resnet18.tv_in1k"));
         assert_eq!(tag("efficientnet_b5"), torchvision_url("efficientnet_b5_lukemelas-1a07897c.pth"));
         assert!(find("swin_t").unwrap().extra_buffer.is_some() && find("resnet18").unwrap().extra_buffer.is_none());
+    }
+
+    #[test]
+    fn every_model_names_and_records_its_explanation_target() {
+        for spec in registry().iter().filter(|s| !["36", "48", "_s24", "101", "152"].iter().any(|n| s.name.contains(n))) {
+            assert!(!spec.cam_target.is_empty(), "{} names no target layer", spec.name);
+            let vs = nn::VarStore::new(tch::Device::Cpu);
+            let net = spec.build(&vs.root(), 3);
+            let x = Tensor::zeros([1, 3, 64, 64], (tch::Kind::Float, tch::Device::Cpu));
+            let mut tap = Tap::default();
+            let _ = tch::no_grad(|| net.forward_tapped(&x, &mut tap));
+            assert!(tap.take().is_none(), "{}: a tap not asked for records nothing", spec.name);
+            let mut tap = Tap::wanted();
+            let _ = tch::no_grad(|| net.forward_tapped(&x, &mut tap));
+            let (output, _, _) = tap.take().unwrap_or_else(|| panic!("{} records no target layer", spec.name));
+            assert!(output.dim() >= 3, "{}: the target is spatial", spec.name);
+        }
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! 2017) and Wide ResNet (Zagoruyko & Komodakis, 2016), as torchvision builds them, with its
 //! parameter names.
 use tch::nn::{self, ModuleT};
+use tch::Tensor;
 
 use super::layers::{batch_norm, conv2d, Act, BN_DEFAULT};
-use super::{fixed, timm_hub, ModelSpec, Network};
+use super::{fixed, timm_hub, Layout, ModelSpec, Network, Tap};
 use crate::data::batches::IMAGENET;
 
 fn head(p: &nn::Path, features: i64, num_classes: i64) -> nn::Linear {
@@ -130,13 +131,15 @@ fn resnet(
             c_in = planes * expansion;
         }
     }
-    let backbone = nn::func_t(move |xs, train| {
-        bn1.forward_act(&xs.apply(&conv1), train, Act::Relu)
+    let backbone = move |xs: &Tensor, train: bool, tap: &mut Tap| {
+        let ys = bn1
+            .forward_act(&xs.apply(&conv1), train, Act::Relu)
             .max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)
-            .apply_t(&body, train)
-            .adaptive_avg_pool2d([1, 1])
-            .flatten(1, -1)
-    });
+            .apply_t(&body, train);
+        // Grad-CAM's target: the output of layer4's last block.
+        tap.record(&ys, Layout::Nchw);
+        ys.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+    };
     Network::new(backbone, 0.0, head(p, 512 * expansion, num_classes))
 }
 
@@ -176,6 +179,7 @@ pub fn specs() -> Vec<ModelSpec> {
         .into_iter()
         .map(|(name, family, build)| ModelSpec {
             weights_url: Some(timm_hub(&format!("{name}.tv_in1k"))),
+            cam_target: "layer4[-1]",
             ..fixed(name, family, &format!("torchvision.models.{name}"), IMAGENET, "fc", build)
         })
         .collect()

@@ -5,11 +5,14 @@
 //! `features.2/4/6` patch merging (`norm`, `reduction`), `norm`, `head`.
 //!
 //! Any input size works: feature maps are padded to whole windows, as torchvision does.
-use tch::nn::{self, Init, ModuleT};
+use tch::nn::{self, Init};
 use tch::{Kind, Tensor};
 
 use super::layers::{layer_norm, stochastic_depth};
-use super::{fixed, torchvision_url, Buffer, ModelSpec, Network};
+use super::{fixed, torchvision_url, Buffer, Layout, ModelSpec, Network, Tap};
+
+/// A block or a patch merging, in the order the stages run them.
+type Layer = Box<dyn Fn(&Tensor, bool, &mut Tap) -> Tensor + Send>;
 use crate::data::batches::IMAGENET;
 
 const WINDOW: i64 = 7;
@@ -139,21 +142,25 @@ fn shifted_window_attention(
     }
 }
 
-fn swin_block(p: nn::Path, dim: i64, heads: i64, shift: i64, sd_prob: f64) -> impl ModuleT {
+/// One block. Each records its `norm1` output (NHWC), so that the last block's is left in the
+/// tap: Grad-CAM's target for Swin.
+fn swin_block(p: nn::Path, dim: i64, heads: i64, shift: i64, sd_prob: f64) -> Layer {
     let norm1 = layer_norm(&p / "norm1", dim, EPS);
     let attn = shifted_window_attention(&p / "attn", dim, heads, shift);
     let norm2 = layer_norm(&p / "norm2", dim, EPS);
     let fc1 = nn::linear(&p / "mlp" / 0, dim, 4 * dim, Default::default());
     let fc2 = nn::linear(&p / "mlp" / 3, 4 * dim, dim, Default::default());
-    nn::func_t(move |xs, train| {
-        let xs = xs + stochastic_depth(attn(&xs.apply(&norm1)), sd_prob, train);
+    Box::new(move |xs: &Tensor, train: bool, tap: &mut Tap| {
+        let normed = xs.apply(&norm1);
+        tap.record(&normed, Layout::Nhwc);
+        let xs = xs + stochastic_depth(attn(&normed), sd_prob, train);
         let ys = xs.apply(&norm2).apply(&fc1).gelu("none").apply(&fc2);
         &xs + stochastic_depth(ys, sd_prob, train)
     })
 }
 
 /// Pads to even height and width, gathers each 2x2 neighbourhood into channels, norm, reduction.
-fn patch_merging(p: nn::Path, dim: i64) -> impl ModuleT {
+fn patch_merging(p: nn::Path, dim: i64) -> Layer {
     let norm = layer_norm(&p / "norm", 4 * dim, EPS);
     let reduction = nn::linear(
         &p / "reduction",
@@ -164,7 +171,7 @@ fn patch_merging(p: nn::Path, dim: i64) -> impl ModuleT {
             ..Default::default()
         },
     );
-    nn::func_t(move |xs, _train| {
+    Box::new(move |xs: &Tensor, _train: bool, _tap: &mut Tap| {
         let (_, h, w, _) = xs.size4().unwrap();
         let x = xs.constant_pad_nd([0, 0, 0, w % 2, 0, h % 2]);
         let part = |dy: i64, dx: i64| x.slice(1, dy, None, 2).slice(2, dx, None, 2);
@@ -187,7 +194,7 @@ pub fn swin_t(p: &nn::Path, num_classes: i64) -> Network {
         },
     );
     let patch_norm = layer_norm(&f / 0 / 2, EMBED, EPS);
-    let mut body = nn::seq_t();
+    let mut body: Vec<Layer> = Vec::new();
     let total: i64 = DEPTHS.iter().sum();
     let mut block_id = 0;
     let mut dim = EMBED;
@@ -195,26 +202,20 @@ pub fn swin_t(p: &nn::Path, num_classes: i64) -> Network {
         for b in 0..depth {
             let sd_prob = DROP_PATH * block_id as f64 / (total - 1) as f64;
             let shift = if b % 2 == 0 { 0 } else { WINDOW / 2 };
-            body = body.add(swin_block(&f / (2 * s + 1) / b, dim, heads, shift, sd_prob));
+            body.push(swin_block(&f / (2 * s + 1) / b, dim, heads, shift, sd_prob));
             block_id += 1;
         }
         if s < 3 {
-            body = body.add(patch_merging(&f / (2 * s + 2), dim));
+            body.push(patch_merging(&f / (2 * s + 2), dim));
             dim *= 2;
         }
     }
     let norm = layer_norm(p / "norm", dim, EPS);
-    let backbone = nn::func_t(move |xs, train| {
-        let ys = xs
-            .apply(&patch)
-            .permute([0, 2, 3, 1])
-            .apply(&patch_norm)
-            .apply_t(&body, train)
-            .apply(&norm);
-        ys.permute([0, 3, 1, 2])
-            .adaptive_avg_pool2d([1, 1])
-            .flatten(1, -1)
-    });
+    let backbone = move |xs: &Tensor, train: bool, tap: &mut Tap| {
+        let ys = xs.apply(&patch).permute([0, 2, 3, 1]).apply(&patch_norm);
+        let ys = body.iter().fold(ys, |t, layer| layer(&t, train, tap)).apply(&norm);
+        ys.permute([0, 3, 1, 2]).adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+    };
     Network::new(
         backbone,
         0.0,
@@ -234,6 +235,7 @@ fn extra_buffer(variable: &str) -> Option<Buffer> {
 pub fn specs() -> Vec<ModelSpec> {
     vec![ModelSpec {
         weights_url: Some(torchvision_url("swin_t-704ceda3.pth")),
+        cam_target: "features[-1][-1].norm1",
         extra_buffer: Some(extra_buffer),
         ..fixed("swin_t", "Swin Transformer", "torchvision.models.swin_t", IMAGENET, "head", swin_t)
     }]

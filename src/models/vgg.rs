@@ -1,10 +1,10 @@
 //! VGG-16 (Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image
 //! Recognition", 2015), with and without batch norm, as torchvision builds it: `features.N`
 //! numbered as its Sequential numbers them, `classifier.0/3/6`.
-use tch::nn;
+use tch::{nn, Tensor};
 
 use super::layers::{batch_norm, conv2d, Act, BN_DEFAULT};
-use super::{fixed, torchvision_url, ModelSpec, Network};
+use super::{fixed, torchvision_url, Layout, ModelSpec, Network, Tap};
 use crate::data::batches::IMAGENET;
 
 /// Configuration "D": channels of each 3x3 convolution, 0 for a 2x2 max pooling.
@@ -36,16 +36,18 @@ fn vgg16_with(p: &nn::Path, with_bn: bool, num_classes: i64) -> Network {
     let cl = p / "classifier";
     let fc0 = nn::linear(&cl / 0, 512 * 7 * 7, 4096, Default::default());
     let fc3 = nn::linear(&cl / 3, 4096, 4096, Default::default());
-    let backbone = nn::func_t(move |xs, train| {
-        xs.apply_t(&features, train)
-            .adaptive_avg_pool2d([7, 7])
+    let backbone = move |xs: &Tensor, train: bool, tap: &mut Tap| {
+        let ys = xs.apply_t(&features, train);
+        // Grad-CAM's target: `features[-1]`, the last max pooling.
+        tap.record(&ys, Layout::Nchw);
+        ys.adaptive_avg_pool2d([7, 7])
             .flatten(1, -1)
             .apply(&fc0)
             .relu()
             .dropout(0.5, train)
             .apply(&fc3)
             .relu()
-    });
+    };
     Network::new(
         backbone,
         0.5,
@@ -67,6 +69,7 @@ pub fn specs() -> Vec<ModelSpec> {
         // Five 2x2 max pools without padding: 32 pixels leave one.
         min_size: 32,
         weights_url: Some(torchvision_url(file)),
+        cam_target: "features[-1]",
         ..fixed(name, "VGG", &format!("torchvision.models.{name}"), IMAGENET, "classifier.6", build)
     };
     vec![tv("vgg16", vgg16, "vgg16-397923af.pth"), tv("vgg16_bn", vgg16_bn, "vgg16_bn-6c64b313.pth")]

@@ -6,11 +6,11 @@
 //! The position embedding is made for 224x224 (a 14x14 grid); another input size interpolates it
 //! to that grid as torchvision's `interpolate_embeddings` does (bicubic, corners aligned), so any
 //! size that is a multiple of 16 works with the same weights.
-use tch::nn::{self, Init, ModuleT};
+use tch::nn::{self, Init};
 use tch::Tensor;
 
 use super::layers::layer_norm;
-use super::{fixed, torchvision_url, ModelSpec, Network};
+use super::{fixed, torchvision_url, Layout, ModelSpec, Network, Tap};
 use crate::data::batches::IMAGENET;
 
 const PATCH: i64 = 16;
@@ -54,17 +54,21 @@ fn self_attention(p: nn::Path) -> impl Fn(&Tensor) -> Tensor {
     }
 }
 
-fn encoder_layer(p: nn::Path) -> impl ModuleT {
+/// One encoder layer. Each records its `ln_1` output, so that the last layer's is left in the tap:
+/// Grad-CAM's target for ViT.
+fn encoder_layer(p: nn::Path) -> impl Fn(&Tensor, &mut Tap) -> Tensor + Send {
     let ln_1 = layer_norm(&p / "ln_1", HIDDEN, EPS);
     let attention = self_attention(&p / "self_attention");
     let ln_2 = layer_norm(&p / "ln_2", HIDDEN, EPS);
     let fc1 = nn::linear(&p / "mlp" / 0, HIDDEN, MLP, Default::default());
     let fc2 = nn::linear(&p / "mlp" / 3, MLP, HIDDEN, Default::default());
-    nn::func_t(move |xs, _train| {
-        let xs = xs + attention(&xs.apply(&ln_1));
+    move |xs: &Tensor, tap: &mut Tap| {
+        let normed = xs.apply(&ln_1);
+        tap.record(&normed, Layout::ClassTokenThenGrid);
+        let xs = xs + attention(&normed);
         let ys = xs.apply(&ln_2).apply(&fc1).gelu("none").apply(&fc2);
         xs + ys
-    })
+    }
 }
 
 /// The position embedding for a `gh` x `gw` grid of patches.
@@ -105,19 +109,17 @@ pub fn vit_b_16(p: &nn::Path, num_classes: i64) -> Network {
             stdev: 0.02,
         },
     );
-    let mut layers = nn::seq_t();
-    for i in 0..LAYERS {
-        layers = layers.add(encoder_layer(&e / "layers" / format!("encoder_layer_{i}")));
-    }
+    let layers: Vec<_> = (0..LAYERS).map(|i| encoder_layer(&e / "layers" / format!("encoder_layer_{i}"))).collect();
     let ln = layer_norm(&e / "ln", HIDDEN, EPS);
-    let backbone = nn::func_t(move |xs, train| {
+    let backbone = move |xs: &Tensor, _train: bool, tap: &mut Tap| {
         let ys = xs.apply(&conv_proj);
         let (b, gh, gw) = (ys.size()[0], ys.size()[2], ys.size()[3]);
         let tokens = ys.reshape([b, HIDDEN, gh * gw]).permute([0, 2, 1]);
         let tokens = Tensor::cat(&[class_token.expand([b, 1, HIDDEN], false), tokens], 1);
         let tokens = tokens + position_embedding(&pos, gh, gw);
-        tokens.apply_t(&layers, train).apply(&ln).select(1, 0)
-    });
+        let tokens = layers.iter().fold(tokens, |t, layer| layer(&t, tap));
+        tokens.apply(&ln).select(1, 0)
+    };
     Network::new(
         backbone,
         0.0,
@@ -134,6 +136,7 @@ pub fn vit_b_16(p: &nn::Path, num_classes: i64) -> Network {
 pub fn specs() -> Vec<ModelSpec> {
     vec![ModelSpec {
         weights_url: Some(torchvision_url("vit_b_16-c867db91.pth")),
+        cam_target: "encoder.layers[-1].ln_1",
         ..fixed("vit_b_16", "Vision Transformer", "torchvision.models.vit_b_16", IMAGENET, "heads.head", vit_b_16)
     }]
 }

@@ -1,6 +1,8 @@
 //! The files a run leaves: the Best Model bundle, the Training History, the Predictions, the
-//! metrics and the report, committed together by `commit`: all of them, or none.
+//! metrics, the report and predict's explanations, committed together by `commit`: all of them,
+//! or none.
 pub mod commit;
+pub mod explanations;
 pub mod history;
 mod train_run;
 

@@ -31,6 +31,8 @@ pub struct TrainedRun<'a> {
     pub plan: &'a SplitPlan,
     pub outcome: &'a TrainOutcome,
     pub figures: &'a FinalFigures,
+    /// The report's explained test images.
+    pub explanations: &'a [crate::explain::Explained],
     /// The best epoch's weights.
     pub vs: &'a nn::VarStore,
     pub batch_size: usize,

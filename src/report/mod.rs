@@ -12,6 +12,7 @@ use askama::Template;
 use base64::Engine;
 
 use crate::data::split::Split;
+use crate::explain::{overlay, Explained};
 use crate::metrics::{self, Figures, Intervals, Metrics};
 use crate::task::Task;
 use crate::train::EpochRecord;
@@ -54,6 +55,13 @@ pub struct Thumb {
     pub caption: String,
 }
 
+/// An explained image: the image and its heatmap overlay, side by side.
+pub struct Pair {
+    pub image: String,
+    pub overlay: String,
+    pub caption: String,
+}
+
 pub struct Plot {
     pub svg: String,
     pub guide: String,
@@ -93,6 +101,10 @@ pub struct ReportPage {
     pub calibration_table: Option<Table>,
     pub calibration_plots: Vec<Plot>,
     pub threshold_plots: Vec<Plot>,
+    pub explain_note: String,
+    pub explanations: Vec<Pair>,
+    /// The colour scale, as a CSS gradient.
+    pub legend: String,
 }
 
 pub fn f4(v: f64) -> String {
@@ -148,6 +160,9 @@ pub struct ReportInput<'a> {
     /// Binary `--threshold auto`: the metric maximised and its value against every candidate
     /// threshold on the validation split.
     pub threshold_curve: Option<(&'a str, &'a [(f64, f64)])>,
+    /// The explained test images (positions among the test images) and how they were made.
+    pub explanations: &'a [Explained],
+    pub explanation_method: String,
 }
 
 fn headline(input: &ReportInput) -> Table {
@@ -477,8 +492,13 @@ fn threshold_plots(input: &ReportInput) -> Vec<Plot> {
 }
 
 fn png_uri(pixels: &[u8], size: usize) -> String {
+    png_uri_within(pixels, size, 96)
+}
+
+/// A PNG data URI of the image, shrunk to `within` pixels square if it is larger.
+fn png_uri_within(pixels: &[u8], size: usize, within: u32) -> String {
     let img = image::RgbImage::from_raw(size as u32, size as u32, pixels.to_vec()).expect("RGB image of the set's size");
-    let img = if size > 96 { image::imageops::thumbnail(&img, 96, 96) } else { img };
+    let img = if size as u32 > within { image::imageops::thumbnail(&img, within, within) } else { img };
     let mut png = std::io::Cursor::new(Vec::new());
     img.write_to(&mut png, image::ImageFormat::Png).expect("PNG encoding in memory");
     format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png.get_ref()))
@@ -513,6 +533,33 @@ fn gallery(input: &ReportInput) -> Vec<Thumb> {
             }
         })
         .collect()
+}
+
+/// The explained test images, each as the image and its overlay, and the section's note.
+fn explanation_pairs(input: &ReportInput) -> (Vec<Pair>, String) {
+    let pairs: Vec<Pair> = input
+        .explanations
+        .iter()
+        .map(|e| {
+            let pixels = (input.test_pixels)(e.position);
+            Pair {
+                image: png_uri_within(&pixels, input.image_size, 128),
+                overlay: png_uri_within(&overlay::blend(&pixels, &e.heat), input.image_size, 128),
+                caption: format!("{}: {}", crate::error::short(&input.test_names[e.position]), e.why),
+            }
+        })
+        .collect();
+    let output = if input.task.is_regression() { "the predicted value" } else { "the class named" };
+    let note = if pairs.is_empty() {
+        "No test image was explained (--explain 0).".to_string()
+    } else {
+        format!(
+            "Where the model looked, for {} test images: each image beside its heatmap ({}), which shows the regions that raised the score of {output}. Red marks the strongest evidence, blue none; each map is scaled to its own maximum, so compare where, not how much, between images. A model that looks at rulers, ink marks or the image border rather than the lesion has learned a shortcut.",
+            pairs.len(),
+            input.explanation_method
+        )
+    };
+    (pairs, note)
 }
 
 #[derive(Template)]
@@ -704,6 +751,7 @@ pub fn build(input: &ReportInput) -> anyhow::Result<String> {
             (none, Some(r))
         }
     };
+    let (explanations, explain_note) = explanation_pairs(input);
     let (test_plots, gallery, gallery_note) = match regression {
         Some(r) => (r.plots, r.gallery, r.gallery_note),
         None => (c.test_plots, c.gallery, c.gallery_note),
@@ -738,6 +786,9 @@ pub fn build(input: &ReportInput) -> anyhow::Result<String> {
         threshold_plots: c.threshold_plots,
         gallery_note,
         gallery,
+        explain_note,
+        explanations,
+        legend: overlay::legend_gradient(),
     };
     Ok(page.render()?)
 }
@@ -789,6 +840,8 @@ mod tests {
             calibration: None,
             calibration_note: String::new(),
             threshold_curve: None,
+            explanations: &[],
+            explanation_method: String::new(),
         };
         let shown: Vec<String> = gallery(&input).into_iter().map(|t| t.caption).collect();
         assert_eq!(shown.len(), 1);

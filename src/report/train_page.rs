@@ -173,5 +173,7 @@ pub fn train_report(run: &TrainedRun) -> Result<String> {
         calibration,
         calibration_note,
         threshold_curve: run.decisions.threshold_curve.as_ref().map(|(m, c)| (m.name(), c.as_slice())),
+        explanations: run.explanations,
+        explanation_method: format!("{} at {} of {}", run.cfg.cam.title(), run.spec.cam_target, run.spec.name),
     })
 }
