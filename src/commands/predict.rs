@@ -61,7 +61,7 @@ pub fn run(cfg: &PredictConfig) -> Result<PredictSummary> {
     if s.rows_without_image > 0 {
         eprintln!("warning: {} rows name no image in {} (e.g. {})", s.rows_without_image, s.archive_file, s.missing_examples.join("; "));
     }
-    let (_vs, net, _) = evaluation::network_from_bundle(&b, &compute)?;
+    let (_vs, net, spec) = evaluation::network_from_bundle(&b, &compute)?;
     let set = Arc::new(ing.images);
     let indices: Vec<usize> = (0..set.len()).collect();
     let batch_size = cfg.batch_size.unwrap_or(b.config.eval_batch_size).max(1);
@@ -92,7 +92,6 @@ pub fn run(cfg: &PredictConfig) -> Result<PredictSummary> {
     if explained > 0 {
         let picks = explain::select::for_predict(&task, &scores, explained);
         let maps = explain::explain_picks(&ev, &indices, picks, cfg.cam)?;
-        let spec = crate::models::find(&b.config.architecture)?;
         let output = |t: i64| if task.is_regression() { "predicted value".to_string() } else { task.classes[t as usize].clone() };
         let method = format!("{} at {}", cfg.cam.title(), spec.cam_target);
         files.stage(&explanations_path(cfg), &outputs::explanations::zip(&set, &indices, &maps, &output, &method)?)?;

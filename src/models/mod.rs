@@ -58,9 +58,7 @@ impl Tap {
 
     /// Records `output` as the target layer's output and its activation.
     pub fn record(&mut self, output: &Tensor, layout: Layout) {
-        if self.wanted {
-            self.recorded = Some((output.shallow_clone(), output.shallow_clone(), layout));
-        }
+        self.record_with(output, output, layout);
     }
 
     /// Records `output` for the gradient and `activation` as what the layer hands on.
