@@ -304,6 +304,47 @@ impl FromStr for OptimizerKind {
     }
 }
 
+/// `--lr-schedule`: how the learning rate moves over the run (`schedule`); `--learning-rate` is
+/// its peak.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LrScheduleKind {
+    /// The peak throughout (after any warmup).
+    #[default]
+    Constant,
+    /// Half a cosine from the peak down to 0 over the steps after the warmup (timm's default).
+    Cosine,
+    /// PyTorch's `OneCycleLR`: up from peak/25 to the peak, then down to peak/250000, with the
+    /// momentum (Adam's first beta) moving against it.
+    OneCycle,
+    /// The peak times `--lr-step-gamma` after every `--lr-step-epochs` epochs (PyTorch's `StepLR`).
+    Step,
+}
+
+impl LrScheduleKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            LrScheduleKind::Constant => "constant",
+            LrScheduleKind::Cosine => "cosine",
+            LrScheduleKind::OneCycle => "onecycle",
+            LrScheduleKind::Step => "step",
+        }
+    }
+}
+
+impl FromStr for LrScheduleKind {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s.trim().to_ascii_lowercase().replace(['-', '_'], "").as_str() {
+            "constant" | "none" => Ok(LrScheduleKind::Constant),
+            "cosine" => Ok(LrScheduleKind::Cosine),
+            "onecycle" => Ok(LrScheduleKind::OneCycle),
+            "step" => Ok(LrScheduleKind::Step),
+            _ => Err(input_error(format!("unknown learning-rate schedule '{}': use constant, cosine, onecycle or step", s.trim()))),
+        }
+    }
+}
+
 /// Where the tensors live: `auto` picks CUDA when present.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DeviceChoice {
@@ -620,6 +661,23 @@ pub struct TrainConfig {
     pub optimizer: OptimizerKind,
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
+    /// How the learning rate moves: constant, cosine, onecycle or step (--learning-rate is the peak).
+    #[arg(long, default_value = "constant", value_parser = parse_with::<LrScheduleKind>)]
+    #[serde(default)]
+    pub lr_schedule: LrScheduleKind,
+    /// Epochs at the start whose rate rises linearly to the peak (onecycle: its rising phase,
+    /// 30% of the run when 0).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    #[serde(default)]
+    pub warmup_epochs: usize,
+    /// Step schedule: epochs between decays (default: a third of the epochs after the warmup).
+    #[arg(long)]
+    #[serde(default)]
+    pub lr_step_epochs: Option<usize>,
+    /// Step schedule: the factor applied at each decay.
+    #[arg(long, default_value_t = 0.1)]
+    #[serde(default = "default_step_gamma")]
+    pub lr_step_gamma: f64,
     /// Classification: the share of each training target spread evenly over all classes (0: none).
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     #[serde(default)]
@@ -714,6 +772,10 @@ fn default_explain() -> ExplainCount {
     ExplainCount::Images(12)
 }
 
+fn default_step_gamma() -> f64 {
+    0.1
+}
+
 fn default_threshold_metric() -> ThresholdMetric {
     ThresholdMetric::F1
 }
@@ -756,6 +818,19 @@ impl TrainConfig {
         }
         if !self.weight_decay.is_finite() || self.weight_decay < 0.0 {
             crate::bail_input!("--weight-decay must be 0 or more (got {})", self.weight_decay);
+        }
+        if self.warmup_epochs >= self.epochs {
+            crate::bail_input!(
+                "--warmup-epochs {} leaves no epoch at the full learning rate: it must be below --epochs ({})",
+                self.warmup_epochs,
+                self.epochs
+            );
+        }
+        if self.lr_step_epochs == Some(0) {
+            crate::bail_input!("--lr-step-epochs must be at least 1");
+        }
+        if !(self.lr_step_gamma > 0.0 && self.lr_step_gamma <= 1.0) {
+            crate::bail_input!("--lr-step-gamma must be above 0 and at most 1 (got {}); 0.1 is usual", self.lr_step_gamma);
         }
         if !(self.label_smoothing >= 0.0 && self.label_smoothing < 1.0) {
             crate::bail_input!("--label-smoothing must be at least 0 and below 1 (got {}); 0.1 is usual", self.label_smoothing);
@@ -966,6 +1041,10 @@ mod tests {
             ("loss", "loss"),
             ("label_smoothing", "label_smoothing"),
             ("class_balance", "class_balance"),
+            ("lr_schedule", "lr_schedule"),
+            ("warmup_epochs", "warmup_epochs"),
+            ("lr_step_epochs", "lr_step_epochs"),
+            ("lr_step_gamma", "lr_step_gamma"),
             ("predictions", "predictions"),
             ("evaluate_train", "evaluate_train"),
             ("explain", "explain"),

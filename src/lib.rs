@@ -5,10 +5,11 @@
 //! checks it): `error`, `shim` (the C++ kernels' declarations) -> `config` (every option) ->
 //! `device`, `precision`, `runtime` (where and how the arithmetic runs) -> `data` (CSV, ZIP,
 //! decoding, split, augmentation, batches) -> `models` (one file per family, with its facts),
-//! `optimizer` -> `metrics` -> `task` (what differs between tasks) -> `decisions` (temperature
-//! and threshold, fitted on the validation split) -> `weights` (checkpoints, pretrained weights,
-//! the Best Model bundle) -> `evaluation` -> `explain` (Grad-CAM) -> `train` -> `outputs`,
-//! `synth` -> `report` -> `commands` (one short orchestrator per subcommand).
+//! `optimizer`, `schedule` (each step's learning rate) -> `metrics` -> `task` (what differs
+//! between tasks) -> `decisions` (temperature and threshold, fitted on the validation split) ->
+//! `weights` (checkpoints, pretrained weights, the Best Model bundle) -> `evaluation` ->
+//! `explain` (Grad-CAM) -> `train` -> `outputs`, `synth` -> `report` -> `commands` (one short
+//! orchestrator per subcommand).
 pub mod commands;
 pub mod config;
 pub mod data;
@@ -24,6 +25,7 @@ pub mod outputs;
 pub mod precision;
 pub mod report;
 pub mod runtime;
+pub mod schedule;
 mod shim;
 pub mod synth;
 pub mod task;

@@ -30,7 +30,7 @@ pub struct Optimizer {
 }
 
 enum Inner {
-    FusedAdam { slots: Vec<Slot>, lr: f64, weight_decay: f64, decoupled: bool },
+    FusedAdam { slots: Vec<Slot>, lr: f64, beta1: f64, weight_decay: f64, decoupled: bool },
     Tch(nn::Optimizer),
 }
 
@@ -57,7 +57,7 @@ impl Optimizer {
                         })
                         .collect()
                 });
-                Inner::FusedAdam { slots, lr: learning_rate, weight_decay, decoupled: kind == OptimizerKind::AdamW }
+                Inner::FusedAdam { slots, lr: learning_rate, beta1: BETAS.0, weight_decay, decoupled: kind == OptimizerKind::AdamW }
             }
             OptimizerKind::Sgd => {
                 Inner::Tch(nn::Sgd { momentum: 0.9, wd: weight_decay, ..Default::default() }.build(vs, learning_rate)?)
@@ -66,11 +66,30 @@ impl Optimizer {
         Ok(Optimizer { inner })
     }
 
+    /// The rate of the steps from now on, and the momentum (Adam's first beta, SGD's momentum)
+    /// where the schedule moves it too.
+    pub fn set_rate(&mut self, lr: f64, momentum: Option<f64>) {
+        match &mut self.inner {
+            Inner::FusedAdam { lr: l, beta1, .. } => {
+                *l = lr;
+                if let Some(m) = momentum {
+                    *beta1 = m;
+                }
+            }
+            Inner::Tch(opt) => {
+                opt.set_lr(lr);
+                if let Some(m) = momentum {
+                    opt.set_momentum(m);
+                }
+            }
+        }
+    }
+
     /// Drops the old gradients, back-propagates `loss` and takes one step.
     pub fn backward_step(&mut self, loss: &Tensor) -> Result<()> {
         match &mut self.inner {
             Inner::Tch(opt) => opt.backward_step(loss),
-            Inner::FusedAdam { slots, lr, weight_decay, decoupled } => {
+            Inner::FusedAdam { slots, lr, beta1, weight_decay, decoupled } => {
                 let params = pointers(slots.iter().map(|s| &s.param));
                 let n = params.len() as i32;
                 // SAFETY: `params` points at live tensors owned by `slots` for the whole call.
@@ -90,7 +109,7 @@ impl Optimizer {
                         steps.as_ptr(),
                         n,
                         *lr,
-                        BETAS.0,
+                        *beta1,
                         BETAS.1,
                         *weight_decay,
                         EPS,

@@ -10,12 +10,13 @@ use serde::Serialize;
 use tch::{nn, Tensor};
 
 use crate::bail_input;
-use crate::config::{Augmentation, OptimizerKind, TrainConfig, ValidationMetric};
-use crate::data::batches::{EpochBatches, Normalization};
+use crate::config::{Augmentation, LrScheduleKind, OptimizerKind, TrainConfig, ValidationMetric};
+use crate::data::batches::{self, EpochBatches, Normalization};
 use crate::data::ImageSet;
 use crate::evaluation;
 use crate::models::{ModelSpec, Network};
 use crate::optimizer::Optimizer;
+use crate::schedule::Schedule;
 use crate::precision::Compute;
 use crate::data::balance::Balance;
 use crate::task::Task;
@@ -25,7 +26,12 @@ pub struct TrainSettings {
     pub task: Task,
     pub epochs: usize,
     pub batch_size: usize,
+    /// The peak rate of the schedule.
     pub learning_rate: f64,
+    pub lr_schedule: LrScheduleKind,
+    pub warmup_epochs: usize,
+    pub lr_step_epochs: Option<usize>,
+    pub lr_step_gamma: f64,
     pub optimizer: OptimizerKind,
     pub weight_decay: f64,
     pub label_smoothing: f64,
@@ -51,6 +57,10 @@ impl TrainSettings {
             epochs: cfg.epochs,
             batch_size,
             learning_rate: cfg.learning_rate,
+            lr_schedule: cfg.lr_schedule,
+            warmup_epochs: cfg.warmup_epochs,
+            lr_step_epochs: cfg.lr_step_epochs,
+            lr_step_gamma: cfg.lr_step_gamma,
             optimizer: cfg.optimizer,
             weight_decay: cfg.weight_decay,
             label_smoothing: cfg.label_smoothing,
@@ -123,7 +133,11 @@ pub struct EpochRecord {
     pub validation: Option<[Option<f64>; 3]>,
     /// The figure that picks the best epoch (validation loss, accuracy, ...).
     pub validation_score: Option<f64>,
+    /// The rate of the epoch's first step.
     pub learning_rate: f64,
+    /// The rate of each of the epoch's steps (for the report's plot).
+    #[serde(skip)]
+    pub step_learning_rates: Vec<f64>,
     pub seconds: f64,
     /// Seconds the trainer spent waiting for batches.
     pub data_wait_seconds: f64,
@@ -131,6 +145,8 @@ pub struct EpochRecord {
 
 pub struct TrainOutcome {
     pub history: Vec<EpochRecord>,
+    /// The learning-rate schedule the run followed.
+    pub schedule: Schedule,
     pub best_epoch: usize,
     pub stopped_early: bool,
     /// Set when the loss became NaN or infinite: the epoch, and training stopped there.
@@ -207,6 +223,8 @@ pub fn fit(
         }
     }
     let mut opt = Optimizer::new(vs, s.optimizer, s.learning_rate, s.weight_decay)?;
+    let steps_per_epoch = batches::training_steps(train_idx.len(), s.batch_size);
+    let schedule = Schedule::new(s.lr_schedule, s.learning_rate, s.epochs, steps_per_epoch, s.warmup_epochs, s.lr_step_epochs, s.lr_step_gamma);
     let validator = s.evaluator(net, set);
     let mut history = Vec::new();
     let mut best: Option<(usize, f64)> = None;
@@ -232,8 +250,7 @@ pub fn fit(
             epoch,
             s.balance == Balance::Sampler,
         );
-        let n_batches = train_idx.len().div_ceil(s.batch_size) as u64;
-        let bar = ProgressBar::new(n_batches).with_style(
+        let bar = ProgressBar::new(steps_per_epoch as u64).with_style(
             ProgressStyle::with_template("  epoch {msg} [{bar:30}] {pos}/{len} batches, {eta} left")
                 .expect("valid template")
                 .progress_chars("=> "),
@@ -245,12 +262,16 @@ pub fn fit(
         let mut wait = 0f64;
         let mut waited = Instant::now();
         let mut step = 0;
+        let mut step_rates = Vec::with_capacity(steps_per_epoch);
         for b in batches {
             wait += waited.elapsed().as_secs_f64();
             step += 1;
             if fault_oom_step() == Some(step) {
                 let _ = Tensor::zeros([1 << 50], (tch::Kind::Float, s.compute.device));
             }
+            let rate = schedule.at((epoch - 1) * steps_per_epoch + step - 1);
+            opt.set_rate(rate.lr, rate.momentum);
+            step_rates.push(rate.lr);
             let (x, y) = evaluation::batch_tensors(&b, set.size, &s.compute);
             let (logits, loss) = s.compute.run(|| {
                 let logits = net.forward(&x, true, s.frozen_backbone);
@@ -300,7 +321,8 @@ pub fn fit(
             validation_loss: val_loss,
             validation: val.as_ref().map(|m| m.epoch_values()),
             validation_score: score,
-            learning_rate: s.learning_rate,
+            learning_rate: step_rates.first().copied().unwrap_or(s.learning_rate),
+            step_learning_rates: step_rates,
             seconds: started.elapsed().as_secs_f64(),
             data_wait_seconds: wait,
         };
@@ -348,7 +370,7 @@ pub fn fit(
         );
     };
     restore(vs, best_state.as_ref().expect("state saved with the best epoch"));
-    Ok(TrainOutcome { history, best_epoch, stopped_early, diverged_at, best_validation_logits, best_training_pass })
+    Ok(TrainOutcome { history, schedule, best_epoch, stopped_early, diverged_at, best_validation_logits, best_training_pass })
 }
 
 #[cfg(test)]

@@ -54,6 +54,11 @@ fn options_and_tables_that_cannot_train() {
     fails(d, &zip, &csv, &["--batch-size", "1"], "resnet18 normalises each batch, which needs at least 2 images per batch");
     fails(d, &zip, &csv, &["--learning-rate", "0"], "--learning-rate must be a number above 0");
     fails(d, &zip, &csv, &["--learning-rate", "NaN"], "--learning-rate must be a number above 0");
+    fails(d, &zip, &csv, &["--epochs", "3", "--warmup-epochs", "3"], "--warmup-epochs 3 leaves no epoch at the full learning rate: it must be below --epochs (3)");
+    fails(d, &zip, &csv, &["--warmup-epochs", "-1"], "invalid value '-1' for '--warmup-epochs");
+    fails(d, &zip, &csv, &["--lr-schedule", "linear"], "unknown learning-rate schedule 'linear': use constant, cosine, onecycle or step");
+    fails(d, &zip, &csv, &["--lr-schedule", "step", "--lr-step-epochs", "0"], "--lr-step-epochs must be at least 1");
+    fails(d, &zip, &csv, &["--lr-schedule", "step", "--lr-step-gamma", "2"], "--lr-step-gamma must be above 0 and at most 1 (got 2)");
     fails(d, &zip, &csv, &["--split", "50/10/10"], "sum to 70, not 100");
     fails(d, &zip, &csv, &["--split", "110/-10/0"], "give three numbers");
     fails(d, &zip, &csv, &["--task", "binary"], "--task binary needs exactly two classes");

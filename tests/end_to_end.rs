@@ -476,6 +476,26 @@ fn label_smoothing_changes_the_training_loss_and_is_recorded() {
     assert_eq!(bundle::read(&smooth.join(outputs::BEST_MODEL)).unwrap().config.options.label_smoothing, 0.2);
 }
 
+/// A cosine schedule after a warmup epoch: the history holds the rate each epoch started at
+/// (the first warmup step's, the peak, then lower), and the report names the schedule.
+#[test]
+fn the_learning_rate_follows_the_schedule_and_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--epochs", "3", "--learning-rate", "0.01", "--lr-schedule", "cosine", "--warmup-epochs", "1"];
+    let (out, _, _) = train_sample(dir.path(), "cosine", &sample_csv(), &args);
+    let rows = csv_rows(&out.join(outputs::HISTORY));
+    let at = rows[0].iter().position(|c| c == "learning_rate").unwrap();
+    let lr: Vec<f64> = rows[1..].iter().map(|r| r[at].parse().unwrap()).collect();
+    let steps = (0.01 / lr[0]).round();
+    assert!((2.0..=8.0).contains(&steps) && (lr[0] * steps - 0.01).abs() < 1e-12, "warmup starts at the peak / steps: {lr:?}");
+    assert_eq!(lr[1], 0.01, "the cosine starts at the peak");
+    // Epoch 3 starts half-way down the cosine over epochs 2 and 3.
+    assert!((lr[2] - 0.005).abs() < 1e-12, "{lr:?}");
+    let report = std::fs::read_to_string(out.join(outputs::REPORT)).unwrap();
+    assert!(report.contains("peak; schedule: cosine, after 1 warmup epoch"), "the run table names the schedule");
+    assert_eq!(bundle::read(&out.join(outputs::BEST_MODEL)).unwrap().config.options.lr_schedule, image_learner::config::LrScheduleKind::Cosine);
+}
+
 /// Class balancing on a sample made unequal (60 circles, 15 squares, 15 triangles): auto weighs
 /// the classes, which changes the training loss and is reported; the sampler's train figures
 /// come from the training images evaluated again, not from its balanced draw.

@@ -75,3 +75,50 @@ fn logits_and_gradients_match_the_reference() {
         assert!(gdiff / scale < 1e-3 && gdiff < 1e-4, "{name}: gradient of {first} differs by {gdiff} (scale {scale})");
     }
 }
+
+#[test]
+fn every_steps_learning_rate_matches_pytorchs_schedulers() {
+    use image_learner::config::LrScheduleKind;
+    use image_learner::schedule::Schedule;
+    // (schedule, epochs, steps per epoch, warmup epochs, step period, gamma)
+    let cases = [
+        (LrScheduleKind::Constant, 4, 3, 1, 1, 0.1),
+        (LrScheduleKind::Cosine, 10, 7, 0, 1, 0.1),
+        (LrScheduleKind::Cosine, 6, 5, 2, 1, 0.1),
+        (LrScheduleKind::Step, 10, 4, 1, 3, 0.1),
+        (LrScheduleKind::Step, 7, 2, 0, 2, 0.5),
+        (LrScheduleKind::OneCycle, 10, 9, 0, 1, 0.1),
+        (LrScheduleKind::OneCycle, 30, 31, 3, 1, 0.1),
+        (LrScheduleKind::OneCycle, 3, 1, 0, 1, 0.1),
+    ];
+    let peak = 0.001;
+    let json: Vec<serde_json::Value> = cases
+        .iter()
+        .map(|&(k, epochs, spe, warmup, step_epochs, gamma)| {
+            serde_json::json!({"kind": k.name(), "peak": peak, "epochs": epochs, "steps_per_epoch": spe,
+                "warmup_epochs": warmup, "step_epochs": step_epochs, "gamma": gamma})
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let (cin, cout) = (dir.path().join("cases.json"), dir.path().join("rates.json"));
+    std::fs::write(&cin, serde_json::to_vec(&json).unwrap()).unwrap();
+    let o = Command::new(python()).arg(common::repo().join("tests/reference/schedules.py")).args([&cin, &cout]).output().unwrap();
+    assert!(o.status.success(), "reference script failed: {}", String::from_utf8_lossy(&o.stderr));
+    let theirs: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&cout).unwrap()).unwrap();
+    for (&(k, epochs, spe, warmup, step_epochs, gamma), reference) in cases.iter().zip(&theirs) {
+        let ours = Schedule::new(k, peak, epochs, spe, warmup, Some(step_epochs), gamma);
+        let lrs = reference["lr"].as_array().unwrap();
+        assert_eq!(lrs.len(), epochs * spe, "{k:?}: steps");
+        for (i, lr) in lrs.iter().enumerate() {
+            let (want, got) = (lr.as_f64().unwrap(), ours.at(i));
+            assert!((got.lr - want).abs() <= 1e-9 * peak, "{k:?} {epochs}x{spe} warmup {warmup}: step {i}: ours {} torch {want}", got.lr);
+            match reference["momentum"].as_array() {
+                Some(m) => {
+                    let want = m[i].as_f64().unwrap();
+                    assert!((got.momentum.unwrap() - want).abs() < 1e-9, "{k:?}: step {i}: momentum {:?} torch {want}", got.momentum);
+                }
+                None => assert_eq!(got.momentum, None, "{k:?}: step {i}"),
+            }
+        }
+    }
+}

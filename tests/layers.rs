@@ -7,7 +7,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     &["device", "precision", "runtime"],
     &["data"],
-    &["models", "optimizer"],
+    &["models", "optimizer", "schedule"],
     &["metrics"],
     &["task"],
     &["decisions"],

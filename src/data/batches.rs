@@ -77,6 +77,12 @@ pub struct EpochBatches {
     handle: Option<JoinHandle<()>>,
 }
 
+/// The batches of a training epoch over `images` images: a last batch of one is dropped.
+pub fn training_steps(images: usize, batch_size: usize) -> usize {
+    let n = images.div_ceil(batch_size);
+    if n > 1 && images % batch_size == 1 { n - 1 } else { n }
+}
+
 impl EpochBatches {
     /// Training order: a seeded shuffle of `indices` (with `balanced`, a seeded draw of as many
     /// in which every class comes up equally often), augmented. A last batch of one image is
@@ -101,9 +107,7 @@ impl EpochBatches {
             order
         };
         let mut chunks: Vec<Vec<usize>> = order.chunks(batch_size).map(<[usize]>::to_vec).collect();
-        if chunks.len() > 1 && chunks.last().is_some_and(|c| c.len() == 1) {
-            chunks.pop();
-        }
+        chunks.truncate(training_steps(order.len(), batch_size));
         Self::spawn(set, chunks, norm, augs, rng)
     }
 

@@ -135,6 +135,8 @@ pub struct ReportInput<'a> {
     /// Images per class in train, validation, test.
     pub split_counts: Vec<[usize; 3]>,
     pub history: &'a [EpochRecord],
+    /// The learning-rate schedule in words.
+    pub schedule: String,
     pub best_epoch: usize,
     pub validation_metric: &'a str,
     pub stopped_early: bool,
@@ -287,13 +289,41 @@ fn epoch_plots(input: &ReportInput) -> Vec<Plot> {
             guide: "Higher is better. A large gap between train and validation accuracy is a sign of overfitting; validation figures rising and falling from epoch to epoch mean the validation set is small.".into(),
         });
     }
-    let lr: Vec<Series> = series("learning rate", 3, false, &|r| Some(r.learning_rate)).into_iter().collect();
+    let lr = vec![step_rates(h)];
     let yr = range(&lr, true);
     out.push(Plot {
-        svg: plots::line_chart(&LineChart { title: "Learning rate", x_label: "epoch", y_label: "learning rate", x_range, y_range: (0.0, yr.1), series: lr, marker: None, diagonal: false, integer_x: true }),
-        guide: "The step size of the optimiser in each epoch.".into(),
+        svg: plots::line_chart(&LineChart { title: "Learning rate", x_label: "epoch", y_label: "learning rate", x_range: (0.0, last.max(1.0)), y_range: (0.0, yr.1), series: lr, marker: None, diagonal: false, integer_x: true }),
+        guide: format!("The step size of the optimiser at each training step ({} schedule); epoch e ends at e on the axis.", input.schedule),
     });
     out
+}
+
+/// The most points the learning-rate plot draws: a long run's steps are thinned evenly.
+const MAX_RATE_POINTS: usize = 600;
+
+/// The rate of every training step, at x = (epoch - 1) + (step / steps in the epoch).
+fn step_rates(h: &[EpochRecord]) -> Series {
+    let mut pts: Vec<(f64, f64)> = Vec::new();
+    for r in h {
+        let n = r.step_learning_rates.len().max(1) as f64;
+        if r.step_learning_rates.is_empty() {
+            pts.push((r.epoch as f64, r.learning_rate));
+        }
+        pts.extend(r.step_learning_rates.iter().enumerate().map(|(i, &lr)| ((r.epoch - 1) as f64 + (i + 1) as f64 / n, lr)));
+    }
+    let keep = pts.len().div_ceil(MAX_RATE_POINTS).max(1);
+    let last = pts.last().copied();
+    let mut pts: Vec<(f64, f64)> = pts.into_iter().step_by(keep).collect();
+    if let Some(l) = last.filter(|l| pts.last() != Some(l)) {
+        pts.push(l);
+    }
+    Series {
+        label: "learning rate".into(),
+        hover: pts.iter().map(|(x, v)| format!("learning rate at epoch {x:.2}: {v:.3e}")).collect(),
+        points: pts,
+        colour: colour(3),
+        dashed: false,
+    }
 }
 
 fn heat(v: f64) -> String {
@@ -824,6 +854,7 @@ mod tests {
             task: &task,
             split_counts: vec![[1, 0, 1], [1, 0, 1]],
             history: &[],
+            schedule: String::new(),
             best_epoch: 1,
             validation_metric: "loss",
             stopped_early: false,

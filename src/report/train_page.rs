@@ -31,9 +31,14 @@ fn run_items(run: &TrainedRun) -> Vec<Item> {
         item(
             "Optimizer",
             format!(
-                "{:?}, learning rate {}, weight decay {}{}",
+                "{:?}, learning rate {} ({}), weight decay {}{}",
                 cfg.optimizer,
                 cfg.learning_rate,
+                if cfg.lr_schedule == crate::config::LrScheduleKind::Constant && cfg.warmup_epochs == 0 {
+                    "constant".to_string()
+                } else {
+                    format!("peak; schedule: {}", run.outcome.schedule.describe())
+                },
                 cfg.weight_decay,
                 if cfg.label_smoothing > 0.0 { format!(", label smoothing {}", cfg.label_smoothing) } else { String::new() }
             ),
@@ -157,6 +162,7 @@ pub fn train_report(run: &TrainedRun) -> Result<String> {
         task: run.task,
         split_counts,
         history: &run.outcome.history,
+        schedule: run.outcome.schedule.describe(),
         best_epoch: run.outcome.best_epoch,
         validation_metric: run.cfg.validation_metric.name(),
         stopped_early: run.outcome.stopped_early,

@@ -1,0 +1,179 @@
+//! The learning-rate schedule: the rate (and, for one-cycle, the momentum) of every optimiser
+//! step of a run, planned from its length before the first step. The formulas are PyTorch's
+//! (`LinearLR` for the warmup, then `CosineAnnealingLR`, `OneCycleLR` or `StepLR`), so that
+//! `tests/schedule.rs` can check each step's rate against torch's own schedulers.
+use std::f64::consts::PI;
+
+use crate::config::LrScheduleKind;
+
+/// `OneCycleLR`'s defaults: it starts at peak / 25, ends at that / 1e4, and moves the momentum
+/// between 0.95 and 0.85, the opposite way to the rate.
+const ONE_CYCLE_DIV: f64 = 25.0;
+const ONE_CYCLE_FINAL_DIV: f64 = 1e4;
+const ONE_CYCLE_MOMENTUM: (f64, f64) = (0.85, 0.95);
+/// `OneCycleLR`'s share of the run spent rising, when `--warmup-epochs` does not set it.
+const ONE_CYCLE_PCT_START: f64 = 0.3;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Schedule {
+    kind: LrScheduleKind,
+    peak: f64,
+    steps_per_epoch: usize,
+    total_steps: usize,
+    warmup_steps: usize,
+    warmup_epochs: usize,
+    step_epochs: usize,
+    gamma: f64,
+}
+
+/// The rate and momentum of one step. `momentum` is None where the schedule leaves the
+/// optimiser's own (Adam's first beta of 0.9, SGD's momentum of 0.9) alone.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepRate {
+    pub lr: f64,
+    pub momentum: Option<f64>,
+}
+
+/// Cosine interpolation from `start` (at `pct` 0) to `end` (at 1), as `OneCycleLR` anneals.
+fn cosine(start: f64, end: f64, pct: f64) -> f64 {
+    end + (start - end) / 2.0 * ((PI * pct).cos() + 1.0)
+}
+
+impl Schedule {
+    /// The plan for `epochs` epochs of `steps_per_epoch` steps each, peaking at `peak`.
+    /// `step_epochs` is the step schedule's decay period (None: a third of the epochs after the
+    /// warmup, rounded up).
+    pub fn new(kind: LrScheduleKind, peak: f64, epochs: usize, steps_per_epoch: usize, warmup_epochs: usize, step_epochs: Option<usize>, gamma: f64) -> Schedule {
+        let steps_per_epoch = steps_per_epoch.max(1);
+        let after_warmup = epochs.saturating_sub(warmup_epochs).max(1);
+        Schedule {
+            kind,
+            peak,
+            steps_per_epoch,
+            total_steps: (epochs * steps_per_epoch).max(1),
+            warmup_steps: warmup_epochs * steps_per_epoch,
+            warmup_epochs,
+            step_epochs: step_epochs.unwrap_or(after_warmup.div_ceil(3)).max(1),
+            gamma,
+        }
+    }
+
+    pub fn kind(&self) -> LrScheduleKind {
+        self.kind
+    }
+
+    /// The step schedule's decay period in epochs.
+    pub fn step_epochs(&self) -> usize {
+        self.step_epochs
+    }
+
+    /// The schedule in words, for the report: "cosine, after 1 warmup epoch".
+    pub fn describe(&self) -> String {
+        let mut out = match self.kind {
+            LrScheduleKind::Step => format!("step (x{} every {} epochs)", self.gamma, self.step_epochs),
+            LrScheduleKind::OneCycle if self.warmup_epochs == 0 => "onecycle (rising for 30% of the steps)".into(),
+            LrScheduleKind::OneCycle => format!("onecycle (rising for {} epochs)", self.warmup_epochs),
+            k => k.name().into(),
+        };
+        if self.kind != LrScheduleKind::OneCycle && self.warmup_epochs > 0 {
+            let s = if self.warmup_epochs == 1 { "" } else { "s" };
+            out += &format!(", after {} warmup epoch{s}", self.warmup_epochs);
+        }
+        out
+    }
+
+    /// The rate of step `step` (0-based, counted over the whole run).
+    pub fn at(&self, step: usize) -> StepRate {
+        let plain = |lr: f64| StepRate { lr, momentum: None };
+        if self.kind == LrScheduleKind::OneCycle {
+            return self.one_cycle(step);
+        }
+        if step < self.warmup_steps {
+            // LinearLR(start_factor = 1 / warmup_steps): the first step already moves the weights.
+            return plain(self.peak * (step + 1) as f64 / self.warmup_steps as f64);
+        }
+        let since = step - self.warmup_steps;
+        match self.kind {
+            LrScheduleKind::Constant => plain(self.peak),
+            LrScheduleKind::Cosine => {
+                let span = self.total_steps.saturating_sub(self.warmup_steps).max(1);
+                plain(cosine(self.peak, 0.0, since.min(span) as f64 / span as f64))
+            }
+            LrScheduleKind::Step => {
+                let epoch = step / self.steps_per_epoch - self.warmup_epochs;
+                plain(self.peak * self.gamma.powi((epoch / self.step_epochs) as i32))
+            }
+            LrScheduleKind::OneCycle => unreachable!("handled above"),
+        }
+    }
+
+    /// `OneCycleLR` with its two cosine phases, the first one `--warmup-epochs` long (or 30% of
+    /// the run); the phase boundaries are PyTorch's, fractional steps included.
+    fn one_cycle(&self, step: usize) -> StepRate {
+        let total = self.total_steps as f64;
+        let pct_start = if self.warmup_steps > 0 { self.warmup_steps as f64 / total } else { ONE_CYCLE_PCT_START };
+        let initial = self.peak / ONE_CYCLE_DIV;
+        let last = initial / ONE_CYCLE_FINAL_DIV;
+        let (low, high) = ONE_CYCLE_MOMENTUM;
+        let rise_end = pct_start * total - 1.0;
+        let s = step as f64;
+        let (lr, momentum) = if s <= rise_end {
+            let pct = if rise_end > 0.0 { s / rise_end } else { 1.0 };
+            (cosine(initial, self.peak, pct), cosine(high, low, pct))
+        } else {
+            let pct = ((s - rise_end) / (total - 1.0 - rise_end)).min(1.0);
+            (cosine(self.peak, last, pct), cosine(low, high, pct))
+        };
+        StepRate { lr, momentum: Some(momentum) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rates(s: &Schedule, n: usize) -> Vec<f64> {
+        (0..n).map(|i| s.at(i).lr).collect()
+    }
+
+    #[test]
+    fn constant_without_warmup_is_the_peak_at_every_step() {
+        let s = Schedule::new(LrScheduleKind::Constant, 0.001, 3, 4, 0, None, 0.1);
+        assert!(rates(&s, 12).iter().all(|&r| r == 0.001));
+        assert_eq!(s.at(5).momentum, None);
+    }
+
+    #[test]
+    fn warmup_rises_linearly_to_the_peak_then_the_schedule_starts_from_it() {
+        let s = Schedule::new(LrScheduleKind::Cosine, 1.0, 5, 4, 1, None, 0.1);
+        let r = rates(&s, 20);
+        assert_eq!(&r[..4], &[0.25, 0.5, 0.75, 1.0]);
+        assert_eq!(r[4], 1.0, "the cosine starts at the peak");
+        assert!(r[4..].windows(2).all(|w| w[1] < w[0]), "then falls at every step: {r:?}");
+        assert!(r[19] > 0.0 && r[19] < 0.01, "and ends just above 0: {}", r[19]);
+    }
+
+    #[test]
+    fn step_decays_by_gamma_at_each_period_after_the_warmup() {
+        // 10 epochs, 1 of warmup: a period of ceil(9 / 3) = 3 epochs.
+        let s = Schedule::new(LrScheduleKind::Step, 1.0, 10, 2, 1, None, 0.5);
+        assert_eq!(s.step_epochs(), 3);
+        let per_epoch: Vec<f64> = (0..10).map(|e| s.at(e * 2 + 1).lr).collect();
+        assert_eq!(per_epoch, [1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25]);
+        assert_eq!(s.at(0).lr, 0.5, "half-way through the warmup epoch");
+        assert_eq!(s.describe(), "step (x0.5 every 3 epochs), after 1 warmup epoch");
+    }
+
+    #[test]
+    fn one_cycle_rises_to_the_peak_and_falls_far_below_its_start() {
+        let s = Schedule::new(LrScheduleKind::OneCycle, 1.0, 10, 10, 0, None, 0.1);
+        let r = rates(&s, 100);
+        let top = r.iter().cloned().fold(f64::MIN, f64::max);
+        let at = r.iter().position(|&v| v == top).unwrap();
+        assert!((top - 1.0).abs() < 1e-3 && (28..=30).contains(&at), "peak {top} at step {at}");
+        assert!((r[0] - 0.04).abs() < 1e-12, "starts at peak / 25: {}", r[0]);
+        assert!(r[99] < 1e-5, "ends at about peak / 250000: {}", r[99]);
+        let m: Vec<f64> = (0..100).map(|i| s.at(i).momentum.unwrap()).collect();
+        assert!((m[0] - 0.95).abs() < 1e-12 && (m[at] - 0.85).abs() < 1e-3 && (m[99] - 0.95).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,59 @@
+"""Each step's learning rate (and one-cycle's momentum) from PyTorch's own schedulers, for the
+cases in argv[1] (JSON); writes {"lr": [...], "momentum": [...] or null} per case to argv[2].
+
+The warmup is LinearLR from 1/warmup_steps of the peak up to the peak, stepped per step; the
+rest is CosineAnnealingLR (per step, to 0), StepLR (per epoch) or the peak. OneCycleLR covers
+the whole run, its rising share set by the warmup epochs (0.3 without)."""
+import json
+import sys
+
+import torch
+
+
+def rates(case):
+    kind, peak = case["kind"], case["peak"]
+    spe, epochs, warmup = case["steps_per_epoch"], case["epochs"], case["warmup_epochs"]
+    total, w = epochs * spe, warmup * spe
+
+    def optimiser():
+        return torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=peak)
+
+    lr, momentum = [], []
+    if kind == "onecycle":
+        opt = optimiser()
+        pct = w / total if w else 0.3
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=peak, total_steps=total, pct_start=pct)
+        for _ in range(total):
+            lr.append(opt.param_groups[0]["lr"])
+            momentum.append(opt.param_groups[0]["betas"][0])
+            opt.step()
+            sched.step() if len(lr) < total else None
+        return {"lr": lr, "momentum": momentum}
+    if w:
+        opt = optimiser()
+        sched = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1 / w, end_factor=1.0, total_iters=w - 1)
+        for _ in range(w):
+            lr.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+    opt = optimiser()
+    rest = total - w
+    if kind == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=rest, eta_min=0.0)
+        for _ in range(rest):
+            lr.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+    elif kind == "step":
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=case["step_epochs"], gamma=case["gamma"])
+        for _ in range(epochs - warmup):
+            lr.extend([opt.param_groups[0]["lr"]] * spe)
+            opt.step()
+            sched.step()
+    else:
+        lr.extend([peak] * rest)
+    return {"lr": lr, "momentum": None}
+
+
+cases = json.load(open(sys.argv[1]))
+json.dump([rates(c) for c in cases], open(sys.argv[2], "w"))
