@@ -1,7 +1,7 @@
 //! image-learner: train, evaluate and apply image classifiers from a ZIP of images and a CSV of
 //! labels.
 //!
-//! Data flows one way, and each module depends only on those before it (`tests/layers.rs`
+//! Data flows one way, and each module depends only on those before it (`tests/it/layers.rs`
 //! checks it): `error`, `shim` (the C++ kernels' declarations) -> `config` (every option) ->
 //! `device`, `precision`, `runtime` (where and how the arithmetic runs) -> `data` (CSV, ZIP,
 //! decoding, split, augmentation, batches) -> `models` (one file per family, with its facts),

@@ -1,7 +1,7 @@
 //! The learning-rate schedule: the rate (and, for one-cycle, the momentum) of every optimiser
 //! step of a run, planned from its length before the first step. The formulas are PyTorch's
 //! (`LinearLR` for the warmup, then `CosineAnnealingLR`, `OneCycleLR` or `StepLR`), so that
-//! `tests/schedule.rs` can check each step's rate against torch's own schedulers.
+//! `tests/it/reference/fidelity.rs` can check each step's rate against torch's own schedulers.
 use std::f64::consts::PI;
 
 use crate::config::LrScheduleKind;

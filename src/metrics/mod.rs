@@ -457,7 +457,7 @@ mod tests {
     }
 
     // Expected figures computed with scikit-learn 1.9 on the same inputs (the full parity test
-    // against scikit-learn itself is tests/sklearn_parity.rs).
+    // against scikit-learn itself is tests/it/reference/sklearn_parity.rs).
     #[test]
     fn matches_sklearn_multiclass() {
         let y_true = [0, 1, 2, 2, 1, 0, 2, 1];

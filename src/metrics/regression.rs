@@ -137,7 +137,7 @@ mod tests {
     use super::*;
 
     // Expected values from scikit-learn 1.9 / SciPy 1.16 on the same inputs (the full parity
-    // test against them is tests/sklearn_parity.rs).
+    // test against them is tests/it/reference/sklearn_parity.rs).
     #[test]
     fn figures_match_hand_checked_values() {
         let t = [3.0, -0.5, 2.0, 7.0];

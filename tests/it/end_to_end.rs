@@ -1,10 +1,8 @@
 //! Training on the bundled sample through the library and the binary: the four outputs, their
 //! columns, `predict` reproducing the test predictions, and repeatability.
-mod common;
-
 use std::collections::HashSet;
 
-use common::*;
+use crate::common::*;
 use image_learner::outputs;
 use image_learner::weights::bundle;
 use image_learner::commands::train::run as run_train;

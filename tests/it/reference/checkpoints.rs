@@ -1,62 +1,10 @@
-//! Pretrained weights by name, and `--fine-tune false`: the backbone stays bit-identical.
-mod common;
-
-use common::*;
-use image_learner::models;
+//! Checkpoints crossing to and from PyTorch: a Best Model loads back in timm/torchvision with the
+//! same logits; real EfficientNet-Lite0 weights and checkpoints as PyTorch writes them import by
+//! name, and a pickle's callables never run.
+use crate::common::*;
 use image_learner::outputs;
 use image_learner::weights::bundle;
 use image_learner::commands::train::run as run_train;
-
-/// A weights folder holding a randomly initialised checkpoint for `name`, with a 1000-class head
-/// as the hubs publish it.
-fn weights_dir(dir: &std::path::Path, name: &str) -> std::collections::HashMap<String, tch::Tensor> {
-    tch::manual_seed(3);
-    let spec = models::find(name).unwrap();
-    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-    let _ = spec.build(&vs.root(), 1000);
-    let bytes = bundle::safetensors_bytes(&vs, spec).unwrap();
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join(format!("{name}.safetensors")), &bytes).unwrap();
-    bundle::read_safetensors(&bytes).unwrap()
-}
-
-#[test]
-fn frozen_backbone_is_bit_identical_and_fine_tuning_changes_it() {
-    for name in ["resnet18", "efficientnet_lite0"] {
-        let dir = tempfile::tempdir().unwrap();
-        let wdir = dir.path().join("weights");
-        let reference = weights_dir(&wdir, name);
-        let spec = models::find(name).unwrap();
-        let head = format!("{}.", spec.head_prefix);
-        for fine_tune in [false, true] {
-            let out = dir.path().join(format!("out-{fine_tune}"));
-            let mut cfg = quick_config(&out, 2);
-            cfg.model = name.into();
-            cfg.use_pretrained = true;
-            cfg.fine_tune = fine_tune;
-            cfg.weights_dir = Some(wdir.clone());
-            run_train(&cfg).unwrap();
-            let b = bundle::read(&out.join(outputs::BEST_MODEL)).unwrap();
-            let mut changed = 0;
-            for (k, t) in &b.tensors {
-                if k.starts_with(&head) {
-                    assert_eq!(t.size()[0], 3, "{name}: a new head sized to the classes");
-                    continue;
-                }
-                if !t.equal(&reference[k]) {
-                    changed += 1;
-                }
-            }
-            if fine_tune {
-                assert!(changed > 10, "{name}: fine-tuning trains the backbone ({changed} changed)");
-            } else {
-                assert_eq!(changed, 0, "{name}: frozen backbone parameters and statistics stay bit-identical");
-            }
-            let html = std::fs::read_to_string(out.join(outputs::REPORT)).unwrap();
-            assert!(html.contains(&format!("{name}.safetensors")), "the report names the weights file");
-        }
-    }
-}
 
 /// A saved Best Model loads in PyTorch (strict state-dict load into timm / torchvision with as
 /// many classes) and gives the same logits as image-learner.
@@ -76,7 +24,7 @@ fn best_models_load_back_in_pytorch_with_the_same_logits() {
     let input = dir.path().join("x.safetensors");
     tch::Tensor::write_safetensors(&[("x", &x)], &input).unwrap();
     let theirs_path = dir.path().join("theirs.safetensors");
-    let python = std::env::var("IMAGE_LEARNER_PYTHON").expect("set by scripts/setup-test.sh");
+    let python = super::python();
     let o = std::process::Command::new(python)
         .arg(repo().join("tests/reference/load_back.py"))
         .args([&input, &theirs_path])
@@ -99,7 +47,7 @@ fn best_models_load_back_in_pytorch_with_the_same_logits() {
 /// package (efficientnet_pytorch names), imported through the command line.
 #[test]
 fn real_efficientnet_lite0_weights_import_by_name() {
-    let file = std::env::var("IMAGE_LEARNER_LITE0_PTH").expect("set by scripts/setup-test.sh");
+    let file = super::lite0_weights();
     let dir = tempfile::tempdir().unwrap();
     let o = run(&["weights", "import", "efficientnet_lite0", &file, "--weights-dir", dir.path().to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -128,7 +76,7 @@ fn real_efficientnet_lite0_weights_import_by_name() {
 fn imports_pytorch_checkpoints_in_both_formats_without_running_them() {
     let dir = tempfile::tempdir().unwrap();
     let files = dir.path().join("files");
-    let python = std::env::var("IMAGE_LEARNER_PYTHON").expect("set by scripts/setup-test.sh");
+    let python = super::python();
     let o = std::process::Command::new(python)
         .arg(repo().join("tests/reference/checkpoints.py"))
         .arg(&files)

@@ -1,8 +1,6 @@
 //! Numerical fidelity: each architecture, given the reference implementation's weights by name,
 //! gives the reference's logits and first-parameter gradient. The reference outputs are made at
 //! test time by tests/reference/models.py with the set-up's torch, torchvision and timm.
-mod common;
-
 use std::collections::HashMap;
 use std::process::Command;
 
@@ -32,11 +30,6 @@ const MODELS: &[(&str, &str)] = &[
     ("poolformerv2_s12", "stem.conv.weight"),
 ];
 
-fn python() -> String {
-    std::env::var("IMAGE_LEARNER_PYTHON")
-        .expect("IMAGE_LEARNER_PYTHON is set by scripts/setup-test.sh: run the tests through scripts/test.sh")
-}
-
 fn read_all(path: &std::path::Path) -> HashMap<String, Tensor> {
     Tensor::read_safetensors(path).unwrap().into_iter().collect()
 }
@@ -44,8 +37,8 @@ fn read_all(path: &std::path::Path) -> HashMap<String, Tensor> {
 #[test]
 fn logits_and_gradients_match_the_reference() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(python());
-    cmd.arg(common::repo().join("tests/reference/models.py")).arg(dir.path());
+    let mut cmd = Command::new(super::python());
+    cmd.arg(crate::common::repo().join("tests/reference/models.py")).arg(dir.path());
     cmd.args(MODELS.iter().map(|(n, _)| *n));
     let o = cmd.output().unwrap();
     assert!(o.status.success(), "reference script failed: {}", String::from_utf8_lossy(&o.stderr));
@@ -102,7 +95,7 @@ fn every_steps_learning_rate_matches_pytorchs_schedulers() {
     let dir = tempfile::tempdir().unwrap();
     let (cin, cout) = (dir.path().join("cases.json"), dir.path().join("rates.json"));
     std::fs::write(&cin, serde_json::to_vec(&json).unwrap()).unwrap();
-    let o = Command::new(python()).arg(common::repo().join("tests/reference/schedules.py")).args([&cin, &cout]).output().unwrap();
+    let o = Command::new(super::python()).arg(crate::common::repo().join("tests/reference/schedules.py")).args([&cin, &cout]).output().unwrap();
     assert!(o.status.success(), "reference script failed: {}", String::from_utf8_lossy(&o.stderr));
     let theirs: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&cout).unwrap()).unwrap();
     for (&(k, epochs, spe, warmup, step_epochs, gamma), reference) in cases.iter().zip(&theirs) {

