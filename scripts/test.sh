@@ -32,7 +32,7 @@ timed() {  # PART COMMAND...: runs it, prints its time
 if $quick; then
   source scripts/setup.sh
   timed build cargo test --release --no-run --quiet
-  timed quick-tests cargo test --release -- --skip reference:: --skip browser::
+  timed quick-tests cargo test --release --no-fail-fast -- --skip reference:: --skip browser::
   exit
 fi
 
@@ -48,7 +48,7 @@ galaxy_pid=$!
 trap 'kill $galaxy_pid 2>/dev/null || true; rm -f "$galaxy_log"' EXIT
 
 rust=0
-timed rust-tests cargo test --release || rust=$?
+timed rust-tests cargo test --release --no-fail-fast || rust=$?
 galaxy=0
 wait $galaxy_pid || galaxy=$?
 cat "$galaxy_log"
