@@ -233,6 +233,8 @@ impl std::fmt::Display for ColumnRef {
 pub enum ValidationMetric {
     Loss,
     Accuracy,
+    /// The mean of the classes' recalls: the figure the ISIC challenges rank by.
+    BalancedAccuracy,
     MacroF1,
     RocAuc,
     Mae,
@@ -245,6 +247,7 @@ impl ValidationMetric {
         match self {
             ValidationMetric::Loss => "loss",
             ValidationMetric::Accuracy => "accuracy",
+            ValidationMetric::BalancedAccuracy => "balanced_accuracy",
             ValidationMetric::MacroF1 => "macro_f1",
             ValidationMetric::RocAuc => "roc_auc",
             ValidationMetric::Mae => "mae",
@@ -271,13 +274,14 @@ impl FromStr for ValidationMetric {
         match s.trim().to_ascii_lowercase().as_str() {
             "loss" | "validation_loss" => Ok(ValidationMetric::Loss),
             "accuracy" | "acc" => Ok(ValidationMetric::Accuracy),
+            "balanced_accuracy" => Ok(ValidationMetric::BalancedAccuracy),
             "macro_f1" | "f1" => Ok(ValidationMetric::MacroF1),
             "roc_auc" | "auc" => Ok(ValidationMetric::RocAuc),
             "mae" => Ok(ValidationMetric::Mae),
             "rmse" => Ok(ValidationMetric::Rmse),
             "r2" | "r_squared" => Ok(ValidationMetric::R2),
             other => Err(input_error(format!(
-                "unknown validation metric '{other}': use loss, accuracy, macro_f1 or roc_auc (classification), \
+                "unknown validation metric '{other}': use loss, accuracy, balanced_accuracy, macro_f1 or roc_auc (classification), \
                  or loss, mae, rmse or r2 (regression)"
             ))),
         }
@@ -665,11 +669,15 @@ pub struct TrainConfig {
     #[arg(long, default_value = "constant", value_parser = parse_with::<LrScheduleKind>)]
     #[serde(default)]
     pub lr_schedule: LrScheduleKind,
-    /// Epochs at the start whose rate rises linearly to the peak (onecycle: its rising phase,
-    /// 30% of the run when 0).
-    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    /// Epochs at the start whose rate rises linearly to the peak; a fraction such as 0.5 is
+    /// allowed (onecycle: its rising phase, 30% of the run when 0).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     #[serde(default)]
-    pub warmup_epochs: usize,
+    pub warmup_epochs: f64,
+    /// Cosine schedule: the rate it falls to by the last step (default: the peak / 100).
+    #[arg(long, allow_negative_numbers = true)]
+    #[serde(default)]
+    pub min_lr: Option<f64>,
     /// Step schedule: epochs between decays (default: a third of the epochs after the warmup).
     #[arg(long)]
     #[serde(default)]
@@ -712,7 +720,7 @@ pub struct TrainConfig {
     /// Stop after this many epochs without validation improvement.
     #[arg(long)]
     pub early_stop: Option<usize>,
-    /// loss, accuracy, macro_f1 or roc_auc; for regression loss, mae, rmse or r2.
+    /// loss, accuracy, balanced_accuracy, macro_f1 or roc_auc; for regression loss, mae, rmse or r2.
     #[arg(long, default_value = "loss", value_parser = parse_with::<ValidationMetric>)]
     pub validation_metric: ValidationMetric,
     /// Threads (default: GALAXY_SLOTS, else all cores).
@@ -819,12 +827,26 @@ impl TrainConfig {
         if !self.weight_decay.is_finite() || self.weight_decay < 0.0 {
             crate::bail_input!("--weight-decay must be 0 or more (got {})", self.weight_decay);
         }
-        if self.warmup_epochs >= self.epochs {
+        if !(self.warmup_epochs.is_finite() && self.warmup_epochs >= 0.0) {
+            crate::bail_input!("--warmup-epochs must be 0 or more (got {})", self.warmup_epochs);
+        }
+        if self.warmup_epochs >= self.epochs as f64 {
             crate::bail_input!(
                 "--warmup-epochs {} leaves no epoch at the full learning rate: it must be below --epochs ({})",
                 self.warmup_epochs,
                 self.epochs
             );
+        }
+        if let Some(m) = self.min_lr {
+            if !(m.is_finite() && m >= 0.0 && m < self.learning_rate) {
+                crate::bail_input!(
+                    "--min-lr must be at least 0 and below --learning-rate ({}); got {m}",
+                    self.learning_rate
+                );
+            }
+            if self.lr_schedule != LrScheduleKind::Cosine {
+                crate::bail_input!("--min-lr is the floor of the cosine schedule: add --lr-schedule cosine, or leave --min-lr out");
+            }
         }
         if self.lr_step_epochs == Some(0) {
             crate::bail_input!("--lr-step-epochs must be at least 1");
@@ -1043,6 +1065,7 @@ mod tests {
             ("class_balance", "class_balance"),
             ("lr_schedule", "lr_schedule"),
             ("warmup_epochs", "warmup_epochs"),
+            ("min_lr", "min_lr"),
             ("lr_step_epochs", "lr_step_epochs"),
             ("lr_step_gamma", "lr_step_gamma"),
             ("predictions", "predictions"),

@@ -4,7 +4,7 @@
 //! `tests/it/reference/fidelity.rs` can check each step's rate against torch's own schedulers.
 use std::f64::consts::PI;
 
-use crate::config::LrScheduleKind;
+use crate::config::{LrScheduleKind, TrainConfig};
 
 /// `OneCycleLR`'s defaults: it starts at peak / 25, ends at that / 1e4, and moves the momentum
 /// between 0.95 and 0.85, the opposite way to the rate.
@@ -14,14 +14,54 @@ const ONE_CYCLE_MOMENTUM: (f64, f64) = (0.85, 0.95);
 /// `OneCycleLR`'s share of the run spent rising, when `--warmup-epochs` does not set it.
 const ONE_CYCLE_PCT_START: f64 = 0.3;
 
+/// What a run asks of its schedule: `--lr-schedule` and the options that shape it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Plan {
+    pub kind: LrScheduleKind,
+    /// `--learning-rate`.
+    pub peak: f64,
+    pub epochs: usize,
+    /// May be a fraction of an epoch; it is rounded to whole steps.
+    pub warmup_epochs: f64,
+    /// Step: epochs between decays (None: a third of the epochs after the warmup, rounded up).
+    pub step_epochs: Option<usize>,
+    /// Step: the factor at each decay.
+    pub gamma: f64,
+    /// Cosine: the rate of the last step (None: the peak / 100).
+    pub min_lr: Option<f64>,
+}
+
+impl Plan {
+    pub fn from_config(cfg: &TrainConfig) -> Plan {
+        Plan {
+            kind: cfg.lr_schedule,
+            peak: cfg.learning_rate,
+            epochs: cfg.epochs,
+            warmup_epochs: cfg.warmup_epochs,
+            step_epochs: cfg.lr_step_epochs,
+            gamma: cfg.lr_step_gamma,
+            min_lr: cfg.min_lr,
+        }
+    }
+
+    /// A plan with no options but the schedule, its peak and length.
+    pub fn plain(kind: LrScheduleKind, peak: f64, epochs: usize) -> Plan {
+        Plan { kind, peak, epochs, warmup_epochs: 0.0, step_epochs: None, gamma: 0.1, min_lr: None }
+    }
+}
+
+/// The cosine's floor when `--min-lr` is not given, as a share of the peak.
+const DEFAULT_MIN_LR_SHARE: f64 = 0.01;
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Schedule {
     kind: LrScheduleKind,
     peak: f64,
+    min_lr: f64,
     steps_per_epoch: usize,
     total_steps: usize,
     warmup_steps: usize,
-    warmup_epochs: usize,
+    warmup_epochs: f64,
     step_epochs: usize,
     gamma: f64,
 }
@@ -40,21 +80,22 @@ fn cosine(start: f64, end: f64, pct: f64) -> f64 {
 }
 
 impl Schedule {
-    /// The plan for `epochs` epochs of `steps_per_epoch` steps each, peaking at `peak`.
-    /// `step_epochs` is the step schedule's decay period (None: a third of the epochs after the
-    /// warmup, rounded up).
-    pub fn new(kind: LrScheduleKind, peak: f64, epochs: usize, steps_per_epoch: usize, warmup_epochs: usize, step_epochs: Option<usize>, gamma: f64) -> Schedule {
+    /// The rate of every step of `plan`, with `steps_per_epoch` steps in each epoch.
+    pub fn new(plan: Plan, steps_per_epoch: usize) -> Schedule {
         let steps_per_epoch = steps_per_epoch.max(1);
-        let after_warmup = epochs.saturating_sub(warmup_epochs).max(1);
+        let total_steps = (plan.epochs * steps_per_epoch).max(1);
+        let warmup_steps = ((plan.warmup_epochs * steps_per_epoch as f64).round() as usize).min(total_steps - 1);
+        let after_warmup = (plan.epochs as f64 - plan.warmup_epochs).ceil().max(1.0) as usize;
         Schedule {
-            kind,
-            peak,
+            kind: plan.kind,
+            peak: plan.peak,
+            min_lr: plan.min_lr.unwrap_or(plan.peak * DEFAULT_MIN_LR_SHARE),
             steps_per_epoch,
-            total_steps: (epochs * steps_per_epoch).max(1),
-            warmup_steps: warmup_epochs * steps_per_epoch,
-            warmup_epochs,
-            step_epochs: step_epochs.unwrap_or(after_warmup.div_ceil(3)).max(1),
-            gamma,
+            total_steps,
+            warmup_steps,
+            warmup_epochs: plan.warmup_epochs,
+            step_epochs: plan.step_epochs.unwrap_or(after_warmup.div_ceil(3)).max(1),
+            gamma: plan.gamma,
         }
     }
 
@@ -67,16 +108,17 @@ impl Schedule {
         self.step_epochs
     }
 
-    /// The schedule in words, for the report: "cosine, after 1 warmup epoch".
+    /// The schedule in words, for the report: "cosine down to 1e-5, after 1 warmup epoch".
     pub fn describe(&self) -> String {
         let mut out = match self.kind {
             LrScheduleKind::Step => format!("step (x{} every {} epochs)", self.gamma, self.step_epochs),
-            LrScheduleKind::OneCycle if self.warmup_epochs == 0 => "onecycle (rising for 30% of the steps)".into(),
+            LrScheduleKind::OneCycle if self.warmup_steps == 0 => "onecycle (rising for 30% of the steps)".into(),
             LrScheduleKind::OneCycle => format!("onecycle (rising for {} epochs)", self.warmup_epochs),
+            LrScheduleKind::Cosine => format!("cosine down to {:e}", self.min_lr),
             k => k.name().into(),
         };
-        if self.kind != LrScheduleKind::OneCycle && self.warmup_epochs > 0 {
-            let s = if self.warmup_epochs == 1 { "" } else { "s" };
+        if self.kind != LrScheduleKind::OneCycle && self.warmup_steps > 0 {
+            let s = if self.warmup_epochs == 1.0 { "" } else { "s" };
             out += &format!(", after {} warmup epoch{s}", self.warmup_epochs);
         }
         out
@@ -97,12 +139,9 @@ impl Schedule {
             LrScheduleKind::Constant => plain(self.peak),
             LrScheduleKind::Cosine => {
                 let span = self.total_steps.saturating_sub(self.warmup_steps).max(1);
-                plain(cosine(self.peak, 0.0, since.min(span) as f64 / span as f64))
+                plain(cosine(self.peak, self.min_lr, since.min(span) as f64 / span as f64))
             }
-            LrScheduleKind::Step => {
-                let epoch = step / self.steps_per_epoch - self.warmup_epochs;
-                plain(self.peak * self.gamma.powi((epoch / self.step_epochs) as i32))
-            }
+            LrScheduleKind::Step => plain(self.peak * self.gamma.powi((since / (self.step_epochs * self.steps_per_epoch)) as i32)),
             LrScheduleKind::OneCycle => unreachable!("handled above"),
         }
     }
@@ -138,14 +177,14 @@ mod tests {
 
     #[test]
     fn constant_without_warmup_is_the_peak_at_every_step() {
-        let s = Schedule::new(LrScheduleKind::Constant, 0.001, 3, 4, 0, None, 0.1);
+        let s = Schedule::new(Plan::plain(LrScheduleKind::Constant, 0.001, 3), 4);
         assert!(rates(&s, 12).iter().all(|&r| r == 0.001));
         assert_eq!(s.at(5).momentum, None);
     }
 
     #[test]
     fn warmup_rises_linearly_to_the_peak_then_the_schedule_starts_from_it() {
-        let s = Schedule::new(LrScheduleKind::Cosine, 1.0, 5, 4, 1, None, 0.1);
+        let s = Schedule::new(Plan { warmup_epochs: 1.0, min_lr: Some(0.0), ..Plan::plain(LrScheduleKind::Cosine, 1.0, 5) }, 4);
         let r = rates(&s, 20);
         assert_eq!(&r[..4], &[0.25, 0.5, 0.75, 1.0]);
         assert_eq!(r[4], 1.0, "the cosine starts at the peak");
@@ -154,9 +193,23 @@ mod tests {
     }
 
     #[test]
+    fn cosine_falls_to_the_peak_over_100_unless_told_and_warmup_may_be_a_fraction() {
+        // 4 epochs of 10 steps, half an epoch of warmup: 5 warmup steps, then 35 of cosine.
+        let s = Schedule::new(Plan { warmup_epochs: 0.5, ..Plan::plain(LrScheduleKind::Cosine, 1.0, 4) }, 10);
+        let r = rates(&s, 40);
+        assert_eq!(&r[..5], &[0.2, 0.4, 0.6, 0.8, 1.0]);
+        assert_eq!(r[5], 1.0);
+        let floor = 0.01 + 0.99 / 2.0 * ((std::f64::consts::PI * 34.0 / 35.0).cos() + 1.0);
+        assert!((r[39] - floor).abs() < 1e-15 && r[39] > 0.01, "the last step is one step above the floor: {}", r[39]);
+        assert_eq!(s.describe(), "cosine down to 1e-2, after 0.5 warmup epochs");
+        let s = Schedule::new(Plan { min_lr: Some(0.25), ..Plan::plain(LrScheduleKind::Cosine, 1.0, 4) }, 10);
+        assert!(rates(&s, 40).iter().all(|&v| v > 0.25 && v <= 1.0));
+    }
+
+    #[test]
     fn step_decays_by_gamma_at_each_period_after_the_warmup() {
         // 10 epochs, 1 of warmup: a period of ceil(9 / 3) = 3 epochs.
-        let s = Schedule::new(LrScheduleKind::Step, 1.0, 10, 2, 1, None, 0.5);
+        let s = Schedule::new(Plan { warmup_epochs: 1.0, gamma: 0.5, ..Plan::plain(LrScheduleKind::Step, 1.0, 10) }, 2);
         assert_eq!(s.step_epochs(), 3);
         let per_epoch: Vec<f64> = (0..10).map(|e| s.at(e * 2 + 1).lr).collect();
         assert_eq!(per_epoch, [1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25]);
@@ -166,7 +219,7 @@ mod tests {
 
     #[test]
     fn one_cycle_rises_to_the_peak_and_falls_far_below_its_start() {
-        let s = Schedule::new(LrScheduleKind::OneCycle, 1.0, 10, 10, 0, None, 0.1);
+        let s = Schedule::new(Plan::plain(LrScheduleKind::OneCycle, 1.0, 10), 10);
         let r = rates(&s, 100);
         let top = r.iter().cloned().fold(f64::MIN, f64::max);
         let at = r.iter().position(|&v| v == top).unwrap();

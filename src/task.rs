@@ -185,7 +185,7 @@ impl Task {
                 metric.name(),
                 if r { "regression" } else { "classification" },
                 if self.is_regression() { "a regression" } else { "a classification" },
-                if self.is_regression() { "loss, mae, rmse or r2" } else { "loss, accuracy, macro_f1 or roc_auc" }
+                if self.is_regression() { "loss, mae, rmse or r2" } else { "loss, accuracy, balanced_accuracy, macro_f1 or roc_auc" }
             ),
             _ => Ok(()),
         }

@@ -10,13 +10,13 @@ use serde::Serialize;
 use tch::{nn, Tensor};
 
 use crate::bail_input;
-use crate::config::{Augmentation, LrScheduleKind, OptimizerKind, TrainConfig, ValidationMetric};
+use crate::config::{Augmentation, OptimizerKind, TrainConfig, ValidationMetric};
 use crate::data::batches::{self, EpochBatches, Normalization};
 use crate::data::ImageSet;
 use crate::evaluation;
 use crate::models::{ModelSpec, Network};
 use crate::optimizer::Optimizer;
-use crate::schedule::Schedule;
+use crate::schedule::{self, Schedule};
 use crate::precision::Compute;
 use crate::data::balance::Balance;
 use crate::task::Task;
@@ -26,12 +26,8 @@ pub struct TrainSettings {
     pub task: Task,
     pub epochs: usize,
     pub batch_size: usize,
-    /// The peak rate of the schedule.
-    pub learning_rate: f64,
-    pub lr_schedule: LrScheduleKind,
-    pub warmup_epochs: usize,
-    pub lr_step_epochs: Option<usize>,
-    pub lr_step_gamma: f64,
+    /// The learning rate of every step: its peak and shape.
+    pub schedule: schedule::Plan,
     pub optimizer: OptimizerKind,
     pub weight_decay: f64,
     pub label_smoothing: f64,
@@ -56,11 +52,7 @@ impl TrainSettings {
             task,
             epochs: cfg.epochs,
             batch_size,
-            learning_rate: cfg.learning_rate,
-            lr_schedule: cfg.lr_schedule,
-            warmup_epochs: cfg.warmup_epochs,
-            lr_step_epochs: cfg.lr_step_epochs,
-            lr_step_gamma: cfg.lr_step_gamma,
+            schedule: schedule::Plan::from_config(cfg),
             optimizer: cfg.optimizer,
             weight_decay: cfg.weight_decay,
             label_smoothing: cfg.label_smoothing,
@@ -222,9 +214,9 @@ pub fn fit(
             }
         }
     }
-    let mut opt = Optimizer::new(vs, s.optimizer, s.learning_rate, s.weight_decay)?;
+    let mut opt = Optimizer::new(vs, s.optimizer, s.schedule.peak, s.weight_decay)?;
     let steps_per_epoch = batches::training_steps(train_idx.len(), s.batch_size);
-    let schedule = Schedule::new(s.lr_schedule, s.learning_rate, s.epochs, steps_per_epoch, s.warmup_epochs, s.lr_step_epochs, s.lr_step_gamma);
+    let schedule = Schedule::new(s.schedule, steps_per_epoch);
     let validator = s.evaluator(net, set);
     let mut history = Vec::new();
     let mut best: Option<(usize, f64)> = None;
@@ -321,7 +313,7 @@ pub fn fit(
             validation_loss: val_loss,
             validation: val.as_ref().map(|m| m.epoch_values()),
             validation_score: score,
-            learning_rate: step_rates.first().copied().unwrap_or(s.learning_rate),
+            learning_rate: step_rates.first().copied().unwrap_or(s.schedule.peak),
             step_learning_rates: step_rates,
             seconds: started.elapsed().as_secs_f64(),
             data_wait_seconds: wait,
@@ -366,7 +358,7 @@ pub fn fit(
         bail_input!(
             "training became NaN or infinite in the first epoch, so there is no model to keep; \
              lower --learning-rate (now {}) and check the images",
-            s.learning_rate
+            s.schedule.peak
         );
     };
     restore(vs, best_state.as_ref().expect("state saved with the best epoch"));

@@ -103,7 +103,7 @@ def form_test():
     check("form offers the four tasks, Classification as labelled in the tutorial",
           set(tasks) == {"auto", "classification", "binary", "regression"} and tasks["classification"] == "Classification", tasks)
     metrics = {o[1] for o in params["validation_metric"]["options"]}
-    check("form offers every validation metric of both kinds", metrics == {"loss", "accuracy", "macro_f1", "roc_auc", "mae", "rmse", "r2"}, metrics)
+    check("form offers every validation metric of both kinds", metrics == {"loss", "accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "mae", "rmse", "r2"}, metrics)
     losses = {o[1] for o in params["loss"]["options"]}
     check("form offers the three regression losses", losses == {"mse", "mae", "huber"}, losses)
     sections = [i for i in form["inputs"] if i.get("type") == "section"]

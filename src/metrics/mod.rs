@@ -128,6 +128,7 @@ impl Figures {
         match (self, metric) {
             (_, V::Loss) => Some(self.loss()),
             (Figures::Classification(m), V::Accuracy) => Some(m.accuracy),
+            (Figures::Classification(m), V::BalancedAccuracy) => Some(m.balanced_accuracy),
             (Figures::Classification(m), V::MacroF1) => Some(m.macro_f1),
             (Figures::Classification(m), V::RocAuc) => m.roc_auc_macro,
             (Figures::Regression { figures, .. }, V::Mae) => Some(figures.mae),
@@ -469,6 +470,20 @@ mod tests {
         // sklearn.metrics.cohen_kappa_score(y_true, y_pred) = 0.6190476190476191
         assert!((m.cohen_kappa - 0.6190476190476191).abs() < 1e-12, "{}", m.cohen_kappa);
         assert_eq!(m.confusion_matrix, vec![vec![2, 0, 0], vec![0, 2, 1], vec![0, 1, 2]]);
+    }
+
+    /// `--validation-metric balanced_accuracy` scores an epoch by the mean of the classes'
+    /// recalls, which differs from accuracy when the classes are unequal.
+    #[test]
+    fn balanced_accuracy_is_a_validation_figure() {
+        use crate::config::ValidationMetric;
+        // Four of class 0, all right; two of class 1, one right: accuracy 5/6, balanced 3/4.
+        let (y_true, y_pred) = ([0, 0, 0, 0, 1, 1], [0, 0, 0, 0, 1, 0]);
+        let f = Figures::Classification(compute(&y_true, &onehotish(&y_pred, 2), &classes(2)));
+        let metric: ValidationMetric = "balanced_accuracy".parse().unwrap();
+        assert!(metric.higher_is_better() && metric.for_regression() == Some(false));
+        assert_eq!(f.value(metric), Some(0.75));
+        assert!((f.value(ValidationMetric::Accuracy).unwrap() - 5.0 / 6.0).abs() < 1e-12);
     }
 
     #[test]

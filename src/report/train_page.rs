@@ -34,7 +34,7 @@ fn run_items(run: &TrainedRun) -> Vec<Item> {
                 "{:?}, learning rate {} ({}), weight decay {}{}",
                 cfg.optimizer,
                 cfg.learning_rate,
-                if cfg.lr_schedule == crate::config::LrScheduleKind::Constant && cfg.warmup_epochs == 0 {
+                if cfg.lr_schedule == crate::config::LrScheduleKind::Constant && cfg.warmup_epochs == 0.0 {
                     "constant".to_string()
                 } else {
                     format!("peak; schedule: {}", run.outcome.schedule.describe())

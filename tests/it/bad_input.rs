@@ -53,7 +53,11 @@ fn options_and_tables_that_cannot_train() {
     fails(d, &zip, &csv, &["--learning-rate", "0"], "--learning-rate must be a number above 0");
     fails(d, &zip, &csv, &["--learning-rate", "NaN"], "--learning-rate must be a number above 0");
     fails(d, &zip, &csv, &["--epochs", "3", "--warmup-epochs", "3"], "--warmup-epochs 3 leaves no epoch at the full learning rate: it must be below --epochs (3)");
-    fails(d, &zip, &csv, &["--warmup-epochs", "-1"], "invalid value '-1' for '--warmup-epochs");
+    fails(d, &zip, &csv, &["--warmup-epochs", "-1"], "--warmup-epochs must be 0 or more (got -1)");
+    fails(d, &zip, &csv, &["--epochs", "2", "--warmup-epochs", "2.5"], "--warmup-epochs 2.5 leaves no epoch at the full learning rate");
+    fails(d, &zip, &csv, &["--lr-schedule", "cosine", "--min-lr", "0.001"], "--min-lr must be at least 0 and below --learning-rate (0.001); got 0.001");
+    fails(d, &zip, &csv, &["--lr-schedule", "cosine", "--min-lr=-1e-5"], "--min-lr must be at least 0 and below --learning-rate");
+    fails(d, &zip, &csv, &["--min-lr", "1e-5"], "--min-lr is the floor of the cosine schedule: add --lr-schedule cosine");
     fails(d, &zip, &csv, &["--lr-schedule", "linear"], "unknown learning-rate schedule 'linear': use constant, cosine, onecycle or step");
     fails(d, &zip, &csv, &["--lr-schedule", "step", "--lr-step-epochs", "0"], "--lr-step-epochs must be at least 1");
     fails(d, &zip, &csv, &["--lr-schedule", "step", "--lr-step-gamma", "2"], "--lr-step-gamma must be above 0 and at most 1 (got 2)");
@@ -233,8 +237,12 @@ fn targets_and_options_a_regression_cannot_train_on() {
         "--validation-metric accuracy is a classification figure, and this is a regression: use loss, mae, rmse or r2",
     );
     fails(
+        d, &zip, &values, &["--task", "regression", "--validation-metric", "balanced_accuracy"],
+        "--validation-metric balanced_accuracy is a classification figure, and this is a regression: use loss, mae, rmse or r2",
+    );
+    fails(
         d, &zip, &sample_csv(), &["--validation-metric", "r2"],
-        "--validation-metric r2 is a regression figure, and this is a classification: use loss, accuracy, macro_f1 or roc_auc",
+        "--validation-metric r2 is a regression figure, and this is a classification: use loss, accuracy, balanced_accuracy, macro_f1 or roc_auc",
     );
     fails(d, &zip, &values, &["--task", "regression", "--threshold", "0.3"], "--threshold applies to --task binary only, and this is a regression");
     fails(d, &zip, &values, &["--task", "regression", "--loss", "hinge"], "unknown loss 'hinge': use mse, mae or huber");

@@ -1,9 +1,11 @@
 """Each step's learning rate (and one-cycle's momentum) from PyTorch's own schedulers, for the
 cases in argv[1] (JSON); writes {"lr": [...], "momentum": [...] or null} per case to argv[2].
 
-The warmup is LinearLR from 1/warmup_steps of the peak up to the peak, stepped per step; the
-rest is CosineAnnealingLR (per step, to 0), StepLR (per epoch) or the peak. OneCycleLR covers
-the whole run, its rising share set by the warmup epochs (0.3 without)."""
+The warmup (warmup epochs x steps per epoch, rounded to whole steps) is LinearLR from
+1/warmup_steps of the peak up to the peak, stepped per step; the rest is CosineAnnealingLR (per
+step, down to min_lr, else peak / 100), StepLR (stepped after every steps_per_epoch steps since the
+warmup) or the peak. OneCycleLR covers the whole run, its rising share set by the warmup (0.3
+without)."""
 import json
 import sys
 
@@ -13,7 +15,7 @@ import torch
 def rates(case):
     kind, peak = case["kind"], case["peak"]
     spe, epochs, warmup = case["steps_per_epoch"], case["epochs"], case["warmup_epochs"]
-    total, w = epochs * spe, warmup * spe
+    total, w = epochs * spe, round(warmup * spe)
 
     def optimiser():
         return torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=peak)
@@ -39,17 +41,19 @@ def rates(case):
     opt = optimiser()
     rest = total - w
     if kind == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=rest, eta_min=0.0)
+        floor = case["min_lr"] if case["min_lr"] is not None else peak / 100
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=rest, eta_min=floor)
         for _ in range(rest):
             lr.append(opt.param_groups[0]["lr"])
             opt.step()
             sched.step()
     elif kind == "step":
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=case["step_epochs"], gamma=case["gamma"])
-        for _ in range(epochs - warmup):
-            lr.extend([opt.param_groups[0]["lr"]] * spe)
+        for i in range(rest):
+            lr.append(opt.param_groups[0]["lr"])
             opt.step()
-            sched.step()
+            if (i + 1) % spe == 0:
+                sched.step()
     else:
         lr.extend([peak] * rest)
     return {"lr": lr, "momentum": None}

@@ -72,24 +72,26 @@ fn logits_and_gradients_match_the_reference() {
 #[test]
 fn every_steps_learning_rate_matches_pytorchs_schedulers() {
     use image_learner::config::LrScheduleKind;
-    use image_learner::schedule::Schedule;
-    // (schedule, epochs, steps per epoch, warmup epochs, step period, gamma)
+    use image_learner::schedule::{Plan, Schedule};
+    // (schedule, epochs, steps per epoch, warmup epochs, step period, gamma, cosine floor)
     let cases = [
-        (LrScheduleKind::Constant, 4, 3, 1, 1, 0.1),
-        (LrScheduleKind::Cosine, 10, 7, 0, 1, 0.1),
-        (LrScheduleKind::Cosine, 6, 5, 2, 1, 0.1),
-        (LrScheduleKind::Step, 10, 4, 1, 3, 0.1),
-        (LrScheduleKind::Step, 7, 2, 0, 2, 0.5),
-        (LrScheduleKind::OneCycle, 10, 9, 0, 1, 0.1),
-        (LrScheduleKind::OneCycle, 30, 31, 3, 1, 0.1),
-        (LrScheduleKind::OneCycle, 3, 1, 0, 1, 0.1),
+        (LrScheduleKind::Constant, 4, 3, 1.0, 1, 0.1, None),
+        (LrScheduleKind::Cosine, 10, 7, 0.0, 1, 0.1, None),
+        (LrScheduleKind::Cosine, 6, 5, 2.0, 1, 0.1, Some(0.0)),
+        (LrScheduleKind::Cosine, 5, 8, 0.5, 1, 0.1, Some(2e-5)),
+        (LrScheduleKind::Step, 10, 4, 1.0, 3, 0.1, None),
+        (LrScheduleKind::Step, 7, 2, 0.0, 2, 0.5, None),
+        (LrScheduleKind::Step, 8, 6, 1.5, 2, 0.3, None),
+        (LrScheduleKind::OneCycle, 10, 9, 0.0, 1, 0.1, None),
+        (LrScheduleKind::OneCycle, 30, 31, 3.0, 1, 0.1, None),
+        (LrScheduleKind::OneCycle, 3, 1, 0.0, 1, 0.1, None),
     ];
     let peak = 0.001;
     let json: Vec<serde_json::Value> = cases
         .iter()
-        .map(|&(k, epochs, spe, warmup, step_epochs, gamma)| {
+        .map(|&(k, epochs, spe, warmup, step_epochs, gamma, min_lr)| {
             serde_json::json!({"kind": k.name(), "peak": peak, "epochs": epochs, "steps_per_epoch": spe,
-                "warmup_epochs": warmup, "step_epochs": step_epochs, "gamma": gamma})
+                "warmup_epochs": warmup, "step_epochs": step_epochs, "gamma": gamma, "min_lr": min_lr})
         })
         .collect();
     let dir = tempfile::tempdir().unwrap();
@@ -98,8 +100,9 @@ fn every_steps_learning_rate_matches_pytorchs_schedulers() {
     let o = Command::new(super::python()).arg(crate::common::repo().join("tests/reference/schedules.py")).args([&cin, &cout]).output().unwrap();
     assert!(o.status.success(), "reference script failed: {}", String::from_utf8_lossy(&o.stderr));
     let theirs: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&cout).unwrap()).unwrap();
-    for (&(k, epochs, spe, warmup, step_epochs, gamma), reference) in cases.iter().zip(&theirs) {
-        let ours = Schedule::new(k, peak, epochs, spe, warmup, Some(step_epochs), gamma);
+    for (&(k, epochs, spe, warmup, step_epochs, gamma, min_lr), reference) in cases.iter().zip(&theirs) {
+        let plan = Plan { warmup_epochs: warmup, step_epochs: Some(step_epochs), gamma, min_lr, ..Plan::plain(k, peak, epochs) };
+        let ours = Schedule::new(plan, spe);
         let lrs = reference["lr"].as_array().unwrap();
         assert_eq!(lrs.len(), epochs * spe, "{k:?}: steps");
         for (i, lr) in lrs.iter().enumerate() {
