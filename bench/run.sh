@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The performance benchmark (not part of the tests): ours against the Python reference
 # (bench/reference.py: PyTorch 2.13, timm, scikit-learn) in the same run on the same machine,
-# printed as Markdown tables. Usage: bench/run.sh [SECTION ...], sections: throughput ingest
+# printed as Markdown tables. Usage: bench/run.sh [SECTION ...], sections: throughput ema ingest
 # e2e explain accuracy decisions regression ludwig (default: all). Needs ../shared/data/ham10000 (or HAM10000_DIR).
 # Takes about 45 minutes on 2 cores; run it alone, as every figure is a ratio of two timings.
 set -euo pipefail
@@ -13,7 +13,7 @@ py="$IMAGE_LEARNER_PYTHON"
 ham="${HAM10000_DIR:-../shared/data/ham10000}"
 out="${BENCH_OUT:-$(mktemp -d)}"
 reps="${BENCH_REPS:-3}"
-sections="${*:-throughput ingest e2e explain accuracy decisions regression ludwig}"
+sections="${*:-throughput ema ingest e2e explain accuracy decisions regression ludwig}"
 ips() { sed -n 's/.*"images_per_second": *\([0-9.]*\).*/\1/p'; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 rss_mb() { sed -n 's/.*Maximum resident set size (kbytes): \([0-9]*\).*/\1/p' "$1" | awk '{printf "%.0f", $1/1024}'; }
@@ -44,6 +44,19 @@ if [[ " $sections " == *" throughput "* ]]; then
       pb = a; if (b > pb) pb = b; if (c > pb) pb = c; if (f > pb) pb = f; ob = (d > e ? d : e);
       printf "| %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.2fx | %.2fx |\n", m, a, b, c, f, d, e, ob / pb, ob / a }'
   done
+fi
+
+if [[ " $sections " == *" ema "* ]]; then
+  echo
+  echo "## The weights' moving average: cost of a training step (resnet18, batch 32, 96x96, fp32, 16 steps, median of $reps, interleaved)"
+  rm -f "$out/ema.off" "$out/ema.on"
+  for _ in $(seq "$reps"); do
+    "$bin" throughput resnet18 --precision fp32 --steps 16 | ips >>"$out/ema.off"
+    "$bin" throughput resnet18 --precision fp32 --steps 16 --ema-decay 0.999 | ips >>"$out/ema.on"
+  done
+  echo "| images/s without | with --ema-decay 0.999 | added per step |"
+  echo "| --- | --- | --- |"
+  awk -v a="$(median <"$out/ema.off")" -v b="$(median <"$out/ema.on")" 'BEGIN {printf "| %.1f | %.1f | %+.1f%% |\n", a, b, (a / b - 1) * 100}'
 fi
 
 if [[ " $sections " == *" ingest "* ]]; then

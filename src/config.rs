@@ -686,6 +686,11 @@ pub struct TrainConfig {
     #[arg(long, default_value_t = 0.1)]
     #[serde(default = "default_step_gamma")]
     pub lr_step_gamma: f64,
+    /// Keep an exponential moving average of the weights with this decay (0.999 is usual; 0:
+    /// off): validation, the best epoch and the Best Model use the averaged weights.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    #[serde(default)]
+    pub ema_decay: f64,
     /// Classification: the share of each training target spread evenly over all classes (0: none).
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     #[serde(default)]
@@ -854,6 +859,9 @@ impl TrainConfig {
         if !(self.lr_step_gamma > 0.0 && self.lr_step_gamma <= 1.0) {
             crate::bail_input!("--lr-step-gamma must be above 0 and at most 1 (got {}); 0.1 is usual", self.lr_step_gamma);
         }
+        if !(self.ema_decay >= 0.0 && self.ema_decay < 1.0) {
+            crate::bail_input!("--ema-decay must be at least 0 and below 1 (got {}); 0.999 is usual, 0 turns it off", self.ema_decay);
+        }
         if !(self.label_smoothing >= 0.0 && self.label_smoothing < 1.0) {
             crate::bail_input!("--label-smoothing must be at least 0 and below 1 (got {}); 0.1 is usual", self.label_smoothing);
         }
@@ -955,6 +963,9 @@ pub struct ThroughputConfig {
     /// Keep the default contiguous (NCHW) layout instead of channels-last.
     #[arg(long)]
     pub contiguous: bool,
+    /// Update a moving average of the weights after every step, as `train --ema-decay` does.
+    #[arg(long, default_value_t = 0.0)]
+    pub ema_decay: f64,
     #[arg(long, default_value = "cpu", value_parser = parse_with::<DeviceChoice>)]
     pub device: DeviceChoice,
     #[arg(long)]
@@ -1066,6 +1077,7 @@ mod tests {
             ("lr_schedule", "lr_schedule"),
             ("warmup_epochs", "warmup_epochs"),
             ("min_lr", "min_lr"),
+            ("ema_decay", "ema_decay"),
             ("lr_step_epochs", "lr_step_epochs"),
             ("lr_step_gamma", "lr_step_gamma"),
             ("predictions", "predictions"),

@@ -106,8 +106,12 @@ impl FinalFigures {
         cfg: &TrainConfig,
     ) -> FinalFigures {
         let (task, set) = (ev.task, ev.set.as_ref());
-        // The sampler's training pass saw a balanced draw, not the training split.
-        let again = cfg.evaluate_train || cfg.predictions == PredictionsScope::All || cfg.class_balance == crate::config::ClassBalance::Sampler;
+        // The sampler's training pass saw a balanced draw, not the training split; with a moving
+        // average, the pass ran on the model's own weights, not the averaged ones kept.
+        let again = cfg.evaluate_train
+            || cfg.predictions == PredictionsScope::All
+            || cfg.class_balance == crate::config::ClassBalance::Sampler
+            || cfg.ema_decay > 0.0;
         let train_scores = again.then(|| ev.scores(&plan.train));
         let train = match &train_scores {
             Some(p) => task.figures(set, &plan.train, p),

@@ -5,7 +5,7 @@
 //! checks it): `error`, `shim` (the C++ kernels' declarations) -> `config` (every option) ->
 //! `device`, `precision`, `runtime` (where and how the arithmetic runs) -> `data` (CSV, ZIP,
 //! decoding, split, augmentation, batches) -> `models` (one file per family, with its facts),
-//! `optimizer`, `schedule` (each step's learning rate) -> `metrics` -> `task` (what differs
+//! `optimizer`, `schedule` (each step's learning rate), `ema` (the weights' moving average) -> `metrics` -> `task` (what differs
 //! between tasks) -> `decisions` (temperature and threshold, fitted on the validation split) ->
 //! `weights` (checkpoints, pretrained weights, the Best Model bundle) -> `evaluation` ->
 //! `explain` (Grad-CAM) -> `train` -> `outputs`, `synth` -> `report` -> `commands` (one short
@@ -15,6 +15,7 @@ pub mod config;
 pub mod data;
 pub mod decisions;
 pub mod device;
+pub mod ema;
 pub mod error;
 pub mod evaluation;
 pub mod explain;

@@ -30,6 +30,8 @@ pub struct TrainSettings {
     pub schedule: schedule::Plan,
     pub optimizer: OptimizerKind,
     pub weight_decay: f64,
+    /// `--ema-decay` (0: no moving average).
+    pub ema_decay: f64,
     pub label_smoothing: f64,
     /// What the training does about unequal classes (`data::balance`).
     pub balance: Balance,
@@ -55,6 +57,7 @@ impl TrainSettings {
             schedule: schedule::Plan::from_config(cfg),
             optimizer: cfg.optimizer,
             weight_decay: cfg.weight_decay,
+            ema_decay: cfg.ema_decay,
             label_smoothing: cfg.label_smoothing,
             balance,
             early_stop: cfg.early_stop,
@@ -217,6 +220,7 @@ pub fn fit(
     let mut opt = Optimizer::new(vs, s.optimizer, s.schedule.peak, s.weight_decay)?;
     let steps_per_epoch = batches::training_steps(train_idx.len(), s.batch_size);
     let schedule = Schedule::new(s.schedule, steps_per_epoch);
+    let mut ema = crate::ema::Ema::new(vs, s.ema_decay);
     let validator = s.evaluator(net, set);
     let mut history = Vec::new();
     let mut best: Option<(usize, f64)> = None;
@@ -271,6 +275,9 @@ pub fn fit(
                 (logits, loss)
             });
             opt.backward_step(&loss)?;
+            if let Some(e) = &mut ema {
+                e.update();
+            }
             let mut l = loss.double_value(&[]);
             if fault_nan_epoch() == Some(epoch) {
                 l = f64::NAN;
@@ -299,6 +306,10 @@ pub fn fit(
         if let Some(e) = diverged_at {
             eprintln!("epoch {e}: {what} became NaN or infinite; training stops here (try a lower --learning-rate)");
             break;
+        }
+        // Validated, and saved when best, with the averaged weights.
+        if let Some(e) = &mut ema {
+            e.swap();
         }
         let val_logits = (!val_idx.is_empty()).then(|| validator.logits(val_idx));
         let val_probs = val_logits.as_ref().map(|l| s.task.probabilities(l));
@@ -345,7 +356,11 @@ pub fn fit(
             best_validation_logits = val_logits;
             best_training_pass = (epoch_images, epoch_probs);
             since_best = 0;
-        } else {
+        }
+        if let Some(e) = &mut ema {
+            e.swap();
+        }
+        if !improved {
             since_best += 1;
             if s.early_stop.is_some_and(|patience| since_best >= patience) {
                 eprintln!("early stopping: no validation improvement for {since_best} epochs");

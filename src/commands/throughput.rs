@@ -22,7 +22,7 @@ pub fn run(cfg: &ThroughputConfig) -> Result<()> {
     compute.channels_last = !cfg.contiguous;
     let line = match (&cfg.images, &cfg.metadata, &cfg.model) {
         (Some(images), Some(metadata), _) => serde_json::to_string(&ingestion(images, metadata, cfg.label_column.clone(), cfg.image_size)?)?,
-        (_, _, Some(model)) => serde_json::to_string(&throughput(model, cfg.batch_size, cfg.image_size, cfg.warmup, cfg.steps, &compute)?)?,
+        (_, _, Some(model)) => serde_json::to_string(&throughput(model, cfg, &compute)?)?,
         _ => crate::bail_input!("name a model, or --images and --metadata"),
     };
     println!("{line}");
@@ -36,6 +36,7 @@ pub struct Throughput {
     pub batch_size: usize,
     pub image_size: usize,
     pub steps: usize,
+    pub ema_decay: f64,
     pub images_per_second: f64,
 }
 
@@ -72,21 +73,16 @@ pub fn ingestion(
     })
 }
 
-/// Times `steps` training steps after `warmup` untimed ones.
-pub fn throughput(
-    name: &str,
-    batch: usize,
-    size: usize,
-    warmup: usize,
-    steps: usize,
-    compute: &Compute,
-) -> Result<Throughput> {
+/// Times `cfg.steps` training steps of `name` after `cfg.warmup` untimed ones.
+pub fn throughput(name: &str, cfg: &ThroughputConfig, compute: &Compute) -> Result<Throughput> {
+    let (batch, size, warmup, steps) = (cfg.batch_size, cfg.image_size, cfg.warmup, cfg.steps);
     let spec = models::find(name)?;
     tch::manual_seed(0);
     let vs = nn::VarStore::new(compute.device);
     let net = spec.build(&vs.root(), 7);
     compute.prepare(&vs);
     let mut opt = Optimizer::new(&vs, OptimizerKind::Adam, 1e-3, 0.0)?;
+    let mut ema = crate::ema::Ema::new(&vs, cfg.ema_decay);
     let (b, s) = (batch as i64, size as i64);
     let x = compute.input(Tensor::randn([b, 3, s, s], (Kind::Float, tch::Device::Cpu)));
     let y = Tensor::randint(7, [b], (Kind::Int64, compute.device));
@@ -100,6 +96,9 @@ pub fn throughput(
         }
         let loss = compute.run(|| net.forward(&x, true, false).cross_entropy_for_logits(&y));
         opt.backward_step(&loss)?;
+        if let Some(e) = &mut ema {
+            e.update();
+        }
     }
     let _ = Vec::<f32>::try_from(vs.trainable_variables()[0].flatten(0, -1).narrow(0, 0, 1))?;
     let seconds = started.elapsed().as_secs_f64();
@@ -109,6 +108,7 @@ pub fn throughput(
         batch_size: batch,
         image_size: size,
         steps,
+        ema_decay: cfg.ema_decay,
         images_per_second: (batch as f64 * steps as f64) / seconds,
     })
 }

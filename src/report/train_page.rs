@@ -43,6 +43,14 @@ fn run_items(run: &TrainedRun) -> Vec<Item> {
                 if cfg.label_smoothing > 0.0 { format!(", label smoothing {}", cfg.label_smoothing) } else { String::new() }
             ),
         ),
+        item(
+            "Moving average of the weights",
+            if cfg.ema_decay > 0.0 {
+                format!("decay {}: validation, the best epoch and the Best Model use the averaged weights", cfg.ema_decay)
+            } else {
+                "off".into()
+            },
+        ),
         item("Augmentation", if augs.is_empty() { "none".into() } else { augs.join(", ") }),
         item("Data split", cfg.split.to_string()),
         item("Best epoch chosen by", format!("validation {}", cfg.validation_metric.name())),

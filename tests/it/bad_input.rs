@@ -58,6 +58,8 @@ fn options_and_tables_that_cannot_train() {
     fails(d, &zip, &csv, &["--lr-schedule", "cosine", "--min-lr", "0.001"], "--min-lr must be at least 0 and below --learning-rate (0.001); got 0.001");
     fails(d, &zip, &csv, &["--lr-schedule", "cosine", "--min-lr=-1e-5"], "--min-lr must be at least 0 and below --learning-rate");
     fails(d, &zip, &csv, &["--min-lr", "1e-5"], "--min-lr is the floor of the cosine schedule: add --lr-schedule cosine");
+    fails(d, &zip, &csv, &["--ema-decay", "1"], "--ema-decay must be at least 0 and below 1 (got 1)");
+    fails(d, &zip, &csv, &["--ema-decay=-0.5"], "--ema-decay must be at least 0 and below 1 (got -0.5)");
     fails(d, &zip, &csv, &["--lr-schedule", "linear"], "unknown learning-rate schedule 'linear': use constant, cosine, onecycle or step");
     fails(d, &zip, &csv, &["--lr-schedule", "step", "--lr-step-epochs", "0"], "--lr-step-epochs must be at least 1");
     fails(d, &zip, &csv, &["--lr-schedule", "step", "--lr-step-gamma", "2"], "--lr-step-gamma must be above 0 and at most 1 (got 2)");

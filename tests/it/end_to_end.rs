@@ -526,3 +526,30 @@ fn unequal_classes_are_balanced_as_asked_and_reported() {
     assert!(log.contains("every class equally often"), "{log}");
     assert!(std::fs::read_to_string(sampled.join(outputs::REPORT)).unwrap().contains("the training images evaluated again"));
 }
+
+/// A moving average of the weights changes what is validated and kept, never the training: the
+/// training losses equal those of the same run without it, the validation losses do not, the
+/// train figures are evaluated again with the kept weights, and the run repeats byte for byte.
+#[test]
+fn a_moving_average_of_the_weights_is_validated_and_kept_without_changing_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = ["--epochs", "3", "--ema-decay", "0.9"];
+    let (a, _, _) = train_sample(dir.path(), "a", &sample_csv(), &with);
+    let (b, _, _) = train_sample(dir.path(), "b", &sample_csv(), &with);
+    let (plain, _, _) = train_sample(dir.path(), "plain", &sample_csv(), &["--epochs", "3"]);
+    let text = |p: &std::path::Path, f: &str| std::fs::read_to_string(p.join(f)).unwrap();
+    assert_eq!(text(&a, outputs::PREDICTIONS), text(&b, outputs::PREDICTIONS), "same seed, other predictions");
+    assert_eq!(text(&a, outputs::METRICS), text(&b, outputs::METRICS), "same seed, other metrics");
+    let column = |p: &std::path::Path, name: &str| -> Vec<String> {
+        let rows = csv_rows(&p.join(outputs::HISTORY));
+        let at = rows[0].iter().position(|c| c == name).unwrap();
+        rows[1..].iter().map(|r| r[at].clone()).collect()
+    };
+    assert_eq!(column(&a, "train_loss"), column(&plain, "train_loss"), "the average does not touch training");
+    let (averaged, own) = (column(&a, "validation_loss"), column(&plain, "validation_loss"));
+    assert!(averaged.iter().zip(&own).all(|(x, y)| x != y), "validated with other weights: {averaged:?} {own:?}");
+    let report = text(&a, outputs::REPORT);
+    assert!(report.contains("decay 0.9: validation, the best epoch and the Best Model use the averaged weights"));
+    assert!(report.contains("Train figures: the training images evaluated again with the best weights"));
+    assert_eq!(bundle::read(&a.join(outputs::BEST_MODEL)).unwrap().config.options.ema_decay, 0.9);
+}

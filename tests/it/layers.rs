@@ -7,7 +7,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     &["device", "precision", "runtime"],
     &["data"],
-    &["models", "optimizer", "schedule"],
+    &["models", "optimizer", "schedule", "ema"],
     &["metrics"],
     &["task"],
     &["decisions"],
