@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 source scripts/setup-test.sh
 [ -x target/release/image-learner ] && [ -n "${IMAGE_LEARNER_BUILT:-}" ] || cargo build --release --quiet
 
-# Tool tests at once: their time is mostly Galaxy's job queue, uploads and metadata, not CPU.
+# Tool tests at once: each waits on Galaxy's job queue between its uploads, job and metadata
+# steps, and running several keeps both cores busy (docs/testing.md).
 PARALLEL="${GALAXY_TEST_PARALLEL:-4}"
 
 work="$(mktemp -d)"

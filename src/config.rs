@@ -316,7 +316,8 @@ pub enum LrScheduleKind {
     /// The peak throughout (after any warmup).
     #[default]
     Constant,
-    /// Half a cosine from the peak down to 0 over the steps after the warmup (timm's default).
+    /// Half a cosine from the peak down to `--min-lr` over the steps after the warmup (timm's
+    /// default shape).
     Cosine,
     /// PyTorch's `OneCycleLR`: up from peak/25 to the peak, then down to peak/250000, with the
     /// momentum (Adam's first beta) moving against it.

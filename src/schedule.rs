@@ -99,10 +99,6 @@ impl Schedule {
         }
     }
 
-    pub fn kind(&self) -> LrScheduleKind {
-        self.kind
-    }
-
     /// The step schedule's decay period in epochs.
     pub fn step_epochs(&self) -> usize {
         self.step_epochs

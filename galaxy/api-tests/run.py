@@ -4,8 +4,8 @@ run.py GALAXY_URL BOOTSTRAP_KEY REPO_DIR PARALLEL. Prints one line per check and
 'N passed, N failed'.
 
 The tool tests are run by Galaxy's own test driver, `verify_tool` from galaxy-tool-util, as
-`planemo test` runs them (one fresh interactor and history per test), PARALLEL at a time: most of
-a test's time is Galaxy's job queue and uploads, not CPU. Inputs are pasted by path (the server
+`planemo test` runs them (one fresh interactor and history per test), PARALLEL at a time, so
+that one test's waits on Galaxy's job queue are another's CPU time. Inputs are pasted by path (the server
 reads the repository's test-data/), which needs the admin key this script makes."""
 import sys
 import threading
