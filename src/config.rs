@@ -692,6 +692,20 @@ pub struct TrainConfig {
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     #[serde(default)]
     pub ema_decay: f64,
+    /// Train only the new head for this many epochs first (batch norm keeps training), then
+    /// everything; the schedule, warmup included, starts at the unfreeze.
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub freeze_epochs: usize,
+    /// The pretrained backbone's learning rate as a share of the head's (1: the same).
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    #[serde(default = "one")]
+    pub backbone_lr_mult: f64,
+    /// Each backbone stage's learning rate as a share of the next one's, the head's being the
+    /// full rate (1: no decay; 0.7 is usual).
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    #[serde(default = "one")]
+    pub layer_decay: f64,
     /// Classification: the share of each training target spread evenly over all classes (0: none).
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     #[serde(default)]
@@ -790,6 +804,10 @@ fn default_step_gamma() -> f64 {
     0.1
 }
 
+fn one() -> f64 {
+    1.0
+}
+
 fn default_threshold_metric() -> ThresholdMetric {
     ThresholdMetric::F1
 }
@@ -859,6 +877,36 @@ impl TrainConfig {
         }
         if !(self.lr_step_gamma > 0.0 && self.lr_step_gamma <= 1.0) {
             crate::bail_input!("--lr-step-gamma must be above 0 and at most 1 (got {}); 0.1 is usual", self.lr_step_gamma);
+        }
+        if self.freeze_epochs >= self.epochs {
+            crate::bail_input!(
+                "--freeze-epochs {} leaves no epoch to train the whole model: it must be below --epochs ({})",
+                self.freeze_epochs,
+                self.epochs
+            );
+        }
+        if self.freeze_epochs > 0 && self.warmup_epochs >= (self.epochs - self.freeze_epochs) as f64 {
+            crate::bail_input!(
+                "--warmup-epochs {} starts after the {} frozen epochs and leaves no epoch at the full rate: \
+                 it must be below --epochs minus --freeze-epochs ({})",
+                self.warmup_epochs,
+                self.freeze_epochs,
+                self.epochs - self.freeze_epochs
+            );
+        }
+        if self.freeze_epochs > 0 && !self.fine_tune {
+            crate::bail_input!(
+                "--freeze-epochs trains the head alone before fine-tuning every layer, but --fine-tune false \
+                 never trains the backbone: use one or the other"
+            );
+        }
+        for (name, v) in [("--backbone-lr-mult", self.backbone_lr_mult), ("--layer-decay", self.layer_decay)] {
+            if !(v > 0.0 && v <= 1.0) {
+                crate::bail_input!("{name} must be above 0 and at most 1 (got {v}); 1 leaves the rates alone");
+            }
+            if v < 1.0 && !self.fine_tune {
+                crate::bail_input!("{name} sets the backbone's rate, but --fine-tune false does not train the backbone");
+            }
         }
         if !(self.ema_decay >= 0.0 && self.ema_decay < 1.0) {
             crate::bail_input!("--ema-decay must be at least 0 and below 1 (got {}); 0.999 is usual, 0 turns it off", self.ema_decay);
@@ -1079,6 +1127,9 @@ mod tests {
             ("warmup_epochs", "warmup_epochs"),
             ("min_lr", "min_lr"),
             ("ema_decay", "ema_decay"),
+            ("freeze_epochs", "freeze_epochs"),
+            ("backbone_lr_mult", "backbone_lr_mult"),
+            ("layer_decay", "layer_decay"),
             ("lr_step_epochs", "lr_step_epochs"),
             ("lr_step_gamma", "lr_step_gamma"),
             ("predictions", "predictions"),

@@ -23,12 +23,14 @@ pub struct Plan {
     pub epochs: usize,
     /// May be a fraction of an epoch; it is rounded to whole steps.
     pub warmup_epochs: f64,
-    /// Step: epochs between decays (None: a third of the epochs after the warmup, rounded up).
+    /// Step: epochs between decays (None: decays at 1/2 and 3/4 of the epochs after the warmup).
     pub step_epochs: Option<usize>,
     /// Step: the factor at each decay.
     pub gamma: f64,
     /// Cosine: the rate of the last step (None: the peak / 100).
     pub min_lr: Option<f64>,
+    /// Epochs of the head alone at the peak rate before the schedule (and its warmup) starts.
+    pub freeze_epochs: usize,
 }
 
 impl Plan {
@@ -41,12 +43,13 @@ impl Plan {
             step_epochs: cfg.lr_step_epochs,
             gamma: cfg.lr_step_gamma,
             min_lr: cfg.min_lr,
+            freeze_epochs: cfg.freeze_epochs,
         }
     }
 
     /// A plan with no options but the schedule, its peak and length.
     pub fn plain(kind: LrScheduleKind, peak: f64, epochs: usize) -> Plan {
-        Plan { kind, peak, epochs, warmup_epochs: 0.0, step_epochs: None, gamma: 0.1, min_lr: None }
+        Plan { kind, peak, epochs, warmup_epochs: 0.0, step_epochs: None, gamma: 0.1, min_lr: None, freeze_epochs: 0 }
     }
 }
 
@@ -59,10 +62,17 @@ pub struct Schedule {
     peak: f64,
     min_lr: f64,
     steps_per_epoch: usize,
+    /// Steps of the head alone, at the peak, before the schedule proper.
+    hold_steps: usize,
+    freeze_epochs: usize,
+    /// The schedule proper's steps, after the hold.
     total_steps: usize,
     warmup_steps: usize,
     warmup_epochs: f64,
-    step_epochs: usize,
+    /// Step: a decay every this many epochs after the warmup, or (None) at the milestones.
+    step_epochs: Option<usize>,
+    /// Step: the epochs after the warmup at which the rate is multiplied by gamma.
+    milestones: [usize; 2],
     gamma: f64,
 }
 
@@ -83,31 +93,39 @@ impl Schedule {
     /// The rate of every step of `plan`, with `steps_per_epoch` steps in each epoch.
     pub fn new(plan: Plan, steps_per_epoch: usize) -> Schedule {
         let steps_per_epoch = steps_per_epoch.max(1);
-        let total_steps = (plan.epochs * steps_per_epoch).max(1);
+        let epochs = plan.epochs.saturating_sub(plan.freeze_epochs).max(1);
+        let total_steps = epochs * steps_per_epoch;
         let warmup_steps = ((plan.warmup_epochs * steps_per_epoch as f64).round() as usize).min(total_steps - 1);
-        let after_warmup = (plan.epochs as f64 - plan.warmup_epochs).ceil().max(1.0) as usize;
+        // MultiStepLR's usual milestones, as a share of the epochs after the warmup.
+        let after_warmup = epochs as f64 - plan.warmup_epochs;
+        let milestones = [(after_warmup * 0.5).round().max(1.0) as usize, (after_warmup * 0.75).round().max(1.0) as usize];
         Schedule {
             kind: plan.kind,
             peak: plan.peak,
             min_lr: plan.min_lr.unwrap_or(plan.peak * DEFAULT_MIN_LR_SHARE),
             steps_per_epoch,
+            hold_steps: plan.freeze_epochs * steps_per_epoch,
+            freeze_epochs: plan.freeze_epochs,
             total_steps,
             warmup_steps,
             warmup_epochs: plan.warmup_epochs,
-            step_epochs: plan.step_epochs.unwrap_or(after_warmup.div_ceil(3)).max(1),
+            step_epochs: plan.step_epochs.map(|e| e.max(1)),
+            milestones,
             gamma: plan.gamma,
         }
-    }
-
-    /// The step schedule's decay period in epochs.
-    pub fn step_epochs(&self) -> usize {
-        self.step_epochs
     }
 
     /// The schedule in words, for the report: "cosine down to 1e-5, after 1 warmup epoch".
     pub fn describe(&self) -> String {
         let mut out = match self.kind {
-            LrScheduleKind::Step => format!("step (x{} every {} epochs)", self.gamma, self.step_epochs),
+            LrScheduleKind::Step => match self.step_epochs {
+                Some(e) => format!("step (x{} every {e} epochs)", self.gamma),
+                None => {
+                    // The epochs, counted from 1 over the whole run, that start at the lower rate.
+                    let at = |m: usize| self.freeze_epochs as f64 + self.warmup_epochs.ceil() + m as f64 + 1.0;
+                    format!("step (x{} from epochs {} and {})", self.gamma, at(self.milestones[0]), at(self.milestones[1]))
+                }
+            },
             LrScheduleKind::OneCycle if self.warmup_steps == 0 => "onecycle (rising for 30% of the steps)".into(),
             LrScheduleKind::OneCycle => format!("onecycle (rising for {} epochs)", self.warmup_epochs),
             LrScheduleKind::Cosine => format!("cosine down to {:e}", self.min_lr),
@@ -117,12 +135,20 @@ impl Schedule {
             let s = if self.warmup_epochs == 1.0 { "" } else { "s" };
             out += &format!(", after {} warmup epoch{s}", self.warmup_epochs);
         }
+        if self.freeze_epochs > 0 {
+            let s = if self.freeze_epochs == 1 { "" } else { "s" };
+            out += &format!("; before it, {} epoch{s} of the head alone at the full rate", self.freeze_epochs);
+        }
         out
     }
 
     /// The rate of step `step` (0-based, counted over the whole run).
     pub fn at(&self, step: usize) -> StepRate {
         let plain = |lr: f64| StepRate { lr, momentum: None };
+        if step < self.hold_steps {
+            return plain(self.peak);
+        }
+        let step = step - self.hold_steps;
         if self.kind == LrScheduleKind::OneCycle {
             return self.one_cycle(step);
         }
@@ -137,7 +163,14 @@ impl Schedule {
                 let span = self.total_steps.saturating_sub(self.warmup_steps).max(1);
                 plain(cosine(self.peak, self.min_lr, since.min(span) as f64 / span as f64))
             }
-            LrScheduleKind::Step => plain(self.peak * self.gamma.powi((since / (self.step_epochs * self.steps_per_epoch)) as i32)),
+            LrScheduleKind::Step => {
+                let epochs = since / self.steps_per_epoch;
+                let decays = match self.step_epochs {
+                    Some(e) => epochs / e,
+                    None => self.milestones.iter().filter(|&&m| epochs >= m).count(),
+                };
+                plain(self.peak * self.gamma.powi(decays as i32))
+            }
             LrScheduleKind::OneCycle => unreachable!("handled above"),
         }
     }
@@ -204,13 +237,39 @@ mod tests {
 
     #[test]
     fn step_decays_by_gamma_at_each_period_after_the_warmup() {
-        // 10 epochs, 1 of warmup: a period of ceil(9 / 3) = 3 epochs.
-        let s = Schedule::new(Plan { warmup_epochs: 1.0, gamma: 0.5, ..Plan::plain(LrScheduleKind::Step, 1.0, 10) }, 2);
-        assert_eq!(s.step_epochs(), 3);
+        let s = Schedule::new(Plan { warmup_epochs: 1.0, gamma: 0.5, step_epochs: Some(3), ..Plan::plain(LrScheduleKind::Step, 1.0, 10) }, 2);
         let per_epoch: Vec<f64> = (0..10).map(|e| s.at(e * 2 + 1).lr).collect();
         assert_eq!(per_epoch, [1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25]);
         assert_eq!(s.at(0).lr, 0.5, "half-way through the warmup epoch");
         assert_eq!(s.describe(), "step (x0.5 every 3 epochs), after 1 warmup epoch");
+    }
+
+    #[test]
+    fn step_decays_at_half_and_three_quarters_of_the_run_unless_told() {
+        let s = Schedule::new(Plan::plain(LrScheduleKind::Step, 1.0, 20), 3);
+        let per_epoch: Vec<f64> = (0..20).map(|e| s.at(e * 3).lr).collect();
+        let want: Vec<f64> = (0..20).map(|e| if e < 10 { 1.0 } else if e < 15 { 0.1 } else { 0.1f64.powi(2) }).collect();
+        assert_eq!(per_epoch, want);
+        assert_eq!(s.describe(), "step (x0.1 from epochs 11 and 16)");
+        // After 2 frozen epochs and 2 of warmup, 16 epochs remain: decays 8 and 12 epochs later.
+        let plan = Plan { freeze_epochs: 2, warmup_epochs: 2.0, ..Plan::plain(LrScheduleKind::Step, 1.0, 20) };
+        let s = Schedule::new(plan, 1);
+        assert_eq!(s.describe(), "step (x0.1 from epochs 13 and 17), after 2 warmup epochs; before it, 2 epochs of the head alone at the full rate");
+        assert_eq!((s.at(11).lr, s.at(12).lr, s.at(16).lr), (1.0, 0.1, 0.1f64.powi(2)));
+    }
+
+    #[test]
+    fn frozen_epochs_hold_the_peak_then_the_schedule_starts_with_its_warmup() {
+        let plan = Plan { freeze_epochs: 2, warmup_epochs: 1.0, min_lr: Some(0.0), ..Plan::plain(LrScheduleKind::Cosine, 1.0, 6) };
+        let held = Schedule::new(plan, 4);
+        let fresh = Schedule::new(Plan { freeze_epochs: 0, epochs: 4, ..plan }, 4);
+        let r = rates(&held, 24);
+        assert!(r[..8].iter().all(|&v| v == 1.0), "the head alone at the peak: {r:?}");
+        assert_eq!(&r[8..], &rates(&fresh, 16)[..], "then the schedule of the 4 remaining epochs");
+        assert_eq!(r[8], 0.25, "whose warmup starts again from low");
+        let one_cycle = Schedule::new(Plan { freeze_epochs: 1, ..Plan::plain(LrScheduleKind::OneCycle, 1.0, 3) }, 5);
+        assert_eq!(one_cycle.at(4), StepRate { lr: 1.0, momentum: None });
+        assert_eq!(one_cycle.at(5), Schedule::new(Plan::plain(LrScheduleKind::OneCycle, 1.0, 2), 5).at(0));
     }
 
     #[test]

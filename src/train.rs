@@ -39,6 +39,13 @@ pub struct TrainSettings {
     pub validation_metric: ValidationMetric,
     /// Freeze everything but the head (`--fine-tune false`).
     pub frozen_backbone: bool,
+    /// `--freeze-epochs`: the first epochs train the head (and batch norm) alone.
+    pub freeze_epochs: usize,
+    /// `--backbone-lr-mult` and `--layer-decay`.
+    pub backbone_lr_mult: f64,
+    pub layer_decay: f64,
+    /// Which variables form the head and each backbone stage.
+    pub spec: &'static ModelSpec,
     pub head_prefix: String,
     pub augmentation: Vec<Augmentation>,
     pub seed: u64,
@@ -48,7 +55,7 @@ pub struct TrainSettings {
 
 impl TrainSettings {
     /// The loop's settings from the train options; `batch_size` as `fitting_batch_size` chose it.
-    pub fn new(cfg: &TrainConfig, spec: &ModelSpec, task: Task, batch_size: usize, balance: Balance, compute: Compute) -> TrainSettings {
+    pub fn new(cfg: &TrainConfig, spec: &'static ModelSpec, task: Task, batch_size: usize, balance: Balance, compute: Compute) -> TrainSettings {
         TrainSettings {
             model: spec.name,
             task,
@@ -63,6 +70,10 @@ impl TrainSettings {
             early_stop: cfg.early_stop,
             validation_metric: cfg.validation_metric,
             frozen_backbone: !cfg.fine_tune,
+            freeze_epochs: cfg.freeze_epochs,
+            backbone_lr_mult: cfg.backbone_lr_mult,
+            layer_decay: cfg.layer_decay,
+            spec,
             head_prefix: spec.head_prefix.to_string(),
             augmentation: cfg.augmentation.clone(),
             seed: cfg.seed,
@@ -190,6 +201,38 @@ fn fault_nan_epoch() -> Option<usize> {
     std::env::var("IMAGE_LEARNER_FAULT_NAN_EPOCH").ok().and_then(|v| v.parse().ok())
 }
 
+/// Each variable's share of the scheduled rate: 1 for the head; for a backbone stage k of n
+/// (0 the stem), `backbone_lr_mult * layer_decay^(n - k)`, so the last stage gets one decay
+/// less than the stage before it and one more than the head, as timm's layer decay counts.
+pub fn rate_multipliers(spec: &ModelSpec, names: &[String], backbone_lr_mult: f64, layer_decay: f64) -> HashMap<String, f64> {
+    let (stage, n) = spec.stages(names.iter().map(String::as_str));
+    names
+        .iter()
+        .map(|name| {
+            let m = match stage.get(name.as_str()) {
+                Some(&k) => backbone_lr_mult * layer_decay.powi((n - k) as i32),
+                None => 1.0,
+            };
+            (name.clone(), m)
+        })
+        .collect()
+}
+
+/// The variables that `--freeze-epochs` holds still: the backbone's, except batch norm's scale
+/// and shift, which keep training (as fastai's `freeze` does with `train_bn`), as do its
+/// running statistics.
+pub fn frozen_at_start(spec: &ModelSpec, vs: &nn::VarStore) -> Vec<Tensor> {
+    let vars = vs.variables();
+    let is_batch_norm = |name: &str| {
+        let module = name.rsplit_once('.').map_or("", |(m, _)| m);
+        vars.contains_key(&format!("{module}.running_mean"))
+    };
+    vars.iter()
+        .filter(|(name, v)| v.requires_grad() && !spec.is_head(name) && !is_batch_norm(name))
+        .map(|(_, v)| v.shallow_clone())
+        .collect()
+}
+
 /// Trains `net` (whose variables live in `vs`) and leaves the best epoch's weights in `vs`.
 pub fn fit(
     net: &Network,
@@ -217,7 +260,17 @@ pub fn fit(
             }
         }
     }
-    let mut opt = Optimizer::new(vs, s.optimizer, s.schedule.peak, s.weight_decay)?;
+    let names: Vec<String> = vs.variables().into_keys().collect();
+    let multipliers = rate_multipliers(s.spec, &names, s.backbone_lr_mult, s.layer_decay);
+    let mut opt = Optimizer::new(vs, s.optimizer, s.schedule.peak, s.weight_decay, |n| multipliers[n])?;
+    if s.backbone_lr_mult < 1.0 || s.layer_decay < 1.0 {
+        let m = opt.multipliers();
+        eprintln!("learning rates: the head at the scheduled rate, the backbone at {:.4} to {:.4} times it", m[0], m[m.len() - 2]);
+    }
+    let mut frozen = if s.freeze_epochs > 0 { frozen_at_start(s.spec, vs) } else { Vec::new() };
+    for v in &frozen {
+        let _ = v.set_requires_grad(false);
+    }
     let steps_per_epoch = batches::training_steps(train_idx.len(), s.batch_size);
     let schedule = Schedule::new(s.schedule, steps_per_epoch);
     let mut ema = crate::ema::Ema::new(vs, s.ema_decay);
@@ -235,6 +288,12 @@ pub fn fit(
         _ => None,
     };
     for epoch in 1..=s.epochs {
+        if epoch == s.freeze_epochs + 1 && !frozen.is_empty() {
+            eprintln!("epoch {epoch}: the backbone joins the training");
+            for v in frozen.drain(..) {
+                let _ = v.set_requires_grad(true);
+            }
+        }
         let started = Instant::now();
         let batches = EpochBatches::training(
             set.clone(),
@@ -369,6 +428,10 @@ pub fn fit(
             }
         }
     }
+    // A run that stopped within the frozen epochs leaves the model trainable, as it found it.
+    for v in frozen.drain(..) {
+        let _ = v.set_requires_grad(true);
+    }
     let Some((best_epoch, _)) = best else {
         bail_input!(
             "training became NaN or infinite in the first epoch, so there is no model to keep; \
@@ -383,6 +446,78 @@ pub fn fit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Eight 32x32 images of two classes (bright and dark), six to train on and two to validate.
+    fn tiny_set() -> Arc<ImageSet> {
+        let n = 8;
+        let pixels = (0..n).flat_map(|i| {
+            let level = if i % 2 == 0 { 200u8 } else { 40 };
+            (0..32 * 32 * 3).map(move |p| level.wrapping_add((p * 7 + i * 13) as u8 % 50))
+        });
+        Arc::new(ImageSet {
+            size: 32,
+            pixels: pixels.collect(),
+            labels: (0..n).map(|i| i % 2).collect(),
+            targets: Vec::new(),
+            names: (0..n).map(|i| format!("{i}.png")).collect(),
+            classes: vec!["bright".into(), "dark".into()],
+        })
+    }
+
+    fn state(vs: &nn::VarStore) -> HashMap<String, Tensor> {
+        snapshot(vs)
+    }
+
+    /// `--freeze-epochs 1 --epochs 1`: the backbone's convolutions are bit-identical after the
+    /// epoch, the head and batch norm's scale, shift and statistics have moved.
+    #[test]
+    fn a_frozen_epoch_trains_the_head_and_batch_norm_alone() {
+        let spec = crate::models::find("resnet18").unwrap();
+        let classes = vec!["bright".to_string(), "dark".to_string()];
+        let task = Task::for_training(crate::config::TaskKind::Classification, &classes, None, "y", "m.csv").unwrap();
+        let started = start_model(spec, &task, 3, None, &Compute::cpu()).unwrap();
+        let mut vs = started.vs;
+        let mut cfg = TrainConfig::new("-".into(), "-".into(), "-".into(), "resnet18");
+        (cfg.epochs, cfg.freeze_epochs, cfg.seed) = (2, 1, 3);
+        let mut s = TrainSettings::new(&cfg, spec, task, 3, Balance::None, Compute::cpu());
+        // One epoch of a two-epoch plan: the first, frozen one.
+        s.epochs = 1;
+        let before = state(&vs);
+        let set = tiny_set();
+        fit(&started.net, &mut vs, &set, &[0, 1, 2, 3, 4, 5], &[6, 7], &s).unwrap();
+        let after = state(&vs);
+        let moved = |name: &str| !before[name].equal(&after[name]);
+        for name in ["conv1.weight", "layer1.0.conv1.weight", "layer4.1.conv2.weight", "layer2.0.downsample.0.weight"] {
+            assert!(!moved(name), "{name} moved in the frozen epoch");
+        }
+        for name in ["fc.weight", "fc.bias", "bn1.weight", "bn1.bias", "bn1.running_mean", "layer4.1.bn2.weight", "layer3.0.downsample.1.running_var"] {
+            assert!(moved(name), "{name} did not move");
+        }
+        // Every variable is trainable again afterwards, and an unfrozen epoch moves the body too.
+        assert!(vs.variables()["layer1.0.conv1.weight"].requires_grad());
+        s.epochs = 2;
+        s.freeze_epochs = 1;
+        fit(&started.net, &mut vs, &set, &[0, 1, 2, 3, 4, 5], &[], &s).unwrap();
+        assert!(!before["conv1.weight"].equal(&state(&vs)["conv1.weight"]), "the second epoch trains the backbone");
+    }
+
+    #[test]
+    fn layer_decay_gives_each_stage_a_power_of_the_decay() {
+        let spec = crate::models::find("resnet18").unwrap();
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let _ = spec.build(&vs.root(), 2);
+        let names: Vec<String> = vs.variables().into_keys().collect();
+        let m = rate_multipliers(spec, &names, 0.5, 0.8);
+        // Five stages (stem, layer1-4): layer4 one decay below the head, the stem five.
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-15;
+        assert_eq!(m["fc.weight"], 1.0);
+        assert!(close(m["layer4.0.conv1.weight"], 0.5 * 0.8));
+        assert!(close(m["layer1.1.bn2.bias"], 0.5 * 0.8f64.powi(4)));
+        assert!(close(m["conv1.weight"], 0.5 * 0.8f64.powi(5)));
+        assert!(close(m["bn1.running_mean"], m["conv1.weight"]));
+        let plain = rate_multipliers(spec, &names, 1.0, 1.0);
+        assert!(plain.values().all(|&v| v == 1.0));
+    }
 
     #[test]
     fn a_non_finite_buffer_is_found_by_name() {

@@ -81,7 +81,7 @@ pub fn throughput(name: &str, cfg: &ThroughputConfig, compute: &Compute) -> Resu
     let vs = nn::VarStore::new(compute.device);
     let net = spec.build(&vs.root(), 7);
     compute.prepare(&vs);
-    let mut opt = Optimizer::new(&vs, OptimizerKind::Adam, 1e-3, 0.0)?;
+    let mut opt = Optimizer::new(&vs, OptimizerKind::Adam, 1e-3, 0.0, |_| 1.0)?;
     let mut ema = crate::ema::Ema::new(&vs, cfg.ema_decay);
     let (b, s) = (batch as i64, size as i64);
     let x = compute.input(Tensor::randn([b, 3, s, s], (Kind::Float, tch::Device::Cpu)));

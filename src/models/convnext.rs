@@ -119,6 +119,17 @@ pub fn build(p: &nn::Path, v: &Variant, num_classes: i64) -> Network {
     )
 }
 
+/// The stage of a parameter of torchvision's ConvNeXt (and Swin, laid out alike): features.0 is
+/// the stem, features.1 the first stage, and each downsampling (features.2, .4, .6) opens the
+/// stage after it, as timm groups them; the classifier's pretrained norm joins the last stage.
+pub fn stage_key(name: &str) -> u32 {
+    match super::numbered(name, "features.") {
+        Some(0) => 0,
+        Some(i) => (i + 2) / 2,
+        None => u32::MAX,
+    }
+}
+
 /// The family's specs, with torchvision's weights.
 pub fn specs() -> Vec<ModelSpec> {
     let files = ["convnext_tiny-983f1562.pth", "convnext_small-0c510722.pth", "convnext_base-6075fbad.pth"];
@@ -139,6 +150,7 @@ pub fn specs() -> Vec<ModelSpec> {
             checkpoint_names: None,
             extra_buffer: None,
             cam_target: "features[-1]",
+            stage_key: crate::models::convnext::stage_key,
         })
         .collect()
 }

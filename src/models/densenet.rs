@@ -126,6 +126,14 @@ pub fn specs() -> Vec<ModelSpec> {
         weights_url: Some(torchvision_url("densenet121-a639ec97.pth")),
         checkpoint_names: Some(checkpoint_names),
         cam_target: "features[-1]",
+        // The stem (conv0, norm0), then dense block k with the transition after it; the final
+        // norm5 joins block 4.
+        stage_key: |n| {
+            let n = n.strip_prefix("features.").unwrap_or(n);
+            crate::models::numbered(n, "denseblock")
+                .or_else(|| crate::models::numbered(n, "transition"))
+                .unwrap_or(if n.starts_with("norm5") { 4 } else { 0 })
+        },
         ..fixed("densenet121", "DenseNet", "torchvision.models.densenet121", IMAGENET, "classifier", densenet121)
     }]
 }

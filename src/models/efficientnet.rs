@@ -227,6 +227,8 @@ pub fn specs() -> Vec<ModelSpec> {
             checkpoint_names: None,
             extra_buffer: None,
             cam_target: "features[-1]",
+            // torchvision's own stages: features.0 (the stem) to features.8 (the final convolution).
+            stage_key: |n| crate::models::numbered(n, "features.").unwrap_or(0),
         })
         .collect()
 }

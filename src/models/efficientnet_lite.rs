@@ -242,6 +242,13 @@ pub fn specs() -> Vec<ModelSpec> {
         weights_url: Some(timm_hub("efficientnet_lite0.ra_in1k")),
         checkpoint_names: Some(checkpoint_names),
         cam_target: "bn2",
+        // timm's grouping: the stem (conv_stem, bn1), each of blocks.0 to blocks.6, and the
+        // final convolution (conv_head, bn2) with the last block.
+        stage_key: |n| match crate::models::numbered(n, "blocks.") {
+            Some(b) => b + 1,
+            None if n.starts_with("conv_head") || n.starts_with("bn2") => 7,
+            None => 0,
+        },
         ..fixed("efficientnet_lite0", "EfficientNet", "timm efficientnet_lite0", norm, "classifier", efficientnet_lite0)
     }]
 }

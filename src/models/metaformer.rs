@@ -347,6 +347,13 @@ pub fn specs() -> Vec<ModelSpec> {
                 checkpoint_names: Some(checkpoint_names),
                 extra_buffer: None,
                 cam_target: "stages[-1]",
+                // timm's grouping: the stem, stages.0 to stages.3; the pretrained part of the head
+                // (its norm, the MLP's first layer) joins the last stage.
+                stage_key: |n| match crate::models::numbered(n, "stages.") {
+                    Some(s) => s + 1,
+                    None if n.starts_with("head.") => u32::MAX,
+                    None => 0,
+                },
             });
         }
     }

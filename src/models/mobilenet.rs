@@ -223,6 +223,9 @@ pub fn specs() -> Vec<ModelSpec> {
     let tv = |name: &'static str, head: &'static str, build: fn(&nn::Path, i64) -> Network, file: &str| ModelSpec {
         weights_url: Some(torchvision_url(file)),
         cam_target: "features[-1]",
+        // features.0 (the stem) to the last of features; v3's pretrained classifier.0 joins
+        // the last stage.
+        stage_key: |n| crate::models::numbered(n, "features.").unwrap_or(u32::MAX),
         ..fixed(name, "MobileNet", &format!("torchvision.models.{name}"), IMAGENET, head, build)
     };
     vec![

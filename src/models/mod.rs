@@ -154,6 +154,9 @@ pub struct ModelSpec {
     /// The layer whose activation the explanations read, as a path in the reference model
     /// (pytorch-grad-cam's choice for the family); the family's network records it in the tap.
     pub cam_target: &'static str,
+    /// The stage of a backbone parameter, by name, as a sort key: stem lowest, the last stage
+    /// highest (`--layer-decay` gives each stage a rate; `stages` ranks the keys).
+    pub stage_key: fn(&str) -> u32,
 }
 
 impl ModelSpec {
@@ -168,6 +171,27 @@ impl ModelSpec {
             );
         }
         Ok(())
+    }
+
+    /// Whether the variable `name` belongs to the classifier head that the task adds.
+    pub fn is_head(&self, name: &str) -> bool {
+        name.strip_prefix(self.head_prefix).is_some_and(|rest| rest.starts_with('.'))
+    }
+
+    /// Each backbone variable's stage, numbered from 0 (the stem) to the number of stages less
+    /// one, and the number of stages; the head's variables are left out. A `stage_key` of
+    /// `u32::MAX` puts a variable in the last stage.
+    pub fn stages<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> (HashMap<&'a str, usize>, usize) {
+        let mut keyed: Vec<(&str, u32)> = names.into_iter().filter(|n| !self.is_head(n)).map(|n| (n, (self.stage_key)(n))).collect();
+        let last = keyed.iter().map(|&(_, k)| k).filter(|&k| k != u32::MAX).max().unwrap_or(0);
+        for (_, k) in &mut keyed {
+            *k = (*k).min(last);
+        }
+        let mut keys: Vec<u32> = keyed.iter().map(|&(_, k)| k).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let stage = keyed.into_iter().map(|(n, k)| (n, keys.binary_search(&k).expect("a key of this list"))).collect();
+        (stage, keys.len())
     }
 
     pub fn build(&self, p: &nn::Path, num_classes: i64) -> Network {
@@ -219,7 +243,16 @@ pub fn fixed(
         checkpoint_names: None,
         extra_buffer: None,
         cam_target: "",
+        stage_key: |_| 0,
     }
+}
+
+/// The number after `prefix` in a parameter's name: `numbered("layer3.1.conv1.weight", "layer")`
+/// is 3, `numbered("features.12.0.weight", "features.")` is 12.
+pub fn numbered(name: &str, prefix: &str) -> Option<u32> {
+    let rest = name.strip_prefix(prefix)?;
+    let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    rest[..digits].parse().ok()
 }
 
 /// Every architecture, family by family.
@@ -296,6 +329,46 @@ mod tests {
         offered.sort();
         names.sort();
         assert_eq!(offered, names);
+    }
+
+    /// Each family's stages, counted on the built model, and a few parameters placed by hand
+    /// from the reference's module tree.
+    #[test]
+    fn every_family_splits_its_backbone_into_stages() {
+        let expected = [
+            ("resnet18", 5, vec![("conv1.weight", 0), ("layer1.0.bn1.weight", 1), ("layer4.1.conv2.weight", 4)]),
+            ("efficientnet_lite0", 8, vec![("bn1.weight", 0), ("blocks.0.0.conv_dw.weight", 1), ("conv_head.weight", 7)]),
+            ("efficientnet_b0", 9, vec![("features.0.0.weight", 0), ("features.8.0.weight", 8)]),
+            ("mobilenet_v2", 19, vec![("features.18.0.weight", 18)]),
+            ("mobilenet_v3_small", 13, vec![("features.12.0.weight", 12), ("classifier.0.weight", 12)]),
+            ("densenet121", 5, vec![("features.norm0.weight", 0), ("features.transition1.conv.weight", 1), ("features.norm5.weight", 4)]),
+            ("vgg16", 6, vec![("features.2.weight", 0), ("features.5.weight", 1), ("features.28.weight", 4), ("classifier.0.weight", 5)]),
+            ("vgg16_bn", 6, vec![("features.4.weight", 0), ("features.7.weight", 1), ("features.41.running_mean", 4), ("classifier.3.weight", 5)]),
+            ("convnext_tiny", 5, vec![("features.0.0.weight", 0), ("features.2.1.weight", 2), ("features.3.0.block.0.weight", 2), ("classifier.0.weight", 4)]),
+            ("swin_t", 5, vec![("features.0.0.weight", 0), ("features.6.reduction.weight", 4), ("norm.weight", 4)]),
+            ("vit_b_16", 13, vec![("class_token", 0), ("conv_proj.weight", 0), ("encoder.layers.encoder_layer_11.ln_1.weight", 12), ("encoder.ln.weight", 12)]),
+            ("caformer_s18", 5, vec![("stem.conv.weight", 0), ("stages.3.blocks.0.norm1.weight", 4), ("head.fc.fc1.weight", 4)]),
+            ("convformer_s18", 5, vec![("stages.0.blocks.0.norm1.weight", 1)]),
+            ("poolformerv2_s12", 5, vec![("stages.1.blocks.0.norm1.weight", 2), ("head.norm.weight", 4)]),
+            ("resnext50_32x4d", 5, vec![("layer2.0.downsample.1.weight", 2)]),
+            ("wide_resnet50_2", 5, vec![("layer3.0.conv1.weight", 3)]),
+        ];
+        let families: std::collections::HashSet<&str> = registry().iter().map(|s| s.family).collect();
+        let covered: std::collections::HashSet<&str> = expected.iter().map(|(n, _, _)| find(n).unwrap().family).collect();
+        assert_eq!(families, covered, "every family has a case here");
+        for (name, count, placed) in expected {
+            let spec = find(name).unwrap();
+            let vs = nn::VarStore::new(tch::Device::Cpu);
+            let _ = spec.build(&vs.root(), 3);
+            let names: Vec<String> = vs.variables().into_keys().collect();
+            let (stage, n) = spec.stages(names.iter().map(String::as_str));
+            assert_eq!(n, count, "{name}: stages");
+            assert_eq!(stage.len(), names.iter().filter(|v| !spec.is_head(v)).count(), "{name}: every backbone variable has one");
+            assert!(names.iter().any(|v| spec.is_head(v)) && !stage.keys().any(|v| spec.is_head(v)), "{name}: the head has none");
+            for (var, s) in placed {
+                assert_eq!(stage.get(var), Some(&s), "{name}: {var}");
+            }
+        }
     }
 
     #[test]

@@ -180,6 +180,8 @@ pub fn specs() -> Vec<ModelSpec> {
         .map(|(name, family, build)| ModelSpec {
             weights_url: Some(timm_hub(&format!("{name}.tv_in1k"))),
             cam_target: "layer4[-1]",
+            // The stem (conv1, bn1), then layer1 to layer4.
+            stage_key: |n| crate::models::numbered(n, "layer").unwrap_or(0),
             ..fixed(name, family, &format!("torchvision.models.{name}"), IMAGENET, "fc", build)
         })
         .collect()

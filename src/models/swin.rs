@@ -236,6 +236,8 @@ pub fn specs() -> Vec<ModelSpec> {
     vec![ModelSpec {
         weights_url: Some(torchvision_url("swin_t-704ceda3.pth")),
         cam_target: "features[-1][-1].norm1",
+        // As convnext's: each downsampling (features.2, .4, .6) opens the stage after it.
+        stage_key: crate::models::convnext::stage_key,
         extra_buffer: Some(extra_buffer),
         ..fixed("swin_t", "Swin Transformer", "torchvision.models.swin_t", IMAGENET, "head", swin_t)
     }]

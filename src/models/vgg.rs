@@ -55,6 +55,23 @@ fn vgg16_with(p: &nn::Path, with_bn: bool, num_classes: i64) -> Network {
     )
 }
 
+/// The stage of a parameter: the convolutions between two max poolings form one (0 to 4), the
+/// two pretrained linear layers of the classifier a sixth.
+fn stage_key(name: &str, with_bn: bool) -> u32 {
+    let Some(at) = super::numbered(name, "features.") else { return 5 };
+    let (mut index, mut pools) = (0, 0);
+    for &c in &D {
+        if index > at {
+            break;
+        }
+        if c == 0 {
+            pools += 1;
+        }
+        index += if c == 0 { 1 } else if with_bn { 3 } else { 2 };
+    }
+    pools
+}
+
 pub fn vgg16(p: &nn::Path, num_classes: i64) -> Network {
     vgg16_with(p, false, num_classes)
 }
@@ -65,12 +82,16 @@ pub fn vgg16_bn(p: &nn::Path, num_classes: i64) -> Network {
 
 /// The family's specs, with torchvision's weights.
 pub fn specs() -> Vec<ModelSpec> {
-    let tv = |name: &'static str, build: fn(&nn::Path, i64) -> Network, file: &str| ModelSpec {
+    let tv = |name: &'static str, build: fn(&nn::Path, i64) -> Network, file: &str, stage_key: fn(&str) -> u32| ModelSpec {
         // Five 2x2 max pools without padding: 32 pixels leave one.
         min_size: 32,
         weights_url: Some(torchvision_url(file)),
         cam_target: "features[-1]",
+        stage_key,
         ..fixed(name, "VGG", &format!("torchvision.models.{name}"), IMAGENET, "classifier.6", build)
     };
-    vec![tv("vgg16", vgg16, "vgg16-397923af.pth"), tv("vgg16_bn", vgg16_bn, "vgg16_bn-6c64b313.pth")]
+    vec![
+        tv("vgg16", vgg16, "vgg16-397923af.pth", |n| stage_key(n, false)),
+        tv("vgg16_bn", vgg16_bn, "vgg16_bn-6c64b313.pth", |n| stage_key(n, true)),
+    ]
 }

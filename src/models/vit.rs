@@ -137,6 +137,13 @@ pub fn specs() -> Vec<ModelSpec> {
     vec![ModelSpec {
         weights_url: Some(torchvision_url("vit_b_16-c867db91.pth")),
         cam_target: "encoder.layers[-1].ln_1",
+        // The embedding (conv_proj, class token, positions), then each encoder layer, the final
+        // norm joining the last, as timm's layer decay groups a ViT.
+        stage_key: |n| match crate::models::numbered(n, "encoder.layers.encoder_layer_") {
+            Some(k) => k + 1,
+            None if n.starts_with("encoder.ln") => u32::MAX,
+            None => 0,
+        },
         ..fixed("vit_b_16", "Vision Transformer", "torchvision.models.vit_b_16", IMAGENET, "heads.head", vit_b_16)
     }]
 }

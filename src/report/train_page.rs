@@ -27,7 +27,7 @@ fn run_items(run: &TrainedRun) -> Vec<Item> {
         item("Epochs", format!("{} requested, {} run", cfg.epochs, run.outcome.history.len())),
         item("Batch size", run.batch_size.to_string()),
         item("Pretrained weights", run.pretrained_file.as_ref().map_or("no (random initialisation)".into(), |p| p.display().to_string())),
-        item("Fine-tune", if cfg.fine_tune { "all layers".into() } else { "head only (backbone frozen)".into() }),
+        item("Fine-tune", fine_tune_words(cfg)),
         item(
             "Optimizer",
             format!(
@@ -64,6 +64,25 @@ fn run_items(run: &TrainedRun) -> Vec<Item> {
     .into_iter()
     .chain(decision_items(run))
     .collect()
+}
+
+/// Which layers trained, when, and at what share of the rate.
+fn fine_tune_words(cfg: &crate::config::TrainConfig) -> String {
+    if !cfg.fine_tune {
+        return "head only (backbone frozen)".into();
+    }
+    let mut out = match cfg.freeze_epochs {
+        0 => "all layers".to_string(),
+        1 => "the head alone (and batch norm) in epoch 1, then all layers".to_string(),
+        n => format!("the head alone (and batch norm) in epochs 1-{n}, then all layers"),
+    };
+    if cfg.backbone_lr_mult < 1.0 {
+        out += &format!("; the backbone at {} times the rate of the head", cfg.backbone_lr_mult);
+    }
+    if cfg.layer_decay < 1.0 {
+        out += &format!("; each backbone stage at {} times the rate of the stage after it", cfg.layer_decay);
+    }
+    out
 }
 
 /// A classifier's class balancing, and the decisions fitted after training: its temperature and

@@ -58,6 +58,12 @@ fn options_and_tables_that_cannot_train() {
     fails(d, &zip, &csv, &["--lr-schedule", "cosine", "--min-lr", "0.001"], "--min-lr must be at least 0 and below --learning-rate (0.001); got 0.001");
     fails(d, &zip, &csv, &["--lr-schedule", "cosine", "--min-lr=-1e-5"], "--min-lr must be at least 0 and below --learning-rate");
     fails(d, &zip, &csv, &["--min-lr", "1e-5"], "--min-lr is the floor of the cosine schedule: add --lr-schedule cosine");
+    fails(d, &zip, &csv, &["--epochs", "3", "--freeze-epochs", "3"], "--freeze-epochs 3 leaves no epoch to train the whole model: it must be below --epochs (3)");
+    fails(d, &zip, &csv, &["--epochs", "4", "--freeze-epochs", "2", "--warmup-epochs", "2"], "it must be below --epochs minus --freeze-epochs (2)");
+    fails(d, &zip, &csv, &["--backbone-lr-mult", "0"], "--backbone-lr-mult must be above 0 and at most 1 (got 0)");
+    fails(d, &zip, &csv, &["--backbone-lr-mult", "1.5"], "--backbone-lr-mult must be above 0 and at most 1 (got 1.5)");
+    fails(d, &zip, &csv, &["--layer-decay=-0.7"], "--layer-decay must be above 0 and at most 1 (got -0.7)");
+    fails(d, &zip, &csv, &["--layer-decay", "NaN"], "--layer-decay must be above 0 and at most 1 (got NaN)");
     fails(d, &zip, &csv, &["--ema-decay", "1"], "--ema-decay must be at least 0 and below 1 (got 1)");
     fails(d, &zip, &csv, &["--ema-decay=-0.5"], "--ema-decay must be at least 0 and below 1 (got -0.5)");
     fails(d, &zip, &csv, &["--lr-schedule", "linear"], "unknown learning-rate schedule 'linear': use constant, cosine, onecycle or step");

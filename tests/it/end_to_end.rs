@@ -495,6 +495,29 @@ fn the_learning_rate_follows_the_schedule_and_is_recorded() {
     assert_eq!(bundle::read(&out.join(outputs::BEST_MODEL)).unwrap().config.options.lr_schedule, image_learner::config::LrScheduleKind::Cosine);
 }
 
+/// A frozen first epoch with slower, decaying rates for the backbone: the log says when the
+/// backbone joins, the run repeats byte for byte, differs from a plain run, and the report says
+/// what trained when.
+#[test]
+fn a_frozen_start_and_discriminative_rates_are_seeded_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = ["--epochs", "3", "--freeze-epochs", "1", "--backbone-lr-mult", "0.5", "--layer-decay", "0.8"];
+    let (a, _, log) = train_sample(dir.path(), "a", &sample_csv(), &with);
+    let (b, _, _) = train_sample(dir.path(), "b", &sample_csv(), &with);
+    let (plain, _, _) = train_sample(dir.path(), "plain", &sample_csv(), &["--epochs", "3"]);
+    assert!(log.contains("epoch 2: the backbone joins the training"), "{log}");
+    assert!(log.contains("learning rates: the head at the scheduled rate, the backbone at 0.1638 to 0.4000 times it"), "{log}");
+    let text = |p: &std::path::Path, f: &str| std::fs::read_to_string(p.join(f)).unwrap();
+    assert_eq!(text(&a, outputs::PREDICTIONS), text(&b, outputs::PREDICTIONS), "same seed, other predictions");
+    assert_eq!(text(&a, outputs::METRICS), text(&b, outputs::METRICS), "same seed, other metrics");
+    assert_ne!(text(&a, outputs::PREDICTIONS), text(&plain, outputs::PREDICTIONS), "the options change the training");
+    let report = text(&a, outputs::REPORT);
+    assert!(report.contains("the head alone (and batch norm) in epoch 1, then all layers; the backbone at 0.5 times the rate of the head"), "run table");
+    assert!(report.contains("each backbone stage at 0.8 times the rate of the stage after it"));
+    let options = bundle::read(&a.join(outputs::BEST_MODEL)).unwrap().config.options;
+    assert_eq!((options.freeze_epochs, options.backbone_lr_mult, options.layer_decay), (1, 0.5, 0.8));
+}
+
 /// Class balancing on a sample made unequal (60 circles, 15 squares, 15 triangles): auto weighs
 /// the classes, which changes the training loss and is reported; the sampler's train figures
 /// come from the training images evaluated again, not from its balanced draw.

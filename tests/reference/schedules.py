@@ -4,9 +4,12 @@ cases in argv[1] (JSON); writes {"lr": [...], "momentum": [...] or null} per cas
 The warmup (warmup epochs x steps per epoch, rounded to whole steps) is LinearLR from
 1/warmup_steps of the peak up to the peak, stepped per step; the rest is CosineAnnealingLR (per
 step, down to min_lr, else peak / 100), StepLR (stepped after every steps_per_epoch steps since the
+warmup; without a period, MultiStepLR with milestones at 1/2 and 3/4 of the epochs after the
 warmup) or the peak. OneCycleLR covers the whole run, its rising share set by the warmup (0.3
-without)."""
+without). With frozen epochs, the head alone trains at the peak for them (momentum left alone)
+and the schedule above starts afterwards, as if the run began there."""
 import json
+import math
 import sys
 
 import torch
@@ -14,9 +17,18 @@ import torch
 
 def rates(case):
     kind, peak = case["kind"], case["peak"]
-    spe, epochs, warmup = case["steps_per_epoch"], case["epochs"], case["warmup_epochs"]
+    spe, warmup, frozen = case["steps_per_epoch"], case["warmup_epochs"], case["freeze_epochs"]
+    epochs = case["epochs"] - frozen
     total, w = epochs * spe, round(warmup * spe)
+    held = [peak] * (frozen * spe)
+    out = schedule(kind, peak, spe, epochs, warmup, total, w, case)
+    out["lr"] = held + out["lr"]
+    if out["momentum"] is not None:
+        out["momentum"] = [None] * len(held) + out["momentum"]
+    return out
 
+
+def schedule(kind, peak, spe, epochs, warmup, total, w, case):
     def optimiser():
         return torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=peak)
 
@@ -48,7 +60,13 @@ def rates(case):
             opt.step()
             sched.step()
     elif kind == "step":
-        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=case["step_epochs"], gamma=case["gamma"])
+        if case["step_epochs"]:
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=case["step_epochs"], gamma=case["gamma"])
+        else:
+            after = epochs - warmup
+            # Python's round() goes half to even; ours half away from zero, as f64::round does.
+            milestones = [max(1, int(math.floor(after * f + 0.5))) for f in (0.5, 0.75)]
+            sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=case["gamma"])
         for i in range(rest):
             lr.append(opt.param_groups[0]["lr"])
             opt.step()
