@@ -10,6 +10,12 @@ would with PyTorch 2.13, timm and scikit-learn.
       best epoch by validation loss, then train/validation/test evaluation with scikit-learn
       metrics, and the outputs: predictions CSV, training history CSV, metrics JSON, model
       state dict. No HTML report (which makes it faster than ours, not slower).
+      The recipe options mirror ours: --lr-schedule/--warmup-epochs/--min-lr (the rates come from
+      PyTorch's own schedulers, through tests/reference/schedules.py), --freeze-epochs (head and
+      batch norm alone first), --backbone-lr-mult and --layer-decay (one parameter group per
+      multiplier, each family's stages as src/models names them), --ema-decay (timm's
+      ModelEmaV3), --optimizer, --weight-decay, --label-smoothing and --weights (a pretrained
+      state dict, the head left out).
 """
 import argparse
 import copy
@@ -26,6 +32,61 @@ import timm
 import torch
 import torchvision
 from PIL import Image
+
+
+# The classifier head each family adds (the state-dict prefix src/models gives as head_prefix).
+HEADS = (("resnet", "fc"), ("resnext", "fc"), ("wide_resnet", "fc"), ("efficientnet_lite", "classifier"),
+         ("poolformerv2", "head.fc"), ("caformer", "head.fc.fc2"), ("convformer", "head.fc.fc2"))
+LAST = 2**32 - 1
+
+
+def head_prefix(model_name):
+    for family, head in HEADS:
+        if model_name.startswith(family):
+            return head
+    sys.exit(f"bench/reference.py has no head or stage rule for {model_name}: add its family to HEADS and stage_key")
+
+
+def stage_key(model_name, name):
+    """As each family's `stage_key` in src/models: a sort key, LAST joining the last stage."""
+    import re
+
+    def number(prefix):
+        m = re.match(re.escape(prefix) + r"(\d+)", name)
+        return int(m.group(1)) if m else None
+
+    if model_name.startswith(("resnet", "resnext", "wide_resnet")):
+        return number("layer") or 0
+    if model_name.startswith("efficientnet_lite"):
+        b = number("blocks.")
+        return b + 1 if b is not None else (7 if name.startswith(("conv_head", "bn2")) else 0)
+    s = number("stages.")
+    return s + 1 if s is not None else (LAST if name.startswith("head.") else 0)
+
+
+def rate_multipliers(model_name, names, backbone_lr_mult, layer_decay):
+    """Each parameter's share of the scheduled rate: 1 for the head, backbone_lr_mult *
+    layer_decay ** (stages - stage) for the backbone, stage 0 being the stem."""
+    head = head_prefix(model_name) + "."
+    body = [n for n in names if not n.startswith(head)]
+    keys = {n: stage_key(model_name, n) for n in body}
+    last = max([k for k in keys.values() if k != LAST], default=0)
+    keys = {n: min(k, last) for n, k in keys.items()}
+    ranks = {k: i for i, k in enumerate(sorted(set(keys.values())))}
+    out = {n: 1.0 for n in names}
+    out.update({n: backbone_lr_mult * layer_decay ** (len(ranks) - ranks[k]) for n, k in keys.items()})
+    return out
+
+
+def step_rates(a, steps_per_epoch):
+    """The rate (as a share of the peak) and one-cycle's momentum of every step, from PyTorch's
+    schedulers as tests/reference/schedules.py runs them."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "reference"))
+    from schedules import rates
+    case = {"kind": a.lr_schedule, "peak": 1.0, "epochs": a.epochs, "steps_per_epoch": steps_per_epoch,
+            "warmup_epochs": a.warmup_epochs, "step_epochs": None, "gamma": 0.1,
+            "min_lr": None if a.min_lr is None else a.min_lr / a.learning_rate, "freeze_epochs": a.freeze_epochs}
+    return rates(case)
 
 
 def make_model(name, k):
@@ -138,18 +199,58 @@ def train(a):
                                            pin_memory=dev == "cuda")
 
     def predict(ix):
-        model.eval()
+        net = ema.module if ema is not None else model
+        net.eval()
         out = []
         with torch.no_grad(), torch.autocast(dev, dtype=torch.bfloat16, enabled=bf16):
             for x, _ in batches(ix, False, False):
-                out.append(model(to_device(x)).float().softmax(-1).cpu())
+                out.append(net(to_device(x)).float().softmax(-1).cpu())
         return torch.cat(out)
 
-    opt = torch.optim.Adam(model.parameters(), a.learning_rate, fused=a.fused_adam)
+    if a.weights:
+        head = head_prefix(a.model) + "."
+        if a.weights.endswith(".safetensors"):
+            from safetensors.torch import load_file
+            state = load_file(a.weights)
+        else:
+            state = torch.load(a.weights, map_location="cpu")
+        state = {k: v for k, v in state.items() if not k.startswith(head)}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or any(not m.startswith(head) for m in missing):
+            sys.exit(f"{a.weights} does not fit {a.model}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    names = [n for n, _ in model.named_parameters()]
+    mult = rate_multipliers(a.model, names, a.backbone_lr_mult, a.layer_decay)
+    groups = {}
+    for n, p_ in model.named_parameters():
+        groups.setdefault(mult[n], []).append(p_)
+    param_groups = [{"params": ps, "lr": a.learning_rate * m} for m, ps in sorted(groups.items())]
+    if a.optimizer == "sgd":
+        opt = torch.optim.SGD(param_groups, a.learning_rate, momentum=0.9, weight_decay=a.weight_decay)
+    else:
+        kind = torch.optim.AdamW if a.optimizer == "adamw" else torch.optim.Adam
+        opt = kind(param_groups, a.learning_rate, weight_decay=a.weight_decay, fused=a.fused_adam)
+    steps_per_epoch = -(-len(train_idx) // a.batch_size)
+    schedule = step_rates(a, steps_per_epoch)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: schedule["lr"][min(step, len(schedule["lr"]) - 1)])
+    batch_norm = {f"{m_name}.{p_name}" for m_name, m in model.named_modules()
+                  if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for p_name, _ in m.named_parameters()}
+    head = head_prefix(a.model) + "."
+    frozen = [p_ for n, p_ in model.named_parameters()
+              if a.freeze_epochs and not n.startswith(head) and n not in batch_norm]
+    for p_ in frozen:
+        p_.requires_grad_(False)
+    ema = None
+    if a.ema_decay > 0:
+        from timm.utils import ModelEmaV3
+        ema = ModelEmaV3(model, decay=a.ema_decay)
+    step = 0
     history, best, best_state = [], None, None
     training_started = time.perf_counter()
     wait = 0.0
     for epoch in range(1, a.epochs + 1):
+        if epoch == a.freeze_epochs + 1:
+            for p_ in frozen:
+                p_.requires_grad_(True)
         model.train()
         t0 = time.perf_counter()
         total, seen, w0 = 0.0, 0, time.perf_counter()
@@ -159,12 +260,22 @@ def train(a):
             x, y = to_device(x), y.to(device, non_blocking=True)
             with torch.autocast(dev, dtype=torch.bfloat16, enabled=bf16):
                 out = model(x)
-                loss = torch.nn.functional.cross_entropy(out, y)
+                loss = torch.nn.functional.cross_entropy(out, y, label_smoothing=a.label_smoothing)
             pass_probs.append(out.detach().float().softmax(-1).cpu())
             pass_truth.append(y.cpu())
+            if schedule["momentum"] is not None and schedule["momentum"][step] is not None:
+                for g in opt.param_groups:
+                    if "betas" in g:
+                        g["betas"] = (schedule["momentum"][step], g["betas"][1])
+                    else:
+                        g["momentum"] = schedule["momentum"][step]
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            sched.step()
+            step += 1
+            if ema is not None:
+                ema.update(model)
             total += loss.item() * len(y)
             seen += len(y)
             w0 = time.perf_counter()
@@ -176,7 +287,7 @@ def train(a):
         print(f"epoch {epoch}: train loss {total / seen:.4f} | validation loss {val_loss:.4f} acc {val_acc:.4f}",
               file=sys.stderr, flush=True)
         if best is None or val_loss < best:
-            best, best_state = val_loss, copy.deepcopy(model.state_dict())
+            best, best_state = val_loss, copy.deepcopy((ema.module if ema is not None else model).state_dict())
             # As ours: the final validation figures are this pass, the train figures (unless
             # --evaluate-train) this epoch's own training pass.
             best_val = p
@@ -185,6 +296,7 @@ def train(a):
 
     evaluation_started = time.perf_counter()
     model.load_state_dict(best_state)
+    ema = None  # the kept weights are now the model's
     metrics = {}
     for split, ix in (("train", train_idx), ("validation", val_idx), ("test", test_idx)):
         if split == "train" and not a.evaluate_train:
@@ -252,6 +364,17 @@ def main():
     r.add_argument("--fused-adam", action="store_true", help="torch.optim.Adam(fused=True)")
     r.add_argument("--evaluate-train", action="store_true",
                    help="evaluate the training images again (else the best epoch's training pass)")
+    r.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd"])
+    r.add_argument("--weight-decay", type=float, default=0.0)
+    r.add_argument("--label-smoothing", type=float, default=0.0)
+    r.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine", "onecycle", "step"])
+    r.add_argument("--warmup-epochs", type=float, default=0.0)
+    r.add_argument("--min-lr", type=float, default=None)
+    r.add_argument("--freeze-epochs", type=int, default=0)
+    r.add_argument("--backbone-lr-mult", type=float, default=1.0)
+    r.add_argument("--layer-decay", type=float, default=1.0)
+    r.add_argument("--ema-decay", type=float, default=0.0)
+    r.add_argument("--weights", help="a pretrained state dict (.pth or .safetensors); its head is left out")
     r.add_argument("--device", default="cpu")
     r.add_argument("--threads", type=int, default=os.cpu_count())
     a = ap.parse_args()

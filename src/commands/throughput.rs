@@ -38,6 +38,9 @@ pub struct Throughput {
     pub steps: usize,
     pub ema_decay: f64,
     pub images_per_second: f64,
+    /// The share of the timed steps' wall time spent updating the moving average (on a CPU,
+    /// where each update has finished when its call returns).
+    pub ema_share: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -87,6 +90,7 @@ pub fn throughput(name: &str, cfg: &ThroughputConfig, compute: &Compute) -> Resu
     let x = compute.input(Tensor::randn([b, 3, s, s], (Kind::Float, tch::Device::Cpu)));
     let y = Tensor::randint(7, [b], (Kind::Int64, compute.device));
     let mut started = Instant::now();
+    let mut ema_seconds = 0.0;
     for step in 0..warmup + steps {
         if step == warmup {
             if let tch::Device::Cuda(n) = compute.device {
@@ -97,7 +101,11 @@ pub fn throughput(name: &str, cfg: &ThroughputConfig, compute: &Compute) -> Resu
         let loss = compute.run(|| net.forward(&x, true, false).cross_entropy_for_logits(&y));
         opt.backward_step(&loss)?;
         if let Some(e) = &mut ema {
+            let t = Instant::now();
             e.update();
+            if step >= warmup {
+                ema_seconds += t.elapsed().as_secs_f64();
+            }
         }
     }
     let _ = Vec::<f32>::try_from(vs.trainable_variables()[0].flatten(0, -1).narrow(0, 0, 1))?;
@@ -110,5 +118,6 @@ pub fn throughput(name: &str, cfg: &ThroughputConfig, compute: &Compute) -> Resu
         steps,
         ema_decay: cfg.ema_decay,
         images_per_second: (batch as f64 * steps as f64) / seconds,
+        ema_share: ema_seconds / seconds,
     })
 }

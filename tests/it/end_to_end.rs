@@ -495,13 +495,13 @@ fn the_learning_rate_follows_the_schedule_and_is_recorded() {
     assert_eq!(bundle::read(&out.join(outputs::BEST_MODEL)).unwrap().config.options.lr_schedule, image_learner::config::LrScheduleKind::Cosine);
 }
 
-/// A frozen first epoch with slower, decaying rates for the backbone: the log says when the
-/// backbone joins, the run repeats byte for byte, differs from a plain run, and the report says
-/// what trained when.
+/// A frozen first epoch, then one-cycle with slower, decaying rates for the backbone: the log
+/// says when the backbone joins, the run repeats byte for byte, differs from a plain run, and the
+/// report says what trained when.
 #[test]
 fn a_frozen_start_and_discriminative_rates_are_seeded_and_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let with = ["--epochs", "3", "--freeze-epochs", "1", "--backbone-lr-mult", "0.5", "--layer-decay", "0.8"];
+    let with = ["--epochs", "3", "--freeze-epochs", "1", "--backbone-lr-mult", "0.5", "--layer-decay", "0.8", "--lr-schedule", "onecycle"];
     let (a, _, log) = train_sample(dir.path(), "a", &sample_csv(), &with);
     let (b, _, _) = train_sample(dir.path(), "b", &sample_csv(), &with);
     let (plain, _, _) = train_sample(dir.path(), "plain", &sample_csv(), &["--epochs", "3"]);

@@ -77,5 +77,6 @@ def schedule(kind, peak, spe, epochs, warmup, total, w, case):
     return {"lr": lr, "momentum": None}
 
 
-cases = json.load(open(sys.argv[1]))
-json.dump([rates(c) for c in cases], open(sys.argv[2], "w"))
+if __name__ == "__main__":
+    cases = json.load(open(sys.argv[1]))
+    json.dump([rates(c) for c in cases], open(sys.argv[2], "w"))
