@@ -139,7 +139,7 @@ pub struct EpochRecord {
     pub validation: Option<[Option<f64>; 3]>,
     /// The figure that picks the best epoch (validation loss, accuracy, ...).
     pub validation_score: Option<f64>,
-    /// The rate of the epoch's first step.
+    /// The rate of the epoch's last step.
     pub learning_rate: f64,
     /// The rate of each of the epoch's steps (for the report's plot).
     #[serde(skip)]
@@ -383,7 +383,7 @@ pub fn fit(
             validation_loss: val_loss,
             validation: val.as_ref().map(|m| m.epoch_values()),
             validation_score: score,
-            learning_rate: step_rates.first().copied().unwrap_or(s.schedule.peak),
+            learning_rate: step_rates.last().copied().unwrap_or(s.schedule.peak),
             step_learning_rates: step_rates,
             seconds: started.elapsed().as_secs_f64(),
             data_wait_seconds: wait,
