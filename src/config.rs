@@ -95,7 +95,7 @@ impl FromStr for RegressionLoss {
     }
 }
 
-/// One of the six augmentations of the existing tool.
+/// One of the six augmentations of the existing tool, or of the field's three.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Augmentation {
@@ -105,16 +105,22 @@ pub enum Augmentation {
     Blur,
     Brightness,
     Contrast,
+    RandomResizedCrop,
+    ColorJitter,
+    TrivialAugment,
 }
 
 impl Augmentation {
-    pub const ALL: [Augmentation; 6] = [
+    pub const ALL: [Augmentation; 9] = [
         Augmentation::HorizontalFlip,
         Augmentation::VerticalFlip,
         Augmentation::Rotate,
         Augmentation::Blur,
         Augmentation::Brightness,
         Augmentation::Contrast,
+        Augmentation::RandomResizedCrop,
+        Augmentation::ColorJitter,
+        Augmentation::TrivialAugment,
     ];
 
     pub fn name(self) -> &'static str {
@@ -125,6 +131,9 @@ impl Augmentation {
             Augmentation::Blur => "blur",
             Augmentation::Brightness => "brightness",
             Augmentation::Contrast => "contrast",
+            Augmentation::RandomResizedCrop => "random_resized_crop",
+            Augmentation::ColorJitter => "color_jitter",
+            Augmentation::TrivialAugment => "trivial_augment",
         }
     }
 }
@@ -133,11 +142,46 @@ impl FromStr for Augmentation {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> anyhow::Result<Self> {
         let key = s.trim().to_ascii_lowercase().replace('-', "_");
-        let key = key.strip_prefix("random_").unwrap_or(&key);
-        Augmentation::ALL.into_iter().find(|a| a.name() == key).ok_or_else(|| {
+        let short = key.strip_prefix("random_").unwrap_or(&key);
+        Augmentation::ALL.into_iter().find(|a| a.name() == key || a.name() == short).ok_or_else(|| {
             let names: Vec<_> = Augmentation::ALL.iter().map(|a| a.name()).collect();
             input_error(format!("unknown augmentation '{s}': use one of {}", names.join(", ")))
         })
+    }
+}
+
+/// `--crop-scale`: the lower and upper share of the image's area a random-resized crop keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CropScale(pub [f64; 2]);
+
+impl Default for CropScale {
+    fn default() -> Self {
+        CropScale(crate::data::augment::crop::DEFAULT_SCALE)
+    }
+}
+
+impl std::fmt::Display for CropScale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{},{}", self.0[0], self.0[1])
+    }
+}
+
+impl FromStr for CropScale {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        let bad = |why: &str| {
+            input_error(format!("--crop-scale '{s}': {why}; give the lower and upper share of the area, such as 0.35,1"))
+        };
+        let parts: Vec<&str> = s.split([',', '/', ':']).map(str::trim).collect();
+        let [lo, hi] = parts[..] else { return Err(bad("two numbers are needed")) };
+        let (lo, hi) = (lo.parse::<f64>().map_err(|_| bad("not a number"))?, hi.parse::<f64>().map_err(|_| bad("not a number"))?);
+        if !(lo > 0.0 && lo <= 1.0 && hi > 0.0 && hi <= 1.0) {
+            return Err(bad("each share must be above 0 and at most 1"));
+        }
+        if lo > hi {
+            return Err(bad("the lower share is above the upper one"));
+        }
+        Ok(CropScale([lo, hi]))
     }
 }
 
@@ -716,9 +760,14 @@ pub struct TrainConfig {
     pub class_balance: ClassBalance,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Comma-separated: horizontal_flip, vertical_flip, rotate, blur, brightness, contrast.
+    /// Comma-separated: horizontal_flip, vertical_flip, rotate, blur, brightness, contrast
+    /// (each to half the images), random_resized_crop, color_jitter, trivial_augment (to all).
     #[arg(long, value_delimiter = ',', value_parser = parse_with::<Augmentation>)]
     pub augmentation: Vec<Augmentation>,
+    /// random_resized_crop: the lower and upper share of the image's area a crop keeps.
+    #[arg(long, default_value = "0.35,1", value_parser = parse_with::<CropScale>)]
+    #[serde(default)]
+    pub crop_scale: CropScale,
     /// train/validation/test percentages.
     #[arg(long, default_value = "70/10/20", value_parser = parse_with::<SplitFractions>)]
     pub split: SplitFractions,
@@ -1109,6 +1158,7 @@ mod tests {
             ("learning_rate", "learning_rate"),
             ("random_seed", "seed"),
             ("augmentation", "augmentation"),
+            ("crop_scale", "crop_scale"),
             ("split_choice", "split"),
             ("image_column", "image_column"),
             ("label_column", "label_column"),

@@ -10,7 +10,7 @@ use serde::Serialize;
 use tch::{nn, Tensor};
 
 use crate::bail_input;
-use crate::config::{Augmentation, OptimizerKind, TrainConfig, ValidationMetric};
+use crate::config::{OptimizerKind, TrainConfig, ValidationMetric};
 use crate::data::batches::{self, EpochBatches, Normalization};
 use crate::data::ImageSet;
 use crate::evaluation;
@@ -47,7 +47,7 @@ pub struct TrainSettings {
     /// Which variables form the head and each backbone stage.
     pub spec: &'static ModelSpec,
     pub head_prefix: String,
-    pub augmentation: Vec<Augmentation>,
+    pub augmentation: crate::data::augment::Plan,
     pub seed: u64,
     pub compute: Compute,
     pub normalization: Normalization,
@@ -75,7 +75,7 @@ impl TrainSettings {
             layer_decay: cfg.layer_decay,
             spec,
             head_prefix: spec.head_prefix.to_string(),
-            augmentation: cfg.augmentation.clone(),
+            augmentation: crate::data::augment::Plan { augs: cfg.augmentation.clone(), crop_scale: cfg.crop_scale.0 },
             seed: cfg.seed,
             compute,
             normalization: spec.normalization,

@@ -8,8 +8,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::Augmentation;
-use crate::data::augment;
+use crate::data::augment::{self, Plan};
 use crate::data::ImageSet;
 
 /// Per-channel mean and standard deviation, on the 0..1 scale.
@@ -37,7 +36,7 @@ pub fn make_batch(
     set: &ImageSet,
     indices: &[usize],
     norm: &Normalization,
-    augs: &[Augmentation],
+    augs: &Plan,
     rng: &mut ChaCha8Rng,
 ) -> Batch {
     let s = set.size;
@@ -93,7 +92,7 @@ impl EpochBatches {
         indices: &[usize],
         batch_size: usize,
         norm: Normalization,
-        augs: Vec<Augmentation>,
+        augs: Plan,
         seed: u64,
         epoch: usize,
         balanced: bool,
@@ -114,14 +113,14 @@ impl EpochBatches {
     /// Evaluation order: `indices` as given, no augmentation.
     pub fn evaluation(set: Arc<ImageSet>, indices: &[usize], batch_size: usize, norm: Normalization) -> Self {
         let chunks = indices.chunks(batch_size).map(<[usize]>::to_vec).collect();
-        Self::spawn(set, chunks, norm, Vec::new(), ChaCha8Rng::seed_from_u64(0))
+        Self::spawn(set, chunks, norm, Plan::none(), ChaCha8Rng::seed_from_u64(0))
     }
 
     fn spawn(
         set: Arc<ImageSet>,
         chunks: Vec<Vec<usize>>,
         norm: Normalization,
-        augs: Vec<Augmentation>,
+        augs: Plan,
         mut rng: ChaCha8Rng,
     ) -> Self {
         let (tx, rx) = sync_channel(3);
@@ -175,7 +174,7 @@ mod tests {
     fn normalises_to_chw() {
         let s = set();
         let norm = Normalization { mean: [0.5, 0.0, 0.0], std: [0.5, 1.0, 2.0] };
-        let b = make_batch(&s, &[1], &norm, &[], &mut ChaCha8Rng::seed_from_u64(0));
+        let b = make_batch(&s, &[1], &norm, &Plan::none(), &mut ChaCha8Rng::seed_from_u64(0));
         let img = s.image(1);
         for p in 0..4 {
             assert!((b.pixels[p] - (img[p * 3] as f32 / 255.0 - 0.5) / 0.5).abs() < 1e-6);
@@ -189,7 +188,7 @@ mod tests {
     fn epochs_are_seeded_shuffles_covering_all() {
         let s = set();
         let order = |seed, epoch| -> Vec<usize> {
-            EpochBatches::training(s.clone(), &[0, 1, 2, 3, 4], 2, IMAGENET, vec![], seed, epoch, false)
+            EpochBatches::training(s.clone(), &[0, 1, 2, 3, 4], 2, IMAGENET, Plan::none(), seed, epoch, false)
                 .flat_map(|b| b.indices)
                 .collect()
         };

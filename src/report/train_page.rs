@@ -17,7 +17,16 @@ fn run_items(run: &TrainedRun) -> Vec<Item> {
         Some(_) => format!("{n}x{n} (--image-size)"),
         None => format!("{n}x{n} (from the images; {}'s default is {}x{})", spec.name, spec.default_size, spec.default_size),
     };
-    let augs: Vec<&str> = cfg.augmentation.iter().map(|a| a.name()).collect();
+    let augs: Vec<String> = cfg
+        .augmentation
+        .iter()
+        .map(|&a| match a {
+            crate::config::Augmentation::RandomResizedCrop => {
+                format!("{} ({} to {} of the area)", a.name(), cfg.crop_scale.0[0], cfg.crop_scale.0[1])
+            }
+            _ => a.name().to_string(),
+        })
+        .collect();
     vec![
         item("Model", format!("{} ({})", spec.name, spec.reference)),
         item("Parameters", run.parameters.to_string()),

@@ -519,6 +519,25 @@ fn a_frozen_start_and_discriminative_rates_are_seeded_and_reported() {
     assert_eq!((options.freeze_epochs, options.backbone_lr_mult, options.layer_decay), (1, 0.5, 0.8));
 }
 
+/// The field's three augmentations are seeded: the same seed repeats the run byte for byte, and
+/// they change what the model sees, so its training differs from a run without them.
+#[test]
+fn crops_colour_jitter_and_trivial_augment_are_seeded() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = ["--augmentation", "random_resized_crop,color_jitter,trivial_augment", "--crop-scale", "0.5,1"];
+    let (a, _, _) = train_sample(dir.path(), "a", &sample_csv(), &with);
+    let (b, _, _) = train_sample(dir.path(), "b", &sample_csv(), &with);
+    let (plain, _, _) = train_sample(dir.path(), "plain", &sample_csv(), &[]);
+    let text = |p: &std::path::Path, f: &str| std::fs::read_to_string(p.join(f)).unwrap();
+    assert_eq!(text(&a, outputs::PREDICTIONS), text(&b, outputs::PREDICTIONS), "same seed, other predictions");
+    assert_eq!(text(&a, outputs::HISTORY).lines().map(|l| l.split(',').take(3).collect::<Vec<_>>().join(",")).collect::<Vec<_>>(),
+               text(&b, outputs::HISTORY).lines().map(|l| l.split(',').take(3).collect::<Vec<_>>().join(",")).collect::<Vec<_>>());
+    assert_ne!(csv_rows(&a.join(outputs::HISTORY))[1][1], csv_rows(&plain.join(outputs::HISTORY))[1][1], "the augmented images reach the loss");
+    assert!(text(&a, outputs::REPORT).contains("random_resized_crop (0.5 to 1 of the area), color_jitter, trivial_augment"));
+    let options = bundle::read(&a.join(outputs::BEST_MODEL)).unwrap().config.options;
+    assert_eq!(options.crop_scale.0, [0.5, 1.0]);
+}
+
 /// Class balancing on a sample made unequal (60 circles, 15 squares, 15 triangles): auto weighs
 /// the classes, which changes the training loss and is reported; the sampler's train figures
 /// come from the training images evaluated again, not from its balanced draw.

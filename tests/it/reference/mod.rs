@@ -2,6 +2,7 @@
 //! `scripts/setup-test.sh` fills (torch, torchvision, timm, pytorch-grad-cam, scikit-learn and
 //! the real EfficientNet-Lite0 weights). Each test here fails, naming what to run, when those
 //! are missing: a comparison that cannot be made is never a pass.
+mod augmentations;
 mod cams;
 mod checkpoints;
 mod fidelity;

@@ -1,8 +1,32 @@
 //! Seeded image augmentations on 8-bit RGB images (height x width x 3), one image at a time.
-//! Each chosen augmentation is applied to an image with probability 1/2.
+//! The existing tool's six (flips, rotation, blur, brightness, contrast) are each applied with
+//! probability 1/2; the field's three (`crop`, `color`, `trivial`) to every image, as
+//! torchvision applies them.
 use rand::Rng;
 
 use crate::config::Augmentation;
+
+pub mod color;
+pub mod crop;
+pub mod trivial;
+
+/// What a run asks of its augmentation: the chosen ones, in order, and the random-resized
+/// crop's share of the area.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub augs: Vec<Augmentation>,
+    pub crop_scale: [f64; 2],
+}
+
+impl Plan {
+    pub fn none() -> Plan {
+        Plan { augs: Vec::new(), crop_scale: crop::DEFAULT_SCALE }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.augs.is_empty()
+    }
+}
 
 /// Largest rotation, in degrees, either way.
 pub const MAX_ROTATION_DEGREES: f32 = 15.0;
@@ -119,9 +143,25 @@ pub fn contrast(img: &mut [u8], factor: f32) {
     }
 }
 
-/// Applies each of `augs` with probability 1/2, drawing its strength from `rng`.
-pub fn apply(img: &mut [u8], size: usize, augs: &[Augmentation], rng: &mut impl Rng) {
-    for &a in augs {
+/// Applies `plan` to one image, drawing every choice from `rng`: the random-resized crop first
+/// (it chooses what the image shows), then the others in the order given.
+pub fn apply(img: &mut [u8], size: usize, plan: &Plan, rng: &mut impl Rng) {
+    if plan.augs.contains(&Augmentation::RandomResizedCrop) {
+        crop::resized_crop(img, size, crop::draw(size, plan.crop_scale, rng));
+    }
+    for &a in &plan.augs {
+        match a {
+            Augmentation::RandomResizedCrop => continue,
+            Augmentation::ColorJitter => {
+                color::jitter(img, color::draw_jitter(rng));
+                continue;
+            }
+            Augmentation::TrivialAugment => {
+                trivial::apply(img, size, trivial::draw(rng));
+                continue;
+            }
+            _ => {}
+        }
         if !rng.random_bool(0.5) {
             continue;
         }
@@ -134,6 +174,9 @@ pub fn apply(img: &mut [u8], size: usize, augs: &[Augmentation], rng: &mut impl 
             Augmentation::Blur => blur(img, size, rng.random_range(BLUR_SIGMA.0..=BLUR_SIGMA.1)),
             Augmentation::Brightness => brightness(img, rng.random_range(1.0 - JITTER..=1.0 + JITTER)),
             Augmentation::Contrast => contrast(img, rng.random_range(1.0 - JITTER..=1.0 + JITTER)),
+            Augmentation::RandomResizedCrop | Augmentation::ColorJitter | Augmentation::TrivialAugment => {
+                unreachable!("applied above")
+            }
         }
     }
 }
@@ -226,7 +269,7 @@ mod tests {
             let mut outs = Vec::new();
             for _ in 0..6 {
                 let mut img = gradient(size);
-                apply(&mut img, size, &Augmentation::ALL, &mut rng);
+                apply(&mut img, size, &Plan { augs: Augmentation::ALL.to_vec(), crop_scale: crop::DEFAULT_SCALE }, &mut rng);
                 outs.push(img);
             }
             outs
