@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The performance benchmark (not part of the tests): ours against the Python reference
 # (bench/reference.py: PyTorch 2.13, timm, scikit-learn) in the same run on the same machine,
-# printed as Markdown tables. Usage: bench/run.sh [SECTION ...], sections: throughput ema ingest
-# e2e explain accuracy decisions regression ludwig (default: all). Needs ../shared/data/ham10000 (or HAM10000_DIR).
+# printed as Markdown tables. Usage: bench/run.sh [SECTION ...], sections: throughput ema augment
+# tta ingest e2e explain accuracy decisions regression ludwig (default: all). Needs ../shared/data/ham10000 (or HAM10000_DIR).
 # Takes about 45 minutes on 2 cores; run it alone, as every figure is a ratio of two timings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +13,7 @@ py="$IMAGE_LEARNER_PYTHON"
 ham="${HAM10000_DIR:-../shared/data/ham10000}"
 out="${BENCH_OUT:-$(mktemp -d)}"
 reps="${BENCH_REPS:-3}"
-sections="${*:-throughput ema ingest e2e explain accuracy decisions regression ludwig}"
+sections="${*:-throughput ema augment tta ingest e2e explain accuracy decisions regression ludwig}"
 ips() { sed -n 's/.*"images_per_second": *\([0-9.]*\).*/\1/p'; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 rss_mb() { sed -n 's/.*Maximum resident set size (kbytes): \([0-9]*\).*/\1/p' "$1" | awk '{printf "%.0f", $1/1024}'; }
@@ -74,6 +74,49 @@ if [[ " $sections " == *" ingest "* ]]; then
   /usr/bin/time -v "$bin" throughput --images "$ham/HAM10000_200x150_dev.zip" \
     --metadata "$ham/HAM10000_200x150_dev_metadata.csv" --label-column dx --image-size 224 >"$out/ingest.json" 2>"$out/ingest.time"
   echo "ours: $(ips <"$out/ingest.json" | awk '{printf "%.0f", $1}') images/s, peak RSS $(rss_mb "$out/ingest.time") MB"
+fi
+
+if [[ " $sections " == *" augment "* ]]; then
+  echo
+  echo "## The field's augmentations keep the trainer fed: one epoch of images_96.zip + image_metadata_split.csv"
+  echo
+  echo "random_resized_crop, color_jitter and trivial_augment with a horizontal flip, made on the one batch"
+  echo "thread; the share of training time the trainer waited for batches (the \`time:\` line)."
+  echo
+  echo "| model | input | waiting, flip only | waiting, with the three |"
+  echo "| --- | --- | --- | --- |"
+  for m in resnet18 efficientnet_lite0; do
+    for size in 96 224; do
+      row="| $m | ${size}x${size}"
+      for augs in horizontal_flip horizontal_flip,random_resized_crop,color_jitter,trivial_augment; do
+        "$bin" train --images "$ham/images_96.zip" --metadata "$ham/image_metadata_split.csv" --split-column split \
+          --model "$m" --use-pretrained false --epochs 1 --image-size "$size" --augmentation "$augs" --explain 0 \
+          --output-dir "$out/augment" 2>"$out/augment.log" >/dev/null
+        row="$row | $(sed -n 's/.*(waiting for batches \([0-9.]*%\)).*/\1/p' "$out/augment.log")"
+      done
+      echo "$row |"
+    done
+  done
+fi
+
+if [[ " $sections " == *" tta "* ]]; then
+  echo
+  echo "## Test-time augmentation: predict on images_96.zip (1,400 images, resnet18 at 96x96), seconds, median of $reps, interleaved"
+  echo
+  "$bin" train --images "$ham/images_96.zip" --metadata "$ham/image_metadata_split.csv" --split-column split \
+    --model resnet18 --use-pretrained false --epochs 1 --explain 0 --output-dir "$out/tta" >/dev/null 2>&1
+  rm -f "$out"/tta.*.s
+  for _ in $(seq "$reps"); do
+    for t in none flip flip4; do
+      /usr/bin/time -f %e -o "$out/tta.time" "$bin" predict --model "$out/tta/best_model.zip" --images "$ham/images_96.zip" \
+        --tta "$t" --output "$out/tta.csv" 2>/dev/null
+      cat "$out/tta.time" >>"$out/tta.$t.s"
+    done
+  done
+  echo "| --tta none | flip | flip4 | flip / none | flip4 / none |"
+  echo "| --- | --- | --- | --- | --- |"
+  awk -v a="$(median <"$out/tta.none.s")" -v b="$(median <"$out/tta.flip.s")" -v c="$(median <"$out/tta.flip4.s")" \
+    'BEGIN {printf "| %.1f | %.1f | %.1f | %.2fx | %.2fx |\n", a, b, c, b / a, c / a}'
 fi
 
 if [[ " $sections " == *" e2e "* ]]; then

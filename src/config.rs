@@ -366,7 +366,8 @@ pub enum LrScheduleKind {
     /// PyTorch's `OneCycleLR`: up from peak/25 to the peak, then down to peak/250000, with the
     /// momentum (Adam's first beta) moving against it.
     OneCycle,
-    /// The peak times `--lr-step-gamma` after every `--lr-step-epochs` epochs (PyTorch's `StepLR`).
+    /// The peak times `--lr-step-gamma` after every `--lr-step-epochs` epochs (PyTorch's
+    /// `StepLR`), or without a period at 1/2 and 3/4 of the epochs after the warmup (`MultiStepLR`).
     Step,
 }
 
@@ -390,6 +391,51 @@ impl FromStr for LrScheduleKind {
             "onecycle" => Ok(LrScheduleKind::OneCycle),
             "step" => Ok(LrScheduleKind::Step),
             _ => Err(input_error(format!("unknown learning-rate schedule '{}': use constant, cosine, onecycle or step", s.trim()))),
+        }
+    }
+}
+
+/// `--tta`: test-time augmentation, the views of each image whose predictions are averaged
+/// (their softmax for a classification, their values for a regression).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tta {
+    /// The image alone.
+    #[default]
+    None,
+    /// The image and its horizontal mirror.
+    Flip,
+    /// Those two, the vertical mirror and the image turned by 180 degrees.
+    Flip4,
+}
+
+impl Tta {
+    pub fn name(self) -> &'static str {
+        match self {
+            Tta::None => "none",
+            Tta::Flip => "flip",
+            Tta::Flip4 => "flip4",
+        }
+    }
+
+    /// In words, for the report.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Tta::None => "none: each image seen once",
+            Tta::Flip => "flip: the mean of the predictions for each image and its horizontal mirror",
+            Tta::Flip4 => "flip4: the mean of the predictions for each image, its two mirrors and its turn by 180 degrees",
+        }
+    }
+}
+
+impl FromStr for Tta {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "none" => Ok(Tta::None),
+            "flip" => Ok(Tta::Flip),
+            "flip4" => Ok(Tta::Flip4),
+            _ => Err(input_error(format!("unknown test-time augmentation '{}': use none, flip or flip4", s.trim()))),
         }
     }
 }
@@ -764,6 +810,11 @@ pub struct TrainConfig {
     /// (each to half the images), random_resized_crop, color_jitter, trivial_augment (to all).
     #[arg(long, value_delimiter = ',', value_parser = parse_with::<Augmentation>)]
     pub augmentation: Vec<Augmentation>,
+    /// Test-time augmentation of the validation and test images (and, by default, of `predict`
+    /// with the Best Model): none, flip or flip4.
+    #[arg(long, default_value = "none", value_parser = parse_with::<Tta>)]
+    #[serde(default)]
+    pub tta: Tta,
     /// random_resized_crop: the lower and upper share of the image's area a crop keeps.
     #[arg(long, default_value = "0.35,1", value_parser = parse_with::<CropScale>)]
     #[serde(default)]
@@ -1033,6 +1084,9 @@ pub struct PredictConfig {
     /// gradcam or hirescam.
     #[arg(long, default_value = "gradcam", value_parser = parse_with::<CamMethod>)]
     pub cam: CamMethod,
+    /// Test-time augmentation: none, flip or flip4 (default: the Best Model's own).
+    #[arg(long, value_parser = parse_with::<Tta>)]
+    pub tta: Option<Tta>,
 }
 
 /// `image-learner throughput`: a model's training step, or the ingestion, timed.
@@ -1159,6 +1213,7 @@ mod tests {
             ("random_seed", "seed"),
             ("augmentation", "augmentation"),
             ("crop_scale", "crop_scale"),
+            ("tta", "tta"),
             ("split_choice", "split"),
             ("image_column", "image_column"),
             ("label_column", "label_column"),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use tch::{nn, Tensor};
 
-use crate::config::{PredictionsScope, TrainConfig};
+use crate::config::{PredictionsScope, TrainConfig, Tta};
 use crate::data::batches::{Batch, EpochBatches, Normalization};
 use crate::data::split::{Split, SplitPlan};
 use crate::data::ImageSet;
@@ -36,17 +36,36 @@ pub struct Evaluator<'a> {
     pub batch_size: usize,
     pub normalization: Normalization,
     pub compute: &'a Compute,
+    pub tta: Tta,
+}
+
+/// The views of a batch (N x 3 x H x W) that `tta` averages over, the batch itself first.
+pub fn views(x: &Tensor, tta: Tta) -> Vec<Tensor> {
+    let mut out = vec![x.shallow_clone()];
+    if tta != Tta::None {
+        out.push(x.flip([3]));
+    }
+    if tta == Tta::Flip4 {
+        out.push(x.flip([2]));
+        out.push(x.flip([2, 3]));
+    }
+    out
 }
 
 impl Evaluator<'_> {
     /// The network's outputs (logits, as float32) for images `indices` of the set, in that
-    /// order, in eval mode.
+    /// order, in eval mode; with test-time augmentation, the task's combination of the views'
+    /// outputs, which it reads as it reads logits.
     pub fn logits(&self, indices: &[usize]) -> Vec<Vec<f32>> {
         let mut out = Vec::with_capacity(indices.len());
         tch::no_grad(|| {
             for b in EpochBatches::evaluation(self.set.clone(), indices, self.batch_size, self.normalization) {
                 let (x, _) = batch_tensors(&b, self.set.size, self.compute);
-                out.extend(rows(&self.compute.run(|| self.net.forward(&x, false, false)).to_kind(tch::Kind::Float)));
+                let outputs: Vec<Tensor> = views(&x, self.tta)
+                    .iter()
+                    .map(|v| self.compute.run(|| self.net.forward(v, false, false)).to_kind(tch::Kind::Float))
+                    .collect();
+                out.extend(rows(&self.task.combine_views(&outputs)));
             }
         });
         out
@@ -145,5 +164,100 @@ impl FinalFigures {
         }
         out.push((Split::Test, &self.test));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::augment::{hflip, vflip};
+
+    /// Six 32x32 images of two classes, with no symmetry of their own.
+    fn images() -> ImageSet {
+        let n = 6;
+        ImageSet {
+            size: 32,
+            pixels: (0..n * 32 * 32 * 3).map(|i| ((i * 31 + i / 97 * 7) % 253) as u8).collect(),
+            labels: (0..n).map(|i| i % 2).collect(),
+            targets: Vec::new(),
+            names: (0..n).map(|i| format!("{i}.png")).collect(),
+            classes: vec!["a".into(), "b".into()],
+        }
+    }
+
+    /// The same set with each image passed through `f`.
+    fn transformed(set: &ImageSet, f: impl Fn(&mut [u8])) -> Arc<ImageSet> {
+        let mut pixels = set.pixels.clone();
+        pixels.chunks_exact_mut(32 * 32 * 3).for_each(&f);
+        Arc::new(ImageSet { pixels, labels: set.labels.clone(), targets: Vec::new(), names: set.names.clone(), classes: set.classes.clone(), size: 32 })
+    }
+
+    fn probabilities(net: &Network, task: &Task, set: &Arc<ImageSet>, tta: Tta) -> Vec<Vec<f32>> {
+        let compute = Compute::cpu();
+        let ev = Evaluator { net, task, set, batch_size: 4, normalization: crate::data::batches::IMAGENET, compute: &compute, tta };
+        ev.scores(&(0..set.len()).collect::<Vec<_>>())
+    }
+
+    fn classifier() -> Task {
+        Task::for_training(crate::config::TaskKind::Classification, &["a".into(), "b".into()], None, "y", "m.csv").unwrap()
+    }
+
+    /// A model that averages over the image before anything else cannot tell an image from its
+    /// mirrors: every kind of TTA leaves its probabilities as they were.
+    #[test]
+    fn tta_changes_nothing_for_a_model_blind_to_flips() {
+        tch::manual_seed(1);
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let head = nn::linear(&vs.root() / "fc", 3, 2, Default::default());
+        let net = Network::new(|x, _, _| x.mean_dim(&[2i64, 3][..], false, tch::Kind::Float), 0.0, head);
+        let (task, set) = (classifier(), Arc::new(images()));
+        let plain = probabilities(&net, &task, &set, Tta::None);
+        for tta in [Tta::Flip, Tta::Flip4] {
+            let with = probabilities(&net, &task, &set, tta);
+            let worst = plain.iter().flatten().zip(with.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(worst < 1e-6, "{tta:?} moved a probability by {worst}");
+        }
+    }
+
+    /// On resnet18, flip's probabilities are the mean of those of the images and of their
+    /// mirrors, each predicted alone; flip4's the mean over the four views.
+    #[test]
+    fn tta_is_the_mean_of_the_separate_passes() {
+        let spec = models::find("resnet18").unwrap();
+        tch::manual_seed(2);
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let net = spec.build(&vs.root(), 2);
+        let task = classifier();
+        let base = images();
+        let views = [
+            Arc::new(images()),
+            transformed(&base, |im| hflip(im, 32)),
+            transformed(&base, |im| vflip(im, 32)),
+            transformed(&base, |im| {
+                hflip(im, 32);
+                vflip(im, 32)
+            }),
+        ];
+        let alone: Vec<Vec<Vec<f32>>> = views.iter().map(|v| probabilities(&net, &task, v, Tta::None)).collect();
+        for (tta, n) in [(Tta::Flip, 2), (Tta::Flip4, 4)] {
+            let with = probabilities(&net, &task, &views[0], tta);
+            for (i, row) in with.iter().enumerate() {
+                for (c, &p) in row.iter().enumerate() {
+                    let mean = alone[..n].iter().map(|v| v[i][c]).sum::<f32>() / n as f32;
+                    assert!((p - mean).abs() < 1e-6, "{tta:?}: image {i} class {c}: {p} against the mean {mean}");
+                }
+            }
+            assert_ne!(with, alone[0], "{tta:?} changed nothing on a model that sees flips");
+        }
+        // A regression averages its values.
+        let reg = Task::for_regression(&[0.0, 10.0], "v", crate::config::RegressionLoss::Mse, None).unwrap();
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let net = spec.build(&vs.root(), 1);
+        let values = |set: &Arc<ImageSet>, tta| probabilities(&net, &reg, set, tta);
+        let with = values(&views[0], Tta::Flip);
+        let (a, b) = (values(&views[0], Tta::None), values(&views[1], Tta::None));
+        for i in 0..with.len() {
+            assert!((with[i][0] - (a[i][0] + b[i][0]) / 2.0).abs() < 1e-4, "image {i}: {} against {} and {}", with[i][0], a[i][0], b[i][0]);
+        }
     }
 }

@@ -280,6 +280,23 @@ impl Task {
         }
     }
 
+    /// One output per image from the outputs of several views of it (test-time augmentation):
+    /// a regression's mean value; a classification's mean softmax, as its logarithm, which
+    /// `scores` turns back into that mean (and a temperature then calibrates). One view is
+    /// returned as it is.
+    pub fn combine_views(&self, outputs: &[Tensor]) -> Tensor {
+        if outputs.len() == 1 {
+            return outputs[0].shallow_clone();
+        }
+        let n = outputs.len() as f64;
+        if self.target.is_some() {
+            return outputs.iter().skip(1).fold(outputs[0].shallow_clone(), |acc, o| acc + o) / n;
+        }
+        let mean = outputs.iter().map(|o| o.softmax(-1, Kind::Float)).reduce(|acc, p| acc + p).expect("views") / n;
+        // The smallest normal float keeps a probability that underflowed to 0 finite.
+        mean.clamp_min(f64::from(f32::MIN_POSITIVE)).log()
+    }
+
     /// `scores` of logits already read back, one row per image.
     pub fn probabilities(&self, logits: &[Vec<f32>]) -> Vec<Vec<f32>> {
         let Some(width) = logits.first().map(Vec::len) else { return Vec::new() };

@@ -48,6 +48,8 @@ pub struct TrainSettings {
     pub spec: &'static ModelSpec,
     pub head_prefix: String,
     pub augmentation: crate::data::augment::Plan,
+    /// `--tta`: the views every evaluation pass averages.
+    pub tta: crate::config::Tta,
     pub seed: u64,
     pub compute: Compute,
     pub normalization: Normalization,
@@ -76,6 +78,7 @@ impl TrainSettings {
             spec,
             head_prefix: spec.head_prefix.to_string(),
             augmentation: crate::data::augment::Plan { augs: cfg.augmentation.clone(), crop_scale: cfg.crop_scale.0 },
+            tta: cfg.tta,
             seed: cfg.seed,
             compute,
             normalization: spec.normalization,
@@ -91,6 +94,7 @@ impl TrainSettings {
             batch_size: evaluation::batch_size(self.batch_size),
             normalization: self.normalization,
             compute: &self.compute,
+            tta: self.tta,
         }
     }
 }

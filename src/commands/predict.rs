@@ -65,7 +65,11 @@ pub fn run(cfg: &PredictConfig) -> Result<PredictSummary> {
     let set = Arc::new(ing.images);
     let indices: Vec<usize> = (0..set.len()).collect();
     let batch_size = cfg.batch_size.unwrap_or(b.config.eval_batch_size).max(1);
-    let ev = Evaluator { net: &net, task: &task, set: &set, batch_size, normalization: b.config.normalization, compute: &compute };
+    let tta = cfg.tta.unwrap_or(b.config.options.tta);
+    if tta != crate::config::Tta::None {
+        eprintln!("test-time augmentation: {}", tta.describe());
+    }
+    let ev = Evaluator { net: &net, task: &task, set: &set, batch_size, normalization: b.config.normalization, compute: &compute, tta };
     let scores = ev.scores(&indices);
     // A regression scores only the images with a true value; the others are still predicted.
     let scored: Vec<usize> = indices.iter().copied().filter(|&i| !task.is_regression() || set.targets[i].is_finite()).collect();

@@ -165,6 +165,8 @@ pub struct ReportInput<'a> {
     /// The explained test images (positions among the test images) and how they were made.
     pub explanations: &'a [Explained],
     pub explanation_method: String,
+    /// The test-time augmentation behind the predictions (the heatmaps explain the image alone).
+    pub tta: crate::config::Tta,
 }
 
 fn headline(input: &ReportInput) -> Table {
@@ -587,7 +589,13 @@ fn explanation_pairs(input: &ReportInput) -> (Vec<Pair>, String) {
             "Where the model looked, for {} test images: each image beside its heatmap ({}), which shows the regions that raised the score of {output}. Red marks the strongest evidence, blue none; each map is scaled to its own maximum, so compare where, not how much, between images. A model that looks at rulers, ink marks or the image border rather than the lesion has learned a shortcut.",
             pairs.len(),
             input.explanation_method
-        )
+        ) + &match input.tta {
+            crate::config::Tta::None => String::new(),
+            t => format!(
+                " The predictions average the image with its mirrors (test-time augmentation: {}); each heatmap explains the image as it is.",
+                t.name()
+            ),
+        }
     };
     (pairs, note)
 }
@@ -873,6 +881,7 @@ mod tests {
             threshold_curve: None,
             explanations: &[],
             explanation_method: String::new(),
+            tta: crate::config::Tta::None,
         };
         let shown: Vec<String> = gallery(&input).into_iter().map(|t| t.caption).collect();
         assert_eq!(shown.len(), 1);

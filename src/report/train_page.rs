@@ -61,6 +61,7 @@ fn run_items(run: &TrainedRun) -> Vec<Item> {
             },
         ),
         item("Augmentation", if augs.is_empty() { "none".into() } else { augs.join(", ") }),
+        item("Test-time augmentation", format!("{} (the validation and test figures)", cfg.tta.describe())),
         item("Data split", cfg.split.to_string()),
         item("Best epoch chosen by", format!("validation {}", cfg.validation_metric.name())),
         item("Early stopping", cfg.early_stop.map_or("off".into(), |n| format!("after {n} epochs without improvement"))),
@@ -217,5 +218,6 @@ pub fn train_report(run: &TrainedRun) -> Result<String> {
         threshold_curve: run.decisions.threshold_curve.as_ref().map(|(m, c)| (m.name(), c.as_slice())),
         explanations: run.explanations,
         explanation_method: format!("{} at {} of {}", run.cfg.cam.title(), run.spec.cam_target, run.spec.name),
+        tta: run.cfg.tta,
     })
 }

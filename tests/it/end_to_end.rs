@@ -538,6 +538,55 @@ fn crops_colour_jitter_and_trivial_augment_are_seeded() {
     assert_eq!(options.crop_scale.0, [0.5, 1.0]);
 }
 
+/// A model trained with `--tta flip`: `predict` applies flip by default and so repeats the test
+/// predictions exactly; `--tta none` overrides it; a Best Model written before the option
+/// existed (no `tta` in its options) predicts as `--tta none`; the report names the choice.
+#[test]
+fn test_time_augmentation_is_kept_in_the_best_model_and_predict_can_override_it() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _, _) = train_sample(dir.path(), "tta", &sample_csv(), &["--epochs", "1", "--tta", "flip", "--explain", "1"]);
+    let report = std::fs::read_to_string(out.join(outputs::REPORT)).unwrap();
+    assert!(report.contains("flip: the mean of the predictions for each image and its horizontal mirror (the validation and test figures)"));
+    assert!(report.contains("(test-time augmentation: flip); each heatmap explains the image as it is."));
+    let preds = csv_rows(&out.join(outputs::PREDICTIONS));
+    let listing = dir.path().join("test.csv");
+    std::fs::write(&listing, std::iter::once("image_path,label".to_string()).chain(preds[1..].iter().map(|r| format!("{},{}", r[0], r[1]))).collect::<Vec<_>>().join("\n")).unwrap();
+    let predict = |model: &std::path::Path, name: &str, extra: &[&str]| -> (Vec<Vec<String>>, String) {
+        let (path, images) = (dir.path().join(name), sample_zip());
+        let mut args = vec!["predict", "--model", model.to_str().unwrap(), "--images", images.to_str().unwrap(),
+            "--metadata", listing.to_str().unwrap(), "--output", path.to_str().unwrap(), "--device", "cpu"];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        (csv_rows(&path), stderr(&o))
+    };
+    let model = out.join(outputs::BEST_MODEL);
+    let (flipped, log) = predict(&model, "flip.csv", &[]);
+    assert_eq!(flipped, preds, "predict applies the model's TTA and repeats the test predictions");
+    assert!(log.contains("test-time augmentation: flip"), "{log}");
+    let (plain, log) = predict(&model, "none.csv", &["--tta", "none"]);
+    assert_ne!(plain, flipped, "--tta none overrides the model's");
+    assert!(!log.contains("test-time augmentation"));
+    // The same Best Model as an earlier version wrote it: no tta among its options.
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&model).unwrap()).unwrap();
+    let mut member = |name: &str| {
+        let mut bytes = Vec::new();
+        zip.by_name(name).unwrap().read_to_end(&mut bytes).unwrap();
+        bytes
+    };
+    let mut config: serde_json::Value = serde_json::from_slice(&member("config.json")).unwrap();
+    assert_eq!(config["options"]["tta"], "flip");
+    config["options"].as_object_mut().unwrap().remove("tta");
+    let old = dir.path().join("old_model.zip");
+    std::fs::write(&old, bundle::zip_members(&serde_json::to_vec(&config).unwrap(), &member("model.safetensors")).unwrap()).unwrap();
+    let (from_old, _) = predict(&old, "old.csv", &[]);
+    assert_eq!(from_old, plain, "a Best Model without the field predicts as --tta none");
+    let o = run(&["predict", "--model", model.to_str().unwrap(), "--images", sample_zip().to_str().unwrap(), "--tta", "flip8"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unknown test-time augmentation 'flip8': use none, flip or flip4"), "{}", stderr(&o));
+}
+
 /// Class balancing on a sample made unequal (60 circles, 15 squares, 15 triangles): auto weighs
 /// the classes, which changes the training loss and is reported; the sampler's train figures
 /// come from the training images evaluated again, not from its balanced draw.
