@@ -2,7 +2,7 @@
 # The performance benchmark (not part of the tests): ours against the Python reference
 # (bench/reference.py: PyTorch 2.13, timm, scikit-learn) in the same run on the same machine,
 # printed as Markdown tables. Usage: bench/run.sh [SECTION ...], sections: throughput ema augment
-# tta ingest e2e explain accuracy decisions regression ludwig (default: all). Needs ../shared/data/ham10000 (or HAM10000_DIR).
+# tta recipe ingest e2e explain accuracy decisions regression ludwig (default: all). Needs ../shared/data/ham10000 (or HAM10000_DIR).
 # Takes about 45 minutes on 2 cores; run it alone, as every figure is a ratio of two timings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +13,7 @@ py="$IMAGE_LEARNER_PYTHON"
 ham="${HAM10000_DIR:-../shared/data/ham10000}"
 out="${BENCH_OUT:-$(mktemp -d)}"
 reps="${BENCH_REPS:-3}"
-sections="${*:-throughput ema augment tta ingest e2e explain accuracy decisions regression ludwig}"
+sections="${*:-throughput ema augment tta recipe ingest e2e explain accuracy decisions regression ludwig}"
 ips() { sed -n 's/.*"images_per_second": *\([0-9.]*\).*/\1/p'; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 rss_mb() { sed -n 's/.*Maximum resident set size (kbytes): \([0-9]*\).*/\1/p' "$1" | awk '{printf "%.0f", $1/1024}'; }
@@ -117,6 +117,74 @@ if [[ " $sections " == *" tta "* ]]; then
   echo "| --- | --- | --- | --- | --- |"
   awk -v a="$(median <"$out/tta.none.s")" -v b="$(median <"$out/tta.flip.s")" -v c="$(median <"$out/tta.flip4.s")" \
     'BEGIN {printf "| %.1f | %.1f | %.1f | %.2fx | %.2fx |\n", a, b, c, b / a, c / a}'
+fi
+
+if [[ " $sections " == *" recipe "* ]]; then
+  # Which options make the best model on real data? Pretrained EfficientNet-Lite0 (the real
+  # ImageNet weights the test set-up installs), the tutorial's form otherwise, 3 seeds per row.
+  # RECIPE_DATA: a (tutorial images, lesion-level split) or b (the imbalanced dev set, dx, grouped
+  # by lesion_id); RECIPE_EPOCHS (10); RECIPE_ROWS (names from the list below, default all).
+  data="${RECIPE_DATA:-a}"
+  epochs="${RECIPE_EPOCHS:-10}"
+  seeds="${RECIPE_SEEDS:-42 1 7}"
+  mkdir -p "$out/recipe"
+  "$bin" weights import efficientnet_lite0 "$IMAGE_LEARNER_LITE0_PTH" --weights-dir "$out/weights" >/dev/null
+  if [[ "$data" == a ]]; then
+    input=(--images "$ham/images_96.zip" --metadata "$ham/image_metadata_split.csv" --split-column split)
+    what="the tutorial images (96x96) with their lesion-level split"
+  else
+    input=(--images "$ham/HAM10000_200x150_dev.zip" --metadata "$ham/HAM10000_200x150_dev_metadata.csv"
+           --label-column dx --group-column lesion_id --split 70/10/20 --image-size 96)
+    what="the imbalanced dev set (6,379 images at 96x96), dx, 70/10/20 grouped by lesion_id"
+  fi
+  declare -A rows=(
+    [today]=""
+    [warmup_cosine]="--lr-schedule cosine --warmup-epochs 1"
+    [onecycle]="--lr-schedule onecycle"
+    [freeze1]="--freeze-epochs 1"
+    [backbone_0.1]="--backbone-lr-mult 0.1"
+    [layer_decay_0.7]="--layer-decay 0.7"
+    [ema]="--ema-decay 0.999"
+    [smoothing_0.1]="--label-smoothing 0.1"
+    [balance_loss]="--class-balance loss"
+    [balance_sampler]="--class-balance sampler"
+    [crop]="--augmentation random_resized_crop"
+    [jitter]="--augmentation color_jitter"
+    [trivial]="--augmentation trivial_augment"
+    [tta_flip]="--tta flip"
+    [tta_flip4]="--tta flip4"
+    [size_224]="--image-size 224"
+  )
+  order="${RECIPE_ROWS:-today warmup_cosine onecycle freeze1 backbone_0.1 layer_decay_0.7 ema smoothing_0.1 balance_loss balance_sampler crop jitter trivial tta_flip tta_flip4 size_224}"
+  echo
+  echo "## Recipe: efficientnet_lite0 pretrained, $what, $epochs epochs, seeds $seeds"
+  echo
+  echo "Each row: the tutorial's options (Adam 0.001, batch 32, horizontal flip) plus the row's (an --augmentation adds to the flip); mean ± standard deviation over the seeds."
+  echo
+  echo "| row | options | test accuracy | balanced accuracy | macro F1 | best epoch | seconds |"
+  echo "| --- | --- | --- | --- | --- | --- | --- |"
+  for row in $order; do
+    rm -f "$out/recipe.$row"
+    for seed in $seeds; do
+      dir="$out/recipe/$row-$seed"
+      start=$(date +%s.%N)
+      # shellcheck disable=SC2086
+      "$bin" train "${input[@]}" --model efficientnet_lite0 --use-pretrained true --weights-dir "$out/weights" \
+        --epochs "$epochs" --batch-size 32 --learning-rate 0.001 --augmentation horizontal_flip --seed "$seed" \
+        --explain 0 ${rows[$row]} --output-dir "$dir" >"$dir.log" 2>&1 || { echo "| $row | failed: see $dir.log |"; continue 2; }
+      end=$(date +%s.%N)
+      "$py" -c "import json,sys; m=json.load(open(sys.argv[1])); t=m['test']; print(t['accuracy'], t['balanced_accuracy'], t['macro_f1'], m['best_epoch'], float(sys.argv[3]) - float(sys.argv[2]))" \
+        "$dir/metrics.json" "$start" "$end" >>"$out/recipe.$row"
+    done
+    "$py" - "$out/recipe.$row" "$row" "${rows[$row]:-(none)}" <<'PY'
+import statistics, sys
+rows = [list(map(float, l.split())) for l in open(sys.argv[1])]
+cols = list(zip(*rows))
+def cell(v, f):
+    return f"{statistics.mean(v):{f}} ± {statistics.stdev(v) if len(v) > 1 else 0:{f}}"
+print(f"| {sys.argv[2]} | `{sys.argv[3]}` | " + " | ".join(cell(c, f) for c, f in zip(cols, [".3f", ".3f", ".3f", ".1f", ".0f"])) + " |")
+PY
+  done
 fi
 
 if [[ " $sections " == *" e2e "* ]]; then

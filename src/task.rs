@@ -29,7 +29,10 @@ pub const AUTO_MIN_NUMERIC_SHARE: f64 = 0.95;
 /// classes: two distinct labels make a binary task and more a multi-class one.
 pub fn infer(rows: &[Row], column: &str) -> (TaskKind, String) {
     let present: Vec<&str> = rows.iter().map(|r| r.label.as_str()).filter(|l| !is_missing(l)).collect();
-    let mut distinct: Vec<&str> = present.clone();
+    // As classes, every non-empty label counts, "None" and "NA" included, as the classifier
+    // counts them (`metadata::is_missing`).
+    let mut distinct: Vec<String> =
+        rows.iter().map(|r| r.label.as_str()).filter(|l| !l.is_empty()).map(crate::data::metadata::label_key).collect();
     distinct.sort_unstable();
     distinct.dedup();
     let values: Vec<f64> = present.iter().filter_map(|l| parse_value(l)).collect();
@@ -47,7 +50,7 @@ pub fn infer(rows: &[Row], column: &str) -> (TaskKind, String) {
         };
         return (TaskKind::Regression, format!("the label column '{column}' holds numbers, with {why}{others}: regression"));
     }
-    if !values.is_empty() && text == 0 {
+    if !values.is_empty() && text == 0 && distinct.len() == numbers.len() {
         let kind = if numbers.len() == 2 { TaskKind::Binary } else { TaskKind::Classification };
         return (
             kind,
@@ -169,9 +172,15 @@ impl Task {
         Ok(Task { kind: TaskKind::Regression, classes: Vec::new(), threshold: None, temperature: 1.0, target: Some(target) })
     }
 
-    /// Refuses the training options of the other kind of task: a `--validation-metric`, or label
-    /// smoothing or class balancing for a regression.
+    /// Refuses the training options of the other kind of task: a `--validation-metric`, label
+    /// smoothing or class balancing for a regression, a regression loss for a classification.
     pub fn check_options(&self, cfg: &crate::config::TrainConfig) -> Result<()> {
+        if !self.is_regression() && cfg.loss != RegressionLoss::Mse {
+            bail_input!(
+                "--loss {} is a regression loss, and this is a classification (trained with cross-entropy): leave --loss out, or use --task regression",
+                cfg.loss.name()
+            );
+        }
         if self.is_regression() && cfg.label_smoothing > 0.0 {
             bail_input!("--label-smoothing applies to a classification, and this is a regression: leave it out");
         }
@@ -503,6 +512,10 @@ mod tests {
         assert!(why.ends_with("39 distinct values (1 of 40 values are not numbers and are left out): regression"), "{why}");
         let (_, why) = infer(&label_rows(&["1.5", "2"]), "age");
         assert!(why.contains("'age'") && why.contains("regression"), "{why}");
+        // "None" is a class, as the classifier keeps it: one rule for both.
+        assert_eq!(kind(s(&["None", "Mild", "Severe", "None"])), TaskKind::Classification);
+        assert_eq!(kind(s(&["none", "Severe", ""])), TaskKind::Binary);
+        assert_eq!(kind(s(&["0", "1", "NA"])), TaskKind::Classification, "NA among class codes is a third class");
     }
 
     #[test]

@@ -46,6 +46,15 @@ pub fn run(cfg: &PredictConfig) -> Result<PredictSummary> {
     if cfg.explanations.is_some() && cfg.explain == crate::config::ExplainCount::Images(0) {
         crate::bail_input!("--explanations names a ZIP for the explanations, but --explain is 0: give --explain N (or all) to write it");
     }
+    let mut named: Vec<(&str, &std::path::Path)> = vec![("--output", &cfg.output)];
+    if let Some(r) = &cfg.report {
+        named.push(("--report", r));
+    }
+    let explanations = explanations_path(cfg);
+    if cfg.explain != crate::config::ExplainCount::Images(0) {
+        named.push((if cfg.explanations.is_some() { "--explanations" } else { "the explanations (beside --output)" }, &explanations));
+    }
+    outputs::check_distinct(&named)?;
     let b = bundle::read(&cfg.model)?;
     let task = b.task();
     runtime::configure(cfg.threads);

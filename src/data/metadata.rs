@@ -366,7 +366,9 @@ pub fn require_labels(meta: &Metadata) -> Result<()> {
 /// Spellings of a missing value, read as an empty cell (pandas' defaults, in any case).
 const MISSING: [&str; 7] = ["na", "n/a", "nan", "null", "none", "?", "-"];
 
-/// Whether a label is missing: empty, or one of the usual spellings of a missing value.
+/// Whether a target value is missing: empty, or one of the usual spellings of a missing value.
+/// Only numbers are read so: a class label is missing only when empty, so that "None" (as in
+/// None / Mild / Severe) or "NA" is a class wherever classes are counted.
 pub fn is_missing(label: &str) -> bool {
     label.is_empty() || MISSING.contains(&label.to_ascii_lowercase().as_str())
 }

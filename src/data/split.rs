@@ -274,12 +274,13 @@ fn check_classes_per_split(
     Ok(())
 }
 
-/// Quantile bins of regression targets (up to five, fewer for few values), as stratification
-/// labels with their names. Equal values share a bin.
-fn value_strata(targets: &[f64]) -> (Vec<usize>, Vec<String>) {
+/// Quantile bins of regression targets (one per ten `units`, the images or the groups that are
+/// dealt out; at least one, at most five), as stratification labels with their names. Equal
+/// values share a bin.
+fn value_strata(targets: &[f64], units: usize) -> (Vec<usize>, Vec<String>) {
     let mut sorted: Vec<f64> = targets.to_vec();
     sorted.sort_by(f64::total_cmp);
-    let bins = (targets.len() / 10).clamp(1, 5);
+    let bins = (units / 10).clamp(1, 5);
     let cuts: Vec<f64> = (1..bins).map(|b| sorted[b * sorted.len() / bins]).collect();
     let labels = targets.iter().map(|v| cuts.iter().filter(|&&c| *v >= c).count()).collect();
     (labels, (0..bins).map(|b| format!("value band {}", b + 1)).collect())
@@ -316,8 +317,16 @@ pub fn plan(ing: &super::Ingested, f: &SplitFractions, seed: u64) -> Result<Spli
     // A regression is stratified by quantile bins of its target, so that every split spans the
     // range of values; a classification by class.
     let regression = !set.targets.is_empty();
+    let groups: Option<Vec<String>> = s.group_column.as_ref().map(|_| {
+        ing.rows.iter().map(|r| r.group.clone().unwrap_or_else(|| format!("row:{}", r.line))).collect()
+    });
     let (labels, classes, by) = if regression {
-        let (bins, names) = value_strata(&set.targets);
+        // Grouped, the bands are dealt out as groups: one band per ten groups, not per ten images.
+        let units = match &groups {
+            Some(g) if s.split_column.is_none() => g.iter().collect::<std::collections::HashSet<_>>().len(),
+            _ => set.targets.len(),
+        };
+        let (bins, names) = value_strata(&set.targets, units);
         (bins, names, "by quantile band of the target")
     } else {
         (set.labels.clone(), set.classes.clone(), "by class")
@@ -332,13 +341,20 @@ pub fn plan(ing: &super::Ingested, f: &SplitFractions, seed: u64) -> Result<Spli
             format!("Split from the column '{col}'.")
         };
         (splits, how)
-    } else if let Some(col) = &s.group_column {
-        let groups: Vec<String> = ing.rows.iter().map(|r| r.group.clone().unwrap_or_else(|| format!("row:{}", r.line))).collect();
+    } else if let (Some(col), Some(groups)) = (&s.group_column, &groups) {
         let missing = ing.rows.iter().filter(|r| r.group.is_none()).count();
         if missing > 0 {
             warnings.push(format!("{missing} rows have no value in the group column '{col}'; each is its own group"));
         }
-        let splits = grouped(&set.labels, &groups, &set.classes, f, seed)?;
+        let distinct = groups.iter().collect::<std::collections::HashSet<_>>().len();
+        let wanted = [f.train, f.validation, f.test].iter().filter(|&&v| v > 0.0).count();
+        if distinct < wanted {
+            bail_input!(
+                "the group column '{col}' has {distinct} group(s), and a split grouped by it needs at least one group \
+                 in each of the {wanted} parts of {f}: add groups, or split without --group-column"
+            );
+        }
+        let splits = grouped(labels, groups, classes, f, seed)?;
         (splits, format!("Stratified {f} split grouped by '{col}': all images of one group are in one split (seed {seed})."))
     } else {
         (stratified(labels, classes, f, seed)?, format!("Stratified random {f} split {by} (seed {seed})."))
@@ -361,13 +377,13 @@ mod tests {
     #[test]
     fn value_strata_are_quantile_bands() {
         let v: Vec<f64> = (0..100).map(|i| f64::from(99 - i)).collect();
-        let (bands, names) = value_strata(&v);
+        let (bands, names) = value_strata(&v, v.len());
         assert_eq!(names.len(), 5);
         for b in 0..5 {
             assert_eq!(bands.iter().filter(|&&x| x == b).count(), 20, "band {b}");
         }
         assert_eq!((bands[0], bands[99]), (4, 0), "the largest value is in the top band");
-        let (few, names) = value_strata(&[1.0, 2.0, 3.0]);
+        let (few, names) = value_strata(&[1.0, 2.0, 3.0], 3);
         assert_eq!((few, names.len()), (vec![0, 0, 0], 1), "few values: one band");
     }
 

@@ -71,7 +71,7 @@ impl OutputSet {
             .ok_or_else(|| error(ErrorKind::Output, format!("the output path {} names no file", target.display())))?
             .to_string_lossy()
             .into_owned();
-        if self.staged.iter().any(|s| s.target == target) {
+        if self.staged.iter().any(|s| super::resolved(&s.target) == super::resolved(target)) {
             return Err(error(ErrorKind::Internal, format!("{} staged twice", target.display())));
         }
         if !self.staged.iter().any(|s| parent(&s.target) == dir) {

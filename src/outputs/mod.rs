@@ -49,6 +49,37 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     set.commit()
 }
 
+/// The file `path` names, spelled one way: its folder resolved (`.`, `..`, symbolic links), or
+/// the whole path where it exists (a link to a file is that file). Two outputs that name the same
+/// file compare equal however they are written.
+pub fn resolved(path: &Path) -> std::path::PathBuf {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return p;
+    }
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    match (std::fs::canonicalize(dir), path.file_name()) {
+        (Ok(d), Some(name)) => d.join(name),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Refuses two options that name the same output file (`--output pred.csv --report ./pred.csv`):
+/// one would overwrite the other. `outputs` are (option, path) pairs.
+pub fn check_distinct(outputs: &[(&str, &Path)]) -> Result<()> {
+    for (i, (a, pa)) in outputs.iter().enumerate() {
+        for (b, pb) in &outputs[..i] {
+            if resolved(pa) == resolved(pb) {
+                crate::bail_input!(
+                    "{b} ({}) and {a} ({}) name the same file, so one would overwrite the other: give each its own file",
+                    pb.display(),
+                    pa.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Makes sure the output folder exists and is writable before any work starts.
 pub fn prepare_output_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| output_error(dir, e))?;

@@ -23,6 +23,20 @@ pub const BASE_URL_ENV: &str = "IMAGE_LEARNER_WEIGHTS_URL";
 pub const TIMEOUT_ENV: &str = "IMAGE_LEARNER_FETCH_TIMEOUT";
 
 const ATTEMPTS: u32 = 3;
+/// The longest stall `TIMEOUT_ENV` may allow: an hour, the whole download's limit.
+const LONGEST_STALL: f64 = 3600.0;
+
+/// The seconds of `TIMEOUT_ENV`'s value (60 when unset or empty); anything but a number of
+/// seconds above 0 and at most an hour is refused, naming the variable.
+fn stall_seconds(value: Option<&str>) -> Result<f64> {
+    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else { return Ok(60.0) };
+    match v.parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= LONGEST_STALL => Ok(s),
+        _ => crate::bail_input!(
+            "{TIMEOUT_ENV}={v} is not a number of seconds above 0 and at most {LONGEST_STALL}: set it to, say, 60, or unset it"
+        ),
+    }
+}
 const LARGEST: u64 = 4 << 30;
 
 /// Where `spec`'s weights come from: the published URL, under `BASE_URL_ENV` when it is set.
@@ -102,8 +116,7 @@ struct Failure {
 }
 
 fn attempts(spec: &ModelSpec, url: &str, download: &Path) -> Result<()> {
-    let stall = std::env::var(TIMEOUT_ENV).ok().and_then(|s| s.parse::<f64>().ok()).filter(|s| *s > 0.0).unwrap_or(60.0);
-    let stall = Duration::from_secs_f64(stall);
+    let stall = Duration::from_secs_f64(stall_seconds(std::env::var(TIMEOUT_ENV).ok().as_deref())?);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_connect(Some(stall.min(Duration::from_secs(5))))
         .timeout_recv_response(Some(stall))
@@ -196,6 +209,18 @@ fn published_sha256(url: &str, headers: &ureq::http::HeaderMap) -> Option<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stall_timeout_is_a_number_of_seconds_up_to_an_hour() {
+        assert_eq!(stall_seconds(None).unwrap(), 60.0);
+        assert_eq!(stall_seconds(Some(" ")).unwrap(), 60.0);
+        assert_eq!(stall_seconds(Some("2.5")).unwrap(), 2.5);
+        for bad in ["inf", "1e20", "0", "-3", "NaN", "soon"] {
+            let e = stall_seconds(Some(bad)).unwrap_err();
+            assert_eq!(crate::error::kind_of(&e), crate::error::ErrorKind::BadInput, "{bad}");
+            assert!(e.to_string().contains(&format!("{TIMEOUT_ENV}={bad} is not a number of seconds")), "{e}");
+        }
+    }
 
     #[test]
     fn the_published_digest_comes_from_the_etag_or_the_torchvision_file_name() {

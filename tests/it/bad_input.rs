@@ -233,6 +233,36 @@ fn wrong_files_and_too_small_inputs_stop_at_once() {
     assert!(!d.join("p.csv").exists());
 }
 
+/// predict's outputs that name one file, however spelled, are refused before anything is read
+/// or written: the earlier file stays as it was.
+#[test]
+fn predict_outputs_that_name_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let zip = sample_zip();
+    let earlier = write(d, "pred.csv", "earlier");
+    let model = write(d, "best_model.zip", "not read");
+    let same = earlier.to_str().unwrap().to_string();
+    let dotted = format!("{}/./pred.csv", d.display());
+    let via_parent = format!("{}/sub/../pred.csv", d.display());
+    std::fs::create_dir(d.join("sub")).unwrap();
+    let cases: [(Vec<&str>, &str); 3] = [
+        (vec!["--explain", "2", "--explanations", &same], "--output ("),
+        (vec!["--report", &dotted], "and --report ("),
+        (vec!["--explain", "2", "--explanations", &via_parent], "and --explanations ("),
+    ];
+    for (extra, names) in cases {
+        let mut args = vec!["predict", "--model", model.to_str().unwrap(), "--images", zip.to_str().unwrap(), "--output", earlier.to_str().unwrap()];
+        args.extend(extra.iter().copied());
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(names) && stderr(&o).contains("name the same file, so one would overwrite the other"), "{}", stderr(&o));
+        assert_eq!(std::fs::read_to_string(&earlier).unwrap(), "earlier", "{extra:?}");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().starts_with(".image-learner")).collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
 /// A regression, or a task of the wrong kind, that cannot be trained.
 #[test]
 fn targets_and_options_a_regression_cannot_train_on() {
@@ -266,4 +296,18 @@ fn targets_and_options_a_regression_cannot_train_on() {
     fails(d, &zip, &sample_csv(), &["--label-smoothing", "1"], "--label-smoothing must be at least 0 and below 1 (got 1)");
     fails(d, &zip, &sample_csv(), &["--label-smoothing", "-0.1"], "--label-smoothing must be at least 0 and below 1 (got -0.1)");
     fails(d, &zip, &values, &["--task", "ordinal"], "unknown task 'ordinal': use auto, classification, binary or regression");
+    fails(
+        d, &zip, &sample_csv(), &["--task", "classification", "--loss", "mae"],
+        "--loss mae is a regression loss, and this is a classification (trained with cross-entropy): leave --loss out",
+    );
+    // Grouped by a column of one or two patients: too few groups for three parts, said as such.
+    let text = std::fs::read_to_string(&values).unwrap();
+    for patients in [1, 2] {
+        let grouped: Vec<String> = text.lines().enumerate().map(|(i, l)| if i == 0 { format!("{l},patient") } else { format!("{l},p{}", i % patients) }).collect();
+        let csv = write(d, &format!("grouped{patients}.csv"), &grouped.join("\n"));
+        fails(
+            d, &zip, &csv, &["--task", "regression", "--group-column", "patient"],
+            &format!("the group column 'patient' has {patients} group(s), and a split grouped by it needs at least one group in each of the 3 parts of 70/10/20"),
+        );
+    }
 }

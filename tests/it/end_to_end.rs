@@ -587,6 +587,19 @@ fn test_time_augmentation_is_kept_in_the_best_model_and_predict_can_override_it(
     assert!(stderr(&o).contains("unknown test-time augmentation 'flip8': use none, flip or flip4"), "{}", stderr(&o));
 }
 
+/// Classes named None, Mild and Severe under `--task auto`: "None" is a class to the task guess
+/// as to the classifier, so the run trains three classes.
+#[test]
+fn a_class_named_none_is_a_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(sample_csv()).unwrap().replace(",circle", ",None").replace(",square", ",Mild").replace(",triangle", ",Severe");
+    let csv = dir.path().join("severity.csv");
+    std::fs::write(&csv, text).unwrap();
+    let (_, m, log) = train_sample(dir.path(), "severity", &csv, &["--task", "auto", "--epochs", "1"]);
+    assert!(log.contains("holds 3 distinct class names: classification"), "{log}");
+    assert_eq!(m["classes"], serde_json::json!(["Mild", "None", "Severe"]));
+}
+
 /// Class balancing on a sample made unequal (60 circles, 15 squares, 15 triangles): auto weighs
 /// the classes, which changes the training loss and is reported; the sampler's train figures
 /// come from the training images evaluated again, not from its balanced draw.
