@@ -65,6 +65,15 @@ pub fn infer(rows: &[Row], column: &str) -> (TaskKind, String) {
     (kind, format!("the label column '{column}' holds {} distinct class names: {}", distinct.len(), kind.name()))
 }
 
+/// A classification of two classes given a fixed `--threshold` is a binary one, as GLEAM's
+/// tool takes it: the reason, in words, when that applies.
+pub fn threshold_makes_binary(kind: TaskKind, threshold: Option<f32>, classes: &[String]) -> Option<String> {
+    let t = threshold?;
+    (kind == TaskKind::Classification && classes.len() == 2).then(|| {
+        format!("--threshold {t} with two classes ({}): a binary classification, decided at that threshold", classes.join(", "))
+    })
+}
+
 /// The task of a training run: `--task`, or for `auto` the one `infer` finds (with why, which
 /// the log also says). Then the rows it cannot use: a regression leaves out the rows without a
 /// number (the warnings name them), a classification refuses an empty label.

@@ -167,6 +167,10 @@ pub struct TrainOutcome {
     /// The best epoch's own training pass (augmented images, train mode): the images and their
     /// scores, in the order the batches came.
     pub best_training_pass: (Vec<usize>, Vec<Vec<f32>>),
+    /// The figure that chose the best epoch: `--validation-metric`, or the loss when that figure
+    /// could not be measured on the validation split (with why).
+    pub validation_metric: ValidationMetric,
+    pub metric_fallback: Option<String>,
 }
 
 fn snapshot(vs: &nn::VarStore) -> HashMap<String, Tensor> {
@@ -287,6 +291,8 @@ pub fn fit(
     let mut since_best = 0;
     let mut stopped_early = false;
     let mut diverged_at = None;
+    let mut metric = s.validation_metric;
+    let mut metric_fallback = None;
     let class_weights = match &s.balance {
         Balance::Weights(w) => Some(Tensor::from_slice(&w.iter().map(|&v| v as f32).collect::<Vec<f32>>()).to_device(s.compute.device)),
         _ => None,
@@ -378,7 +384,21 @@ pub fn fit(
         let val_probs = val_logits.as_ref().map(|l| s.task.probabilities(l));
         let val = val_probs.as_ref().map(|probs| s.task.figures(set, val_idx, probs));
         let val_loss = val.as_ref().map(|m| m.loss());
-        let score = val.as_ref().and_then(|m| m.value(s.validation_metric));
+        if let (Some(m), None) = (&val, val.as_ref().and_then(|m| m.value(metric))) {
+            // Only the loss is defined for every validation split (ROC-AUC needs two classes).
+            let why = format!(
+                "validation {} cannot be measured on this validation split (it needs images of two classes or more); \
+                 the best epoch is chosen by the validation loss instead",
+                metric.name()
+            );
+            eprintln!("warning: {why}");
+            metric = ValidationMetric::Loss;
+            metric_fallback = Some(why);
+            // Earlier epochs' scores were of the other figure.
+            best = None;
+            debug_assert!(m.value(metric).is_some());
+        }
+        let score = val.as_ref().and_then(|m| m.value(metric));
         let train_m = s.task.figures(set, &epoch_images, &epoch_probs);
         let record = EpochRecord {
             epoch,
@@ -410,7 +430,7 @@ pub fn fit(
             (None, _) => true,
             (Some(_), None) => true,
             (Some(v), Some((_, b))) => {
-                if s.validation_metric.higher_is_better() { v > b } else { v < b }
+                if metric.higher_is_better() { v > b } else { v < b }
             }
         };
         if improved {
@@ -444,7 +464,17 @@ pub fn fit(
         );
     };
     restore(vs, best_state.as_ref().expect("state saved with the best epoch"));
-    Ok(TrainOutcome { history, schedule, best_epoch, stopped_early, diverged_at, best_validation_logits, best_training_pass })
+    Ok(TrainOutcome {
+        history,
+        schedule,
+        best_epoch,
+        stopped_early,
+        diverged_at,
+        best_validation_logits,
+        best_training_pass,
+        validation_metric: metric,
+        metric_fallback,
+    })
 }
 
 #[cfg(test)]

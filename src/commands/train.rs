@@ -39,10 +39,14 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
     // Ingest: CSV + ZIP -> decoded images; the task their labels make, after the split (a
     // regression's scale is the training split's).
     let mut meta = data::metadata::read_metadata(&cfg.metadata, &ColumnChoice::for_training(cfg))?;
-    let (kind, chosen, mut warnings) = task::choose(cfg.task, &mut meta)?;
+    let (mut kind, mut chosen, mut warnings) = task::choose(cfg.task, &mut meta)?;
     let labels = if kind == TaskKind::Regression { data::Labels::Values } else { data::Labels::Classes(None) };
     let size = cfg.image_size.map_or(SizePolicy::FromImages { max: spec.default_size }, SizePolicy::Fixed);
     let ing = data::ingest(&cfg.images, meta, size, labels)?;
+    if let Some(why) = task::threshold_makes_binary(kind, cfg.threshold.fixed(), &ing.images.classes) {
+        eprintln!("task: {why}");
+        (kind, chosen) = (TaskKind::Binary, Some(why));
+    }
     let ingested = started.elapsed().as_secs_f64();
     warnings.extend(ing.announce());
     let s = &ing.summary;

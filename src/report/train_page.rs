@@ -63,7 +63,13 @@ fn run_items(run: &TrainedRun) -> Vec<Item> {
         item("Augmentation", if augs.is_empty() { "none".into() } else { augs.join(", ") }),
         item("Test-time augmentation", format!("{} (the validation and test figures)", cfg.tta.describe())),
         item("Data split", cfg.split.to_string()),
-        item("Best epoch chosen by", format!("validation {}", cfg.validation_metric.name())),
+        item(
+            "Best epoch chosen by",
+            match &run.outcome.metric_fallback {
+                Some(why) => format!("validation loss: {why}"),
+                None => format!("validation {}", cfg.validation_metric.name()),
+            },
+        ),
         item("Early stopping", cfg.early_stop.map_or("off".into(), |n| format!("after {n} epochs without improvement"))),
         item("Random seed", cfg.seed.to_string()),
         item("Device", crate::device::describe(run.compute.device)),
@@ -201,7 +207,7 @@ pub fn train_report(run: &TrainedRun) -> Result<String> {
         history: &run.outcome.history,
         schedule: run.outcome.schedule.describe(),
         best_epoch: run.outcome.best_epoch,
-        validation_metric: run.cfg.validation_metric.name(),
+        validation_metric: run.outcome.validation_metric.name(),
         stopped_early: run.outcome.stopped_early,
         per_split: f.per_split(),
         train_from_training_pass: f.train_scores.is_none(),

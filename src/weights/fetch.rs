@@ -80,7 +80,7 @@ pub fn fetch(spec: &ModelSpec, dir: &Path) -> Result<PathBuf> {
 /// Downloads under the folder's lock for `spec`. With `reuse`, a file that another job installed
 /// while this one waited for the lock is taken as it is.
 fn install(spec: &ModelSpec, dir: &Path, reuse: bool) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir).map_err(|e| input_error(format!("cannot create the weights folder {}: {e}", dir.display())))?;
+    super::installable(spec, dir)?;
     let lock_path = dir.join(format!(".{}.lock", spec.name));
     let lock = std::fs::File::create(&lock_path).map_err(|e| input_error(format!("cannot write in the weights folder {}: {e}", dir.display())))?;
     if lock.try_lock().is_err() {

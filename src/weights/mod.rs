@@ -146,21 +146,47 @@ fn read_checkpoint(file: &Path) -> Result<HashMap<String, Tensor>> {
 /// `weights import`: checks that `file` holds every backbone parameter of `spec` (after mapping
 /// foreign names), and installs it as `<dir>/<model>.safetensors`. Returns the installed path.
 pub fn import(spec: &ModelSpec, file: &Path, dir: &Path) -> Result<PathBuf> {
+    let target = installable(spec, dir)?;
     let tensors = map_names(spec, read_checkpoint(file)?);
     let mut vs = nn::VarStore::new(tch::Device::Cpu);
     let _ = spec.build(&vs.root(), 1000);
     copy_variables(&mut vs, Some(spec.head_prefix), &tensors)
         .with_context(|| format!("{} does not fit {}", file.display(), spec.name))?;
-    std::fs::create_dir_all(dir)
-        .map_err(|e| crate::error::input_error(format!("cannot create {}: {e}", dir.display())))?;
-    let target = dir.join(format!("{}.safetensors", spec.name));
     let named: Vec<(String, Tensor)> = tensors
         .into_iter()
         .map(|(k, t)| (k, t.contiguous()))
         .collect();
     let tmp = dir.join(format!(".{}.safetensors.partial", spec.name));
-    Tensor::write_safetensors(&named, &tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &target)?;
+    let written = Tensor::write_safetensors(&named, &tmp)
+        .map_err(|e| e.to_string())
+        .and_then(|()| std::fs::rename(&tmp, &target).map_err(|e| e.to_string()));
+    if let Err(e) = written {
+        if tmp.is_file() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        bail_input!(
+            "cannot install the {} weights in the weights folder {}: {e}. Nothing was installed; give a folder you can write \
+             to with --weights-dir",
+            spec.name,
+            dir.display()
+        );
+    }
+    Ok(target)
+}
+
+/// Where `spec`'s weights go in `dir`, once the folder exists and nothing but a file is in the
+/// way of that name.
+pub fn installable(spec: &ModelSpec, dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        crate::error::input_error(format!("cannot create the weights folder {}: {e}; give another --weights-dir", dir.display()))
+    })?;
+    let target = dir.join(format!("{}.safetensors", spec.name));
+    if target.exists() && !target.is_file() {
+        bail_input!(
+            "cannot install the {} weights: {} is a folder, not a file; remove it, or give another --weights-dir",
+            spec.name,
+            target.display()
+        );
+    }
     Ok(target)
 }

@@ -587,6 +587,53 @@ fn test_time_augmentation_is_kept_in_the_best_model_and_predict_can_override_it(
     assert!(stderr(&o).contains("unknown test-time augmentation 'flip8': use none, flip or flip4"), "{}", stderr(&o));
 }
 
+/// A validation split of one class cannot measure ROC-AUC: the run warns, chooses the best epoch
+/// by the validation loss, and the report says so instead of leaving the figure blank.
+#[test]
+fn a_figure_the_validation_split_cannot_measure_falls_back_to_the_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(sample_csv()).unwrap();
+    let mut lines = vec!["image_path,label,split".to_string()];
+    let mut seen = std::collections::HashMap::new();
+    for line in text.lines().skip(1) {
+        let class = line.rsplit(',').next().unwrap().to_string();
+        let n = seen.entry(class.clone()).or_insert(0);
+        *n += 1;
+        let split = match (*n, class.as_str()) {
+            (1..=6, "circle") => "validation",
+            (1..=6, _) => "test",
+            _ => "train",
+        };
+        lines.push(format!("{line},{split}"));
+    }
+    let csv = dir.path().join("one_class_validation.csv");
+    std::fs::write(&csv, lines.join("\n")).unwrap();
+    let (out, m, log) = train_sample(dir.path(), "auc", &csv, &["--validation-metric", "roc_auc", "--split-column", "split"]);
+    assert!(log.contains("warning: validation roc_auc cannot be measured on this validation split"), "{log}");
+    let report = std::fs::read_to_string(out.join(outputs::REPORT)).unwrap();
+    assert!(report.contains("validation loss: validation roc_auc cannot be measured"), "the run table says why");
+    let best = m["best_epoch"].as_u64().unwrap() as usize;
+    let rows = csv_rows(&out.join(outputs::HISTORY));
+    let at = rows[0].iter().position(|c| c == "validation_loss").unwrap();
+    let losses: Vec<f64> = rows[1..].iter().map(|r| r[at].parse().unwrap()).collect();
+    let lowest = losses.iter().cloned().fold(f64::INFINITY, f64::min);
+    assert_eq!(losses[best - 1], lowest, "the best epoch has the lowest validation loss: {losses:?}");
+}
+
+/// GLEAM's binary test: `--task classification` with a threshold on two classes trains a binary
+/// classification decided at that threshold, and the log and the report say why.
+#[test]
+fn a_threshold_on_two_classes_makes_a_binary_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = repo().join("test-data/sample_metadata_binary.csv");
+    let (out, m, log) = train_sample(dir.path(), "two", &csv, &["--task", "classification", "--threshold", "0.6", "--epochs", "1"]);
+    assert!(log.contains("task: --threshold 0.6 with two classes"), "{log}");
+    assert_eq!(m["task"], "binary", "{}", m["task"]);
+    let report = std::fs::read_to_string(out.join(outputs::REPORT)).unwrap();
+    assert!(report.contains("a binary classification, decided at that threshold"));
+    assert!(report.contains("decision threshold 0.6"));
+}
+
 /// Classes named None, Mild and Severe under `--task auto`: "None" is a class to the task guess
 /// as to the classifier, so the run trains three classes.
 #[test]

@@ -220,3 +220,30 @@ fn offline_runs_stop_at_once_without_asking_the_server() {
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(hits.load(Ordering::SeqCst), 0);
 }
+
+/// A weights folder that cannot take the file: a folder where the file goes, or a write that
+/// fails. Import and fetch stop with exit 2, naming the folder; nothing is left behind, and the
+/// server is not asked for a file that could not be installed.
+#[test]
+fn a_weights_folder_that_cannot_take_the_file_is_named() {
+    let (base, hits) = server(Serve::Good(Duration::ZERO));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lite0.safetensors");
+    std::fs::write(&file, weights_file()).unwrap();
+    let weights = dir.path().join("cache");
+    std::fs::create_dir_all(weights.join("efficientnet_lite0.safetensors")).unwrap();
+    for args in [vec!["weights", "import", "efficientnet_lite0", file.to_str().unwrap()], vec!["weights", "fetch", "efficientnet_lite0"]] {
+        let o = command(&base, &weights, &args).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("efficientnet_lite0.safetensors is a folder, not a file; remove it, or give another --weights-dir"), "{}", stderr(&o));
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "nothing downloaded for a file that cannot be installed");
+    assert_eq!(left_in(&weights), vec![weights.join("efficientnet_lite0.safetensors")]);
+    // The write itself fails (its temporary's name is taken by a folder).
+    let blocked = dir.path().join("blocked");
+    std::fs::create_dir_all(blocked.join(".efficientnet_lite0.safetensors.partial")).unwrap();
+    let o = command(&base, &blocked, &["weights", "import", "efficientnet_lite0", file.to_str().unwrap()]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&format!("cannot install the efficientnet_lite0 weights in the weights folder {}", blocked.display())), "{}", stderr(&o));
+    assert_eq!(left_in(&blocked), vec![blocked.join(".efficientnet_lite0.safetensors.partial")], "no file left but the folder in the way");
+}
