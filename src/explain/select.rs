@@ -58,9 +58,15 @@ pub fn for_report(task: &Task, scores: &[Vec<f32>], truth: &[usize], values: &[f
     }
     let mut unsure: Vec<usize> = (0..scores.len()).collect();
     unsure.sort_by(|&a, &b| task.confidence(&scores[a]).total_cmp(&task.confidence(&scores[b])).then(a.cmp(&b)));
+    // What is left is decided correctly (every mistake is in already), however confident: named
+    // by its rank among those, never "uncertain" at 99.9%.
+    let mut first = true;
     for i in unsure {
-        let why = format!("an uncertain correct {} ({:.1}%)", crate::error::short(&task.classes[decided[i]]), 100.0 * task.confidence(&scores[i]));
+        let rank = if first { "the least" } else { "the next least" };
+        let why = format!("{rank} confident correct {} ({:.1}%)", crate::error::short(&task.classes[decided[i]]), 100.0 * task.confidence(&scores[i]));
+        let before = picks.len();
         push(&mut picks, i, decided[i], why);
+        first &= picks.len() == before;
     }
     picks
 }
@@ -89,7 +95,7 @@ mod tests {
         // No correct c: the classes a and b, the mistakes by confidence, then the uncertain rest.
         assert_eq!(order, [(0, 0), (2, 1), (3, 0), (4, 1), (1, 0)]);
         assert!(picks[0].why.contains("most confident correct a") && picks[2].why.contains("true c, predicted a"));
-        assert!(picks[4].why.contains("uncertain correct a (60.0%)"));
+        assert!(picks[4].why.contains("the least confident correct a (60.0%)"), "{}", picks[4].why);
         assert_eq!(for_report(&task(), &scores, &truth, &[], 2).len(), 2);
         assert_eq!(for_report(&task(), &scores, &truth, &[], 50).len(), 5, "never an image twice");
     }

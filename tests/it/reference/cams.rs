@@ -1,4 +1,5 @@
-//! Explanations against their reference: for one model of every family, given the reference's
+//! Explanations against their reference: for every architecture (each size of one being the
+//! same code, one size stands for all), given the reference's
 //! weights by name, our Grad-CAM and HiResCAM heatmaps equal pytorch-grad-cam's at the target
 //! layer the model spec names, to 1e-4 after its normalisation. The reference maps are made at
 //! test time by tests/reference/cams.py.
@@ -12,11 +13,14 @@ use tch::{nn, Device, Kind, Tensor};
 const MODELS: &[&str] = &[
     "resnet18",
     "resnext50_32x4d",
+    "wide_resnet50_2",
     "efficientnet_lite0",
     "efficientnet_b0",
     "mobilenet_v2",
     "mobilenet_v3_small",
+    "mobilenet_v3_large",
     "densenet121",
+    "vgg16",
     "vgg16_bn",
     "convnext_tiny",
     "vit_b_16",
