@@ -154,9 +154,15 @@ impl FromStr for Augmentation {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CropScale(pub [f64; 2]);
 
+impl CropScale {
+    /// The share of the area a crop keeps unless `--crop-scale` says otherwise. torchvision's
+    /// default lower bound, 0.08, would often crop a lesion out of its own image.
+    pub const DEFAULT: CropScale = CropScale([0.35, 1.0]);
+}
+
 impl Default for CropScale {
     fn default() -> Self {
-        CropScale(crate::data::augment::crop::DEFAULT_SCALE)
+        CropScale::DEFAULT
     }
 }
 

@@ -96,7 +96,8 @@ def form_test():
     models = [o[1] for o in params["model"]["options"]]
     check("form offers caformer_s18_384, resnet18, efficientnet_lite0", {"caformer_s18_384", "resnet18", "efficientnet_lite0"} <= set(models))
     augs = {o[1] for o in params["augmentation"]["options"]}
-    check("form offers the six augmentations", augs == {"horizontal_flip", "vertical_flip", "rotate", "blur", "brightness", "contrast"}, augs)
+    check("form offers the nine augmentations", augs == {"horizontal_flip", "vertical_flip", "rotate", "blur", "brightness", "contrast",
+                                                         "random_resized_crop", "color_jitter", "trivial_augment"}, augs)
     splits = {o[1] for o in params["split_choice"]["options"]}
     check("form offers 70/10/20 and custom splits", {"70/10/20", "custom"} <= splits, splits)
     tasks = {o[1]: o[0] for o in params["task"]["options"]}

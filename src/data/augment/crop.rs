@@ -6,9 +6,8 @@ use rand::Rng;
 
 /// torchvision's aspect-ratio range, 3/4 to 4/3, drawn on a log scale.
 pub const RATIO: (f64, f64) = (3.0 / 4.0, 4.0 / 3.0);
-/// The share of the area a crop keeps unless `--crop-scale` says otherwise. torchvision's
-/// default lower bound, 0.08, would often crop a lesion out of its own image.
-pub const DEFAULT_SCALE: [f64; 2] = [0.35, 1.0];
+/// The share of the area a crop keeps unless `--crop-scale` says otherwise.
+pub const DEFAULT_SCALE: [f64; 2] = crate::config::CropScale::DEFAULT.0;
 
 /// A crop: its top row, left column, height and width, in pixels of the stored image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
