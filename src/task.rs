@@ -263,7 +263,8 @@ impl Task {
             }
             return logits.cross_entropy_loss(targets, class_weights, Reduction::Mean, -100, label_smoothing);
         };
-        let z = (targets.to_kind(Kind::Float) - t.mean) / t.sd;
+        // Standardised in float64, so that a target far from 0 keeps its differences.
+        let z = ((targets.to_kind(Kind::Double) - t.mean) / t.sd).to_kind(Kind::Float);
         let out = logits.to_kind(Kind::Float).squeeze_dim(-1);
         match t.loss {
             RegressionLoss::Mse => out.mse_loss(&z, Reduction::Mean),
@@ -286,10 +287,11 @@ impl Task {
     }
 
     /// The scores the outputs give, as float32: softmax probabilities, one per class, at the
-    /// task's temperature; or for regression the predicted value in the target's units.
+    /// task's temperature; or for regression the standardised value, which `predicted_values`
+    /// turns into the target's units in float64 (a float32 holds 1e9 + 17 as 1e9).
     pub fn scores(&self, logits: &Tensor) -> Tensor {
-        if let Some(t) = &self.target {
-            return logits.to_kind(Kind::Float) * t.sd + t.mean;
+        if self.target.is_some() {
+            return logits.to_kind(Kind::Float);
         }
         if self.temperature == 1.0 {
             logits.softmax(-1, Kind::Float)
@@ -346,7 +348,7 @@ impl Task {
     /// The figures of images `images` of `set`, whose scores are `scores` (same order).
     pub fn figures(&self, set: &ImageSet, images: &[usize], scores: &[Vec<f32>]) -> Figures {
         if self.is_regression() {
-            let (truth, predicted) = (set.values(images), predicted_values(scores));
+            let (truth, predicted) = (set.values(images), self.predicted_values(scores));
             let loss = self.value_loss(&truth, &predicted);
             return Figures::Regression { loss, figures: regression::compute(&truth, &predicted) };
         }
@@ -356,9 +358,15 @@ impl Task {
     /// Bootstrap 95% intervals of the figures (None for too few images).
     pub fn intervals(&self, set: &ImageSet, images: &[usize], scores: &[Vec<f32>], seed: u64) -> Option<Intervals> {
         if self.is_regression() {
-            return regression::bootstrap(&set.values(images), &predicted_values(scores), BOOTSTRAP_RESAMPLES, seed);
+            return regression::bootstrap(&set.values(images), &self.predicted_values(scores), BOOTSTRAP_RESAMPLES, seed);
         }
         metrics::bootstrap(&set.truth(images), scores, &self.classes, BOOTSTRAP_RESAMPLES, seed, self.threshold)
+    }
+
+    /// A regression's predicted values, in the target's units, from its one-column scores.
+    pub fn predicted_values(&self, scores: &[Vec<f32>]) -> Vec<f64> {
+        let t = self.target.as_ref().expect("a regression");
+        scores.iter().map(|s| t.mean + t.sd * f64::from(s[0])).collect()
     }
 
     /// The per-epoch figures of the Training History (after the loss), by column name; a
@@ -372,7 +380,7 @@ impl Task {
     /// every split.
     pub fn predictions_csv(&self, images: &[String], truth: Option<&[String]>, probs: &[Vec<f32>], splits: Option<&[String]>) -> Result<Vec<u8>> {
         if self.is_regression() {
-            return value_predictions_csv(images, truth, &predicted_values(probs), splits);
+            return value_predictions_csv(images, truth, &self.predicted_values(probs), splits);
         }
         let classes = &self.classes;
         let mut w = csv::Writer::from_writer(Vec::new());
@@ -428,10 +436,6 @@ impl Task {
     }
 }
 
-/// A regression's predicted values from its one-column scores.
-pub fn predicted_values(scores: &[Vec<f32>]) -> Vec<f64> {
-    scores.iter().map(|s| f64::from(s[0])).collect()
-}
 
 /// A regression's Predictions CSV: `image_path, [split], [true_value], predicted_value, [error]`,
 /// the error being predicted minus true. `truth` holds the target column's text.
@@ -535,10 +539,15 @@ mod tests {
         let e = |r: Result<Task>| format!("{:#}", r.err().expect("an error"));
         assert!(e(Task::for_regression(&[4.0, 4.0], "age", RegressionLoss::Mse, None)).contains("same target (4)"));
         assert!(e(Task::for_regression(&[1.0, 3.0], "age", RegressionLoss::Mse, Some(0.5))).contains("binary only"));
-        // Scores are the predicted values in the target's units; the loss is on the standardised
+        // The predicted values are in the target's units; the loss is on the standardised
         // scale, as the network is trained.
         let out = Tensor::from_slice(&[0.5f32, -1.0]).view([2, 1]);
-        assert_eq!(rows(&t.scores(&out)), vec![vec![2.5], vec![1.0]]);
+        assert_eq!(t.predicted_values(&rows(&t.scores(&out))), vec![2.5, 1.0]);
+        // A billion added to every target shifts the values by a billion, to the last unit.
+        let far = Task::for_regression(&[1e9 + 1.0, 1e9 + 3.0], "age", RegressionLoss::Mse, None).unwrap();
+        assert_eq!(far.predicted_values(&rows(&far.scores(&out))), vec![1e9 + 2.5, 1e9 + 1.0]);
+        let z = far.loss(&Tensor::from_slice(&[0.0f32]).view([1, 1]), &Tensor::from_slice(&[1e9 + 3.0]), 0.0, None).double_value(&[]);
+        assert!((z - 1.0).abs() < 1e-6, "the target 1e9 + 3 is one standard deviation above the mean: loss {z}");
         let y = Tensor::from_slice(&[2.5f64, 3.0]);
         let mse = t.loss(&out, &y, 0.0, None).double_value(&[]);
         assert!((mse - (0.0 + 4.0) / 2.0).abs() < 1e-6, "{mse}");
@@ -546,7 +555,7 @@ mod tests {
         let huber = Task::for_regression(&[1.0, 3.0], "age", RegressionLoss::Huber, None).unwrap();
         assert!((huber.loss(&out, &y, 0.0, None).double_value(&[]) - 0.75).abs() < 1e-6, "|d| = 2 costs 1.5");
         assert!((huber.value_loss(&[2.5, 3.0], &[2.5, 1.0]) - 0.75).abs() < 1e-9);
-        let csv = String::from_utf8(t.predictions_csv(&["a.png".into()], Some(&["3".into()]), &[vec![2.5]], None).unwrap()).unwrap();
+        let csv = String::from_utf8(t.predictions_csv(&["a.png".into()], Some(&["3".into()]), &[vec![0.5]], None).unwrap()).unwrap();
         assert_eq!(csv, "image_path,true_value,predicted_value,error\na.png,3,2.500000,-0.500000\n");
     }
 

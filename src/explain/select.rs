@@ -23,7 +23,7 @@ pub fn for_report(task: &Task, scores: &[Vec<f32>], truth: &[usize], values: &[f
         }
     };
     if task.is_regression() {
-        let predicted = crate::task::predicted_values(scores);
+        let predicted = task.predicted_values(scores);
         let mut order: Vec<usize> = (0..predicted.len()).collect();
         order.sort_by(|&a, &b| predicted[b].total_cmp(&predicted[a]).then(a.cmp(&b)));
         if let (Some(&high), Some(&low)) = (order.first(), order.last()) {
@@ -110,7 +110,8 @@ mod tests {
 
     #[test]
     fn a_regression_shows_its_extremes_then_its_largest_errors() {
-        let t = Task::for_regression(&[1.0, 2.0, 3.0], "age", crate::config::RegressionLoss::Mse, None).unwrap();
+        // Mean 0 and standard deviation 1: the scores are the values.
+        let t = Task::for_regression(&[-1.0, 1.0], "age", crate::config::RegressionLoss::Mse, None).unwrap();
         let scores = vec![vec![5.0], vec![1.0], vec![3.0], vec![2.0]];
         let values = [5.0, 1.0, 9.0, 2.5];
         let picks = for_report(&t, &scores, &[0; 4], &values, 3);

@@ -5,7 +5,6 @@ use super::{opt4, png_uri, with_interval, Plot, ReportInput, Row, Thumb};
 use crate::data::split::Split;
 use crate::metrics::regression::RegressionMetrics;
 use crate::metrics::{Figures, Intervals};
-use crate::task::predicted_values;
 
 pub const HEADLINE_NOTE: &str = "MAE, RMSE and the mean error are in the target's units; MAPE is a fraction of the true value, \
     left out when a true value is 0. R² and explained variance follow scikit-learn (0 for a constant truth), Pearson's r and \
@@ -78,7 +77,7 @@ fn histogram_bins(values: &[f64], bins: usize) -> (Vec<f64>, Vec<usize>) {
 
 pub fn section(input: &ReportInput) -> Section {
     let truth = input.test_values;
-    let predicted = predicted_values(input.test_probs);
+    let predicted = input.task.predicted_values(input.test_probs);
     let residual: Vec<f64> = predicted.iter().zip(truth).map(|(p, t)| p - t).collect();
     let column = input.task.target.as_ref().map_or("target", |t| t.column.as_str());
     let name = |i: usize| crate::error::short(&input.test_names[i]);

@@ -399,7 +399,16 @@ fn a_regression_is_inferred_trained_reported_and_predicted_again() {
     assert!(o.status.success(), "{}", stderr(&o));
     let mut expected: Vec<Vec<String>> = test.iter().map(|r| vec![r[0].clone(), r[2].clone(), r[3].clone(), r[4].clone()]).collect();
     expected.push(vec![unscored[0].clone(), "NA".into(), unscored[3].clone(), String::new()]);
-    assert_eq!(csv_rows(&again)[1..], expected[..], "predict gives the test predictions again");
+    // The images and their truth exactly; the values to float32's precision on the standardised
+    // scale: predict's batches hold one image more, and libtorch's sums over another batch
+    // shape may differ in the last bit.
+    let got = csv_rows(&again)[1..].to_vec();
+    assert_eq!(got.len(), expected.len());
+    for (g, e) in got.iter().zip(&expected) {
+        assert_eq!(g[..2], e[..2], "predict gives the test images again");
+        let (a, b): (f64, f64) = (g[2].parse().unwrap(), e[2].parse().unwrap());
+        assert!((a - b).abs() <= 1e-5, "predict gives the test predictions again: {g:?} against {e:?}");
+    }
     let err = stderr(&o);
     let line = test.len() + 2;
     assert!(err.contains(&format!("1 of {} images have no value in the column 'target' of test.csv (lines {line}): predicted, but not scored", test.len() + 1)), "{err}");
@@ -632,6 +641,47 @@ fn a_threshold_on_two_classes_makes_a_binary_task() {
     let report = std::fs::read_to_string(out.join(outputs::REPORT)).unwrap();
     assert!(report.contains("a binary classification, decided at that threshold"));
     assert!(report.contains("decision threshold 0.6"));
+}
+
+/// Shifting every regression target by a constant only shifts the predictions: the target is
+/// standardised, and the values restored, in float64. By a thousand the run is the same bit for
+/// bit; by a billion the targets themselves carry float64's rounding (1e9 + 65.7 is not exact),
+/// so training differs a little, but the predictions still vary as before (they were once all
+/// exactly 1e9).
+#[test]
+fn a_regression_target_far_from_zero_only_shifts_the_predictions() {
+    let dir = tempfile::tempdir().unwrap();
+    let values = repo().join("test-data/sample_metadata_regression.csv");
+    let text = std::fs::read_to_string(&values).unwrap();
+    let shifted = |by: f64, name: &str| -> std::path::PathBuf {
+        let lines: Vec<String> = text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| if i == 0 { l.to_string() } else { let (a, b) = l.rsplit_once(',').unwrap(); format!("{a},{}", b.parse::<f64>().unwrap() + by) })
+            .collect();
+        let path = dir.path().join(name);
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        path
+    };
+    let args = ["--task", "regression", "--epochs", "1"];
+    let predicted = |csv: &std::path::Path, name: &str| -> (Vec<f64>, f64) {
+        let (out, m, _) = train_sample(dir.path(), name, csv, &args);
+        let rows = csv_rows(&out.join(outputs::PREDICTIONS));
+        let at = rows[0].iter().position(|c| c == "predicted_value").unwrap();
+        (rows[1..].iter().map(|r| r[at].parse().unwrap()).collect(), m["test"]["r2"].as_f64().unwrap())
+    };
+    let (near, near_r2) = predicted(&values, "near");
+    let (thousand, thousand_r2) = predicted(&shifted(1000.0, "thousand.csv"), "thousand");
+    let (billion, billion_r2) = predicted(&shifted(1e9, "billion.csv"), "billion");
+    for (n, t) in near.iter().zip(&thousand) {
+        assert!((t - 1000.0 - n).abs() < 2e-6, "shifted by a thousand: {t} against {n}");
+    }
+    assert!((near_r2 - thousand_r2).abs() < 1e-9);
+    let spread = |v: &[f64]| v.iter().cloned().fold(f64::MIN, f64::max) - v.iter().cloned().fold(f64::MAX, f64::min);
+    assert!(spread(&near) > 1.0 && spread(&billion) > 0.5 * spread(&near), "the predictions vary: {billion:?}");
+    let worst = near.iter().zip(&billion).map(|(n, b)| (b - 1e9 - n).abs()).fold(0.0, f64::max);
+    assert!(worst < 0.25 * spread(&near), "shifted by a billion, the predictions move by up to {worst}");
+    assert!((near_r2 - billion_r2).abs() < 0.1, "R² {near_r2} against {billion_r2}");
 }
 
 /// Classes named None, Mild and Severe under `--task auto`: "None" is a class to the task guess
