@@ -260,6 +260,17 @@ fn train_sample(dir: &std::path::Path, name: &str, csv: &std::path::Path, extra:
     (out, metrics, stderr(&o))
 }
 
+/// `with` trained twice under the same seed: asserts that both runs wrote the same predictions and
+/// metrics, byte for byte, and returns the two runs' folders and the first one's log.
+fn trained_twice_alike(dir: &std::path::Path, with: &[&str]) -> (std::path::PathBuf, std::path::PathBuf, String) {
+    let (a, _, log) = train_sample(dir, "a", &sample_csv(), with);
+    let (b, _, _) = train_sample(dir, "b", &sample_csv(), with);
+    let text = |p: &std::path::Path, f: &str| std::fs::read_to_string(p.join(f)).unwrap();
+    assert_eq!(text(&a, outputs::PREDICTIONS), text(&b, outputs::PREDICTIONS), "same seed, other predictions");
+    assert_eq!(text(&a, outputs::METRICS), text(&b, outputs::METRICS), "same seed, other metrics");
+    (a, b, log)
+}
+
 /// The temperature is fitted on the validation split after training: the same training with and
 /// without it decides every test image alike, while the probabilities and log loss move.
 #[test]
@@ -512,14 +523,11 @@ fn the_learning_rate_follows_the_schedule_and_is_recorded() {
 fn a_frozen_start_and_discriminative_rates_are_seeded_and_reported() {
     let dir = tempfile::tempdir().unwrap();
     let with = ["--epochs", "3", "--freeze-epochs", "1", "--backbone-lr-mult", "0.5", "--layer-decay", "0.8", "--lr-schedule", "onecycle"];
-    let (a, _, log) = train_sample(dir.path(), "a", &sample_csv(), &with);
-    let (b, _, _) = train_sample(dir.path(), "b", &sample_csv(), &with);
+    let (a, _, log) = trained_twice_alike(dir.path(), &with);
     let (plain, _, _) = train_sample(dir.path(), "plain", &sample_csv(), &["--epochs", "3"]);
     assert!(log.contains("epoch 2: the backbone joins the training"), "{log}");
     assert!(log.contains("learning rates: the head at the scheduled rate, the backbone at 0.1638 to 0.4000 times it"), "{log}");
     let text = |p: &std::path::Path, f: &str| std::fs::read_to_string(p.join(f)).unwrap();
-    assert_eq!(text(&a, outputs::PREDICTIONS), text(&b, outputs::PREDICTIONS), "same seed, other predictions");
-    assert_eq!(text(&a, outputs::METRICS), text(&b, outputs::METRICS), "same seed, other metrics");
     assert_ne!(text(&a, outputs::PREDICTIONS), text(&plain, outputs::PREDICTIONS), "the options change the training");
     let report = text(&a, outputs::REPORT);
     assert!(report.contains("the head alone (and batch norm) in epoch 1, then all layers; the backbone at 0.5 times the rate of the head"), "run table");
@@ -534,11 +542,9 @@ fn a_frozen_start_and_discriminative_rates_are_seeded_and_reported() {
 fn crops_colour_jitter_and_trivial_augment_are_seeded() {
     let dir = tempfile::tempdir().unwrap();
     let with = ["--augmentation", "random_resized_crop,color_jitter,trivial_augment", "--crop-scale", "0.5,1"];
-    let (a, _, _) = train_sample(dir.path(), "a", &sample_csv(), &with);
-    let (b, _, _) = train_sample(dir.path(), "b", &sample_csv(), &with);
+    let (a, b, _) = trained_twice_alike(dir.path(), &with);
     let (plain, _, _) = train_sample(dir.path(), "plain", &sample_csv(), &[]);
     let text = |p: &std::path::Path, f: &str| std::fs::read_to_string(p.join(f)).unwrap();
-    assert_eq!(text(&a, outputs::PREDICTIONS), text(&b, outputs::PREDICTIONS), "same seed, other predictions");
     assert_eq!(text(&a, outputs::HISTORY).lines().map(|l| l.split(',').take(3).collect::<Vec<_>>().join(",")).collect::<Vec<_>>(),
                text(&b, outputs::HISTORY).lines().map(|l| l.split(',').take(3).collect::<Vec<_>>().join(",")).collect::<Vec<_>>());
     assert_ne!(csv_rows(&a.join(outputs::HISTORY))[1][1], csv_rows(&plain.join(outputs::HISTORY))[1][1], "the augmented images reach the loss");
@@ -736,12 +742,9 @@ fn unequal_classes_are_balanced_as_asked_and_reported() {
 fn a_moving_average_of_the_weights_is_validated_and_kept_without_changing_training() {
     let dir = tempfile::tempdir().unwrap();
     let with = ["--epochs", "3", "--ema-decay", "0.9"];
-    let (a, _, _) = train_sample(dir.path(), "a", &sample_csv(), &with);
-    let (b, _, _) = train_sample(dir.path(), "b", &sample_csv(), &with);
+    let (a, _, _) = trained_twice_alike(dir.path(), &with);
     let (plain, _, _) = train_sample(dir.path(), "plain", &sample_csv(), &["--epochs", "3"]);
     let text = |p: &std::path::Path, f: &str| std::fs::read_to_string(p.join(f)).unwrap();
-    assert_eq!(text(&a, outputs::PREDICTIONS), text(&b, outputs::PREDICTIONS), "same seed, other predictions");
-    assert_eq!(text(&a, outputs::METRICS), text(&b, outputs::METRICS), "same seed, other metrics");
     let column = |p: &std::path::Path, name: &str| -> Vec<String> {
         let rows = csv_rows(&p.join(outputs::HISTORY));
         let at = rows[0].iter().position(|c| c == name).unwrap();
