@@ -7,8 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup-test.sh
-cargo build --release --quiet
-bin=target/release/image-learner
+# BENCH_BIN: a copy of the binary to measure, so that a rebuild during a long run changes nothing.
+if [[ -z "${BENCH_BIN:-}" ]]; then cargo build --release --quiet; fi
+bin="${BENCH_BIN:-target/release/image-learner}"
 py="$IMAGE_LEARNER_PYTHON"
 ham="${HAM10000_DIR:-../shared/data/ham10000}"
 out="${BENCH_OUT:-$(mktemp -d)}"
@@ -132,6 +133,8 @@ if [[ " $sections " == *" recipe "* ]]; then
   # ImageNet weights the test set-up installs), the tutorial's form otherwise, 3 seeds per row.
   # RECIPE_DATA: a (tutorial images, lesion-level split) or b (the imbalanced dev set, dx, grouped
   # by lesion_id); RECIPE_EPOCHS (10); RECIPE_ROWS (names from the list below, default all).
+  # A tta_* row re-predicts the Best Models of the row RECIPE_TTA_BASE (today) when it has run;
+  # its seconds are then the predict command's.
   data="${RECIPE_DATA:-a}"
   epochs="${RECIPE_EPOCHS:-10}"
   seeds="${RECIPE_SEEDS:-42 1 7}"
@@ -159,9 +162,20 @@ if [[ " $sections " == *" recipe "* ]]; then
     [crop]="--augmentation random_resized_crop"
     [jitter]="--augmentation color_jitter"
     [trivial]="--augmentation trivial_augment"
+    [tta_none]="--tta none"
     [tta_flip]="--tta flip"
     [tta_flip4]="--tta flip4"
     [size_224]="--image-size 224"
+    [ema_0.99]="--ema-decay 0.99"
+    [smooth_freeze]="--label-smoothing 0.1 --freeze-epochs 1"
+    [smooth_freeze_cosine]="--label-smoothing 0.1 --freeze-epochs 1 --lr-schedule cosine"
+    [smooth_cosine]="--label-smoothing 0.1 --lr-schedule cosine --warmup-epochs 1"
+    [smooth_crop]="--label-smoothing 0.1 --augmentation random_resized_crop"
+    [smooth_trivial]="--label-smoothing 0.1 --augmentation trivial_augment"
+    [smooth_val_bacc]="--label-smoothing 0.1 --validation-metric balanced_accuracy"
+    [smooth_balance]="--label-smoothing 0.1 --class-balance auto"
+    [smooth_backbone]="--label-smoothing 0.1 --backbone-lr-mult 0.1"
+    [smooth_freeze_backbone]="--label-smoothing 0.1 --freeze-epochs 1 --backbone-lr-mult 0.1"
   )
   order="${RECIPE_ROWS:-today warmup_cosine onecycle freeze1 backbone_0.1 layer_decay_0.7 ema smoothing_0.1 balance_loss balance_sampler crop jitter trivial tta_flip tta_flip4 size_224}"
   echo
@@ -175,6 +189,22 @@ if [[ " $sections " == *" recipe "* ]]; then
     rm -f "$out/recipe.$row"
     for seed in $seeds; do
       dir="$out/recipe/$row-$seed"
+      base="$out/recipe/${RECIPE_TTA_BASE:-today}-$seed"
+      if [[ $row == tta_* && -f "$base/best_model.zip" ]]; then
+        # Paired: the base row's own Best Models predict their test images again with the TTA, so
+        # the difference is the TTA's alone (the best epoch, chosen without it, is the base's).
+        "$py" -c "import csv,sys; w=csv.writer(open(sys.argv[2],'w')); w.writerow(['image','label']); [w.writerow([r['image_path'],r['true_label']]) for r in csv.DictReader(open(sys.argv[1]))]" \
+          "$base/predictions.csv" "$dir.test.csv"
+        start=$(date +%s.%N)
+        # shellcheck disable=SC2086
+        "$bin" predict --model "$base/best_model.zip" --images "${input[1]}" --metadata "$dir.test.csv" --image-column image \
+          --label-column label ${rows[$row]} --output "$dir.csv" >"$dir.log" 2>&1 || { echo "| $row | failed: see $dir.log |"; continue 2; }
+        end=$(date +%s.%N)
+        "$py" -c "import csv,json,sys; from sklearn import metrics as m; r=list(csv.DictReader(open(sys.argv[1]))); t=[x['true_label'] for x in r]; p=[x['predicted_label'] for x in r]; \
+print(m.accuracy_score(t,p), m.balanced_accuracy_score(t,p), m.f1_score(t,p,average='macro'), json.load(open(sys.argv[2]))['best_epoch'], float(sys.argv[4]) - float(sys.argv[3]))" \
+          "$dir.csv" "$base/metrics.json" "$start" "$end" >>"$out/recipe.$row"
+        continue
+      fi
       start=$(date +%s.%N)
       # shellcheck disable=SC2086
       "$bin" train "${input[@]}" --model efficientnet_lite0 --use-pretrained true --weights-dir "$out/weights" \

@@ -190,10 +190,11 @@ impl Task {
                 cfg.loss.name()
             );
         }
-        if self.is_regression() && cfg.label_smoothing > 0.0 {
+        if self.is_regression() && cfg.label_smoothing.is_some_and(|v| v > 0.0) {
             bail_input!("--label-smoothing applies to a classification, and this is a regression: leave it out");
         }
-        if self.is_regression() && cfg.class_balance != crate::config::ClassBalance::None {
+        use crate::config::ClassBalance;
+        if self.is_regression() && matches!(cfg.class_balance, ClassBalance::Loss | ClassBalance::Sampler) {
             bail_input!("--class-balance applies to a classification, and this is a regression: leave it out");
         }
         let metric = cfg.validation_metric;
@@ -206,6 +207,15 @@ impl Task {
                 if self.is_regression() { "loss, mae, rmse or r2" } else { "loss, accuracy, balanced_accuracy, macro_f1 or roc_auc" }
             ),
             _ => Ok(()),
+        }
+    }
+
+    /// The label smoothing the training uses: `--label-smoothing`, else a classification's default
+    /// (`config::LABEL_SMOOTHING`); a regression has none (`check_options` refused a request).
+    pub fn label_smoothing(&self, requested: Option<f64>) -> f64 {
+        match self.is_regression() {
+            true => 0.0,
+            false => requested.unwrap_or(crate::config::LABEL_SMOOTHING),
         }
     }
 
@@ -583,9 +593,17 @@ mod tests {
         assert!((t.loss(&logits, &y, 0.0, Some(&w)).double_value(&[]) - weighted).abs() < 1e-6);
         let reg = Task::for_regression(&[1.0, 3.0], "age", RegressionLoss::Mse, None).unwrap();
         let mut cfg = crate::config::TrainConfig::new("a.zip".into(), "a.csv".into(), "out".into(), "resnet18");
-        cfg.label_smoothing = 0.1;
+        // The defaults (smoothing left out, class balance auto) suit both kinds of task.
+        reg.check_options(&cfg).unwrap();
+        assert_eq!((reg.label_smoothing(cfg.label_smoothing), t.label_smoothing(cfg.label_smoothing)), (0.0, crate::config::LABEL_SMOOTHING));
+        assert_eq!(t.label_smoothing(Some(0.0)), 0.0, "0 turns it off");
+        cfg.label_smoothing = Some(0.1);
         let e = reg.check_options(&cfg).unwrap_err().to_string();
         assert!(e.contains("--label-smoothing applies to a classification"), "{e}");
+        cfg.label_smoothing = None;
+        cfg.class_balance = crate::config::ClassBalance::Sampler;
+        let e = reg.check_options(&cfg).unwrap_err().to_string();
+        assert!(e.contains("--class-balance applies to a classification"), "{e}");
     }
 
     #[test]

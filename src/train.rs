@@ -67,7 +67,7 @@ impl TrainSettings {
             optimizer: cfg.optimizer,
             weight_decay: cfg.weight_decay,
             ema_decay: cfg.ema_decay,
-            label_smoothing: cfg.label_smoothing,
+            label_smoothing: cfg.label_smoothing.unwrap_or(0.0),
             balance,
             early_stop: cfg.early_stop,
             validation_metric: cfg.validation_metric,

@@ -83,7 +83,7 @@ def form_test():
         "calibrate": ("Calibrate probabilities", "temperature"),
         "loss": ("Regression loss", "mse"),
         "label_smoothing": ("Label smoothing", None),
-        "class_balance": ("Class balance", "none"),
+        "class_balance": ("Class balance", "auto"),
     }
     for name, (label, default) in expect.items():
         p = params.get(name)

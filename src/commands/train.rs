@@ -63,6 +63,8 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
         None => Task::for_regression(&ing.images.values(&plan.train), &s.label_column, cfg.loss, cfg.threshold.fixed())?,
     };
     task.check_options(cfg)?;
+    // From here on the options are the ones that ran: the report and the Best Model record them.
+    let cfg = &TrainConfig { label_smoothing: Some(task.label_smoothing(cfg.label_smoothing)), ..cfg.clone() };
     let batch_size = train::fitting_batch_size(cfg.batch_size, plan.train.len(), &mut warnings);
     let (balance, balance_text) = match task.is_regression() {
         true => (Balance::None, None),

@@ -49,7 +49,10 @@ fn run_items(run: &TrainedRun) -> Vec<Item> {
                     format!("peak; schedule: {}", run.outcome.schedule.describe())
                 },
                 cfg.weight_decay,
-                if cfg.label_smoothing > 0.0 { format!(", label smoothing {}", cfg.label_smoothing) } else { String::new() }
+                match cfg.label_smoothing {
+                    Some(v) if v > 0.0 => format!(", label smoothing {v}"),
+                    _ => String::new(),
+                }
             ),
         ),
         item(

@@ -474,13 +474,13 @@ fn a_zip64_archive_of_70000_images_is_read_whole() {
 
 /// Label smoothing reaches the training loss and nothing else: the same run with it has another
 /// training loss, while its validation loss is still the plain log loss; the report and the Best
-/// Model record it.
+/// Model record it. A classification left without `--label-smoothing` is smoothed by 0.1.
 #[test]
 fn label_smoothing_changes_the_training_loss_and_is_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let args = ["--epochs", "1", "--calibrate", "none"];
-    let (plain, _, _) = train_sample(dir.path(), "plain", &sample_csv(), &args);
-    let (smooth, m, _) = train_sample(dir.path(), "smooth", &sample_csv(), &[&args[..], &["--label-smoothing", "0.2"]].concat());
+    let (plain, _, _) = train_sample(dir.path(), "plain", &sample_csv(), &[&args[..], &["--label-smoothing", "0"]].concat());
+    let (smooth, m, _) = train_sample(dir.path(), "smooth", &sample_csv(), &args);
     let first_epoch = |out: &std::path::Path, column: &str| -> f64 {
         let rows = csv_rows(&out.join(outputs::HISTORY));
         let at = rows[0].iter().position(|c| c == column).unwrap();
@@ -490,8 +490,9 @@ fn label_smoothing_changes_the_training_loss_and_is_recorded() {
     assert!((a - b).abs() > 1e-3, "the smoothed loss is another number: {a} and {b}");
     let validation = first_epoch(&smooth, "validation_loss");
     assert!((validation - m["validation"]["log_loss"].as_f64().unwrap()).abs() < 1e-5, "validation loss {validation} is the log loss: {}", m["validation"]);
-    assert!(std::fs::read_to_string(smooth.join(outputs::REPORT)).unwrap().contains("label smoothing 0.2"));
-    assert_eq!(bundle::read(&smooth.join(outputs::BEST_MODEL)).unwrap().config.options.label_smoothing, 0.2);
+    assert!(std::fs::read_to_string(smooth.join(outputs::REPORT)).unwrap().contains("label smoothing 0.1"));
+    assert_eq!(bundle::read(&smooth.join(outputs::BEST_MODEL)).unwrap().config.options.label_smoothing, Some(0.1));
+    assert_eq!(bundle::read(&plain.join(outputs::BEST_MODEL)).unwrap().config.options.label_smoothing, Some(0.0));
 }
 
 /// A cosine schedule after a warmup epoch: the history holds the rate each epoch ended at (the
@@ -703,8 +704,8 @@ fn a_class_named_none_is_a_class() {
     assert_eq!(m["classes"], serde_json::json!(["Mild", "None", "Severe"]));
 }
 
-/// Class balancing on a sample made unequal (60 circles, 15 squares, 15 triangles): auto weighs
-/// the classes, which changes the training loss and is reported; the sampler's train figures
+/// Class balancing on a sample made unequal (60 circles, 15 squares, 15 triangles): auto, the
+/// default, weighs the classes, which changes the training loss and is reported; the sampler's train figures
 /// come from the training images evaluated again, not from its balanced draw.
 #[test]
 fn unequal_classes_are_balanced_as_asked_and_reported() {
@@ -722,8 +723,8 @@ fn unequal_classes_are_balanced_as_asked_and_reported() {
     let csv = dir.path().join("unequal.csv");
     std::fs::write(&csv, kept.join("\n") + "\n").unwrap();
     let args = ["--epochs", "1", "--calibrate", "none"];
-    let (plain, pm, _) = train_sample(dir.path(), "plain", &csv, &args);
-    let (weighted, wm, log) = train_sample(dir.path(), "auto", &csv, &[&args[..], &["--class-balance", "auto"]].concat());
+    let (plain, pm, _) = train_sample(dir.path(), "plain", &csv, &[&args[..], &["--class-balance", "none"]].concat());
+    let (weighted, wm, log) = train_sample(dir.path(), "auto", &csv, &args);
     assert!(log.contains("class balance: auto (at least 3x): class weights in the loss"), "{log}");
     assert!(pm["class_balance"].as_str().unwrap().starts_with("none; the largest training class has"), "{}", pm["class_balance"]);
     assert!(wm["class_balance"].as_str().unwrap().contains("circle 0."), "{}", wm["class_balance"]);
