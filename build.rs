@@ -72,7 +72,23 @@ fn compile_shim(lib: &std::path::Path) {
     }
 }
 
+// The tch version Cargo.lock pins, for the report's Software line.
+fn tch_version() -> String {
+    let lock = std::fs::read_to_string("Cargo.lock").unwrap_or_default();
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == "name = \"tch\"" {
+            if let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = \"")) {
+                return v.trim_end_matches('"').to_string();
+            }
+        }
+    }
+    "unknown".into()
+}
+
 fn main() {
+    println!("cargo:rerun-if-changed=Cargo.lock");
+    println!("cargo:rustc-env=IMAGE_LEARNER_TCH_VERSION={}", tch_version());
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=IMAGE_LEARNER_PYTHON");
     match torch_lib_dir() {

@@ -154,8 +154,9 @@ class Augmented(torch.utils.data.Dataset):
 
 
 def train(a):
-    from sklearn.metrics import (accuracy_score, cohen_kappa_score, confusion_matrix, f1_score,
-                                 precision_score, recall_score, roc_auc_score)
+    from sklearn.metrics import (accuracy_score, balanced_accuracy_score, cohen_kappa_score, confusion_matrix,
+                                 f1_score, precision_score, recall_score, roc_auc_score)
+    from sklearn.utils.class_weight import compute_class_weight
     from sklearn.model_selection import train_test_split
 
     started = time.perf_counter()
@@ -167,16 +168,30 @@ def train(a):
         entries = {os.path.basename(n): n for n in z.namelist() if not n.endswith("/")}
     rows = [r for r in rows if os.path.basename(r["image_path"]) in entries]
     names = [entries[os.path.basename(r["image_path"])] for r in rows]
-    classes = sorted({r["label"] for r in rows})
-    labels = torch.tensor([classes.index(r["label"]) for r in rows])
+    classes = sorted({r[a.label_column] for r in rows})
+    labels = torch.tensor([classes.index(r[a.label_column]) for r in rows])
     loader = torch.utils.data.DataLoader(ZipImages(a.images, names, a.image_size), batch_size=64,
                                          num_workers=a.workers)
     pixels = torch.cat(list(loader))
     ingested = time.perf_counter() - started
 
     idx = np.arange(len(rows))
-    train_idx, rest = train_test_split(idx, test_size=0.3, stratify=labels.numpy(), random_state=a.seed)
-    val_idx, test_idx = train_test_split(rest, test_size=2 / 3, stratify=labels.numpy()[rest], random_state=a.seed)
+    if a.split_column:
+        # The file's own split (train/validation/test or 0/1/2), as ours honours it.
+        side = [{"0": "train", "1": "validation", "2": "test"}.get(r[a.split_column], r[a.split_column]) for r in rows]
+        train_idx, val_idx, test_idx = (np.array([i for i in idx if side[i] == s]) for s in ("train", "validation", "test"))
+    else:
+        train_idx, rest = train_test_split(idx, test_size=0.3, stratify=labels.numpy(), random_state=a.seed)
+        val_idx, test_idx = train_test_split(rest, test_size=2 / 3, stratify=labels.numpy()[rest], random_state=a.seed)
+    # Class weights as scikit-learn's "balanced"; auto only when the largest class has 3x the smallest.
+    counts = np.bincount(labels[train_idx].numpy(), minlength=len(classes))
+    present = counts[counts > 0]
+    weighted = a.class_balance == "loss" or (a.class_balance == "auto" and present.max() >= 3 * present.min())
+    class_weight = None
+    if weighted:
+        w = compute_class_weight("balanced", classes=np.flatnonzero(counts), y=labels[train_idx].numpy())
+        class_weight = torch.zeros(len(classes))
+        class_weight[np.flatnonzero(counts)] = torch.tensor(w, dtype=torch.float32)
     model = make_model(a.model, len(classes))
     cfg = model.pretrained_cfg if hasattr(model, "pretrained_cfg") else {}
     mean = torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406))).view(3, 1, 1)
@@ -204,7 +219,9 @@ def train(a):
         out = []
         with torch.no_grad(), torch.autocast(dev, dtype=torch.bfloat16, enabled=bf16):
             for x, _ in batches(ix, False, False):
-                out.append(net(to_device(x)).float().softmax(-1).cpu())
+                x = to_device(x)
+                views = [x] + ([x.flip(-1)] if a.tta != "none" else []) + ([x.flip(-2), x.flip(-2).flip(-1)] if a.tta == "flip4" else [])
+                out.append(torch.stack([net(v).float().softmax(-1) for v in views]).mean(0).cpu())
         return torch.cat(out)
 
     if a.weights:
@@ -260,7 +277,8 @@ def train(a):
             x, y = to_device(x), y.to(device, non_blocking=True)
             with torch.autocast(dev, dtype=torch.bfloat16, enabled=bf16):
                 out = model(x)
-                loss = torch.nn.functional.cross_entropy(out, y, label_smoothing=a.label_smoothing)
+                loss = torch.nn.functional.cross_entropy(out, y, weight=None if class_weight is None else class_weight.to(device),
+                                                         label_smoothing=a.label_smoothing)
             pass_probs.append(out.detach().float().softmax(-1).cpu())
             pass_truth.append(y.cpu())
             if schedule["momentum"] is not None and schedule["momentum"][step] is not None:
@@ -288,6 +306,7 @@ def train(a):
               file=sys.stderr, flush=True)
         if best is None or val_loss < best:
             best, best_state = val_loss, copy.deepcopy((ema.module if ema is not None else model).state_dict())
+            best_epoch = epoch
             # As ours: the final validation figures are this pass, the train figures (unless
             # --evaluate-train) this epoch's own training pass.
             best_val = p
@@ -307,6 +326,7 @@ def train(a):
         pred = p.argmax(1)
         metrics[split] = {
             "accuracy": accuracy_score(t, pred),
+            "balanced_accuracy": balanced_accuracy_score(t, pred),
             "precision_macro": precision_score(t, pred, average="macro", zero_division=0),
             "recall_macro": recall_score(t, pred, average="macro", zero_division=0),
             "f1_macro": f1_score(t, pred, average="macro", zero_division=0),
@@ -327,6 +347,7 @@ def train(a):
         w = csv.DictWriter(f, fieldnames=list(history[0]))
         w.writeheader()
         w.writerows(history)
+    metrics["best_epoch"] = best_epoch
     with open(os.path.join(a.out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=1)
     torch.save(best_state, os.path.join(a.out, "model.pt"))
@@ -367,6 +388,10 @@ def main():
     r.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd"])
     r.add_argument("--weight-decay", type=float, default=0.0)
     r.add_argument("--label-smoothing", type=float, default=0.0)
+    r.add_argument("--class-balance", default="none", choices=["none", "loss", "auto"])
+    r.add_argument("--tta", default="none", choices=["none", "flip", "flip4"])
+    r.add_argument("--label-column", default="label")
+    r.add_argument("--split-column", help="a column of train/validation/test (or 0/1/2); else a stratified 70/10/20")
     r.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine", "onecycle", "step"])
     r.add_argument("--warmup-epochs", type=float, default=0.0)
     r.add_argument("--min-lr", type=float, default=None)

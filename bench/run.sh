@@ -150,6 +150,7 @@ if [[ " $sections " == *" recipe "* ]]; then
   fi
   declare -A rows=(
     [today]=""
+    [default]=""
     [warmup_cosine]="--lr-schedule cosine --warmup-epochs 1"
     [onecycle]="--lr-schedule onecycle"
     [freeze1]="--freeze-epochs 1"
@@ -170,18 +171,22 @@ if [[ " $sections " == *" recipe "* ]]; then
     [smooth_freeze]="--label-smoothing 0.1 --freeze-epochs 1"
     [smooth_freeze_cosine]="--label-smoothing 0.1 --freeze-epochs 1 --lr-schedule cosine"
     [smooth_cosine]="--label-smoothing 0.1 --lr-schedule cosine --warmup-epochs 1"
+    [py_today]="--class-balance none"
+    [py_default]="--label-smoothing 0.1 --class-balance auto"
     [smooth_crop]="--label-smoothing 0.1 --augmentation random_resized_crop"
     [smooth_trivial]="--label-smoothing 0.1 --augmentation trivial_augment"
     [smooth_val_bacc]="--label-smoothing 0.1 --validation-metric balanced_accuracy"
     [smooth_balance]="--label-smoothing 0.1 --class-balance auto"
+    [smooth_size_128]="--label-smoothing 0.1 --image-size 128"
+    [smooth_size_160]="--label-smoothing 0.1 --image-size 160"
     [smooth_backbone]="--label-smoothing 0.1 --backbone-lr-mult 0.1"
     [smooth_freeze_backbone]="--label-smoothing 0.1 --freeze-epochs 1 --backbone-lr-mult 0.1"
   )
-  order="${RECIPE_ROWS:-today warmup_cosine onecycle freeze1 backbone_0.1 layer_decay_0.7 ema smoothing_0.1 balance_loss balance_sampler crop jitter trivial tta_flip tta_flip4 size_224}"
+  order="${RECIPE_ROWS:-today default warmup_cosine onecycle freeze1 backbone_0.1 layer_decay_0.7 ema smoothing_0.1 balance_loss balance_sampler crop jitter trivial tta_flip tta_flip4 size_224}"
   echo
   echo "## Recipe: efficientnet_lite0 pretrained, $what, $epochs epochs, seeds $seeds"
   echo
-  echo "Each row: the tutorial's options (Adam 0.001, batch 32, horizontal flip) plus the row's (an --augmentation adds to the flip); mean ± standard deviation over the seeds."
+  echo "Each row: the tutorial's options (Adam 0.001, batch 32, horizontal flip) plus the row's (an --augmentation adds to the flip); today: the defaults before this benchmark (every row but default keeps its label smoothing 0 and class balance none unless it sets them); default: this build's defaults; mean ± standard deviation over the seeds."
   echo
   echo "| row | options | test accuracy | balanced accuracy | macro F1 | best epoch | seconds |"
   echo "| --- | --- | --- | --- | --- | --- | --- |"
@@ -190,6 +195,20 @@ if [[ " $sections " == *" recipe "* ]]; then
     for seed in $seeds; do
       dir="$out/recipe/$row-$seed"
       base="$out/recipe/${RECIPE_TTA_BASE:-today}-$seed"
+      if [[ $row == py_* ]]; then
+        # The same recipe in PyTorch/timm (bench/reference.py), on the file's split: data set a only.
+        [[ "$data" == a ]] || { echo "| $row | the Python reference runs on data set a only |"; continue 2; }
+        start=$(date +%s.%N)
+        # shellcheck disable=SC2086
+        "$py" bench/reference.py train --images "${input[1]}" --metadata "${input[3]}" --split-column split \
+          --model efficientnet_lite0 --weights "$out/weights/efficientnet_lite0.safetensors" --fused-adam \
+          --epochs "$epochs" --batch-size 32 --learning-rate 0.001 --seed "$seed" ${rows[$row]} --out "$dir" \
+          >"$dir.log" 2>&1 || { echo "| $row | failed: see $dir.log |"; continue 2; }
+        end=$(date +%s.%N)
+        "$py" -c "import json,sys; m=json.load(open(sys.argv[1])); t=m['test']; print(t['accuracy'], t['balanced_accuracy'], t['f1_macro'], m['best_epoch'], float(sys.argv[3]) - float(sys.argv[2]))" \
+          "$dir/metrics.json" "$start" "$end" >>"$out/recipe.$row"
+        continue
+      fi
       if [[ $row == tta_* && -f "$base/best_model.zip" ]]; then
         # Paired: the base row's own Best Models predict their test images again with the TTA, so
         # the difference is the TTA's alone (the best epoch, chosen without it, is the base's).
@@ -205,11 +224,16 @@ print(m.accuracy_score(t,p), m.balanced_accuracy_score(t,p), m.f1_score(t,p,aver
           "$dir.csv" "$base/metrics.json" "$start" "$end" >>"$out/recipe.$row"
         continue
       fi
+      opts="${rows[$row]}"
+      if [[ $row != default ]]; then
+        [[ $opts == *--label-smoothing* ]] || opts="$opts --label-smoothing 0"
+        [[ $opts == *--class-balance* ]] || opts="$opts --class-balance none"
+      fi
       start=$(date +%s.%N)
       # shellcheck disable=SC2086
       "$bin" train "${input[@]}" --model efficientnet_lite0 --use-pretrained true --weights-dir "$out/weights" \
         --epochs "$epochs" --batch-size 32 --learning-rate 0.001 --augmentation horizontal_flip --seed "$seed" \
-        --explain 0 ${rows[$row]} --output-dir "$dir" >"$dir.log" 2>&1 || { echo "| $row | failed: see $dir.log |"; continue 2; }
+        --explain 0 $opts --output-dir "$dir" >"$dir.log" 2>&1 || { echo "| $row | failed: see $dir.log |"; continue 2; }
       end=$(date +%s.%N)
       "$py" -c "import json,sys; m=json.load(open(sys.argv[1])); t=m['test']; print(t['accuracy'], t['balanced_accuracy'], t['macro_f1'], m['best_epoch'], float(sys.argv[3]) - float(sys.argv[2]))" \
         "$dir/metrics.json" "$start" "$end" >>"$out/recipe.$row"

@@ -120,7 +120,7 @@ impl FinalFigures {
     pub fn compute(
         ev: &Evaluator,
         plan: &SplitPlan,
-        best_training_pass: &(Vec<usize>, Vec<Vec<f32>>),
+        best_training_pass: &crate::train::TrainingPass,
         best_validation: Option<&Vec<Vec<f32>>>,
         cfg: &TrainConfig,
     ) -> FinalFigures {
@@ -134,7 +134,7 @@ impl FinalFigures {
         let train_scores = again.then(|| ev.scores(&plan.train));
         let train = match &train_scores {
             Some(p) => task.figures(set, &plan.train, p),
-            None => task.figures(set, &best_training_pass.0, &best_training_pass.1),
+            None => task.figures(set, &best_training_pass.images, &best_training_pass.scores),
         };
         let validation_logits = best_validation.cloned();
         let validation_scores = validation_logits.as_ref().map(|l| task.probabilities(l));

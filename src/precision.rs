@@ -65,7 +65,7 @@ impl Compute {
                 "bf16 mixed precision (auto: the CPU has AMX)",
             ),
             // With AVX512-BF16 alone, bf16 is slower than float32 for most of these models
-            // (measured: README, Performance), so auto keeps float32 there.
+            // (docs/performance.md, "How the arithmetic runs"), so auto keeps float32 there.
             (PrecisionChoice::Auto, _) => (Precision::Fp32, "float32 (auto: the CPU has no AMX)"),
         };
         if precision == Precision::Bf16

@@ -34,11 +34,10 @@ fn thread_count(asked: Option<usize>, slots: Option<&str>, cores: usize) -> (usi
 /// Keeps memory that libtorch frees in the process for the next training step, instead of
 /// handing it back to the kernel. glibc's defaults return every block over 128 KiB (a threshold
 /// it raises only as far as the largest block freed so far) and trim the heap's free top, so each
-/// step's activations and gradients were mapped, faulted in and zeroed again: 1.2-1.5 million
-/// page faults and 5-6 s of system time in a 3-epoch resnet18 run at 96x96, against about 0.3
-/// million and 1-2 s with this. Blocks up to 32 MiB (glibc's ceiling for this setting) come from
-/// the heap and a free top of up to 1 GiB is kept; the peak resident size stays near the peak in
-/// use (0-14% above glibc's default in those runs).
+/// step's activations and gradients would be mapped, faulted in and zeroed again (the page faults
+/// and system time saved are in docs/performance.md, "How the arithmetic runs"). Blocks up to
+/// 32 MiB (glibc's ceiling for this setting) come from the heap and a free top of up to 1 GiB is
+/// kept, so the peak resident size stays near the peak in use.
 /// Returns whether glibc took both settings (always false on another C library).
 pub fn keep_freed_memory() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

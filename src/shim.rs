@@ -59,7 +59,29 @@ extern "C" {
         err: *mut u8,
         err_len: usize,
     ) -> i32;
+    /// The libtorch version the shim was compiled against (`TORCH_VERSION`), NUL-terminated.
+    pub(crate) fn il_torch_version() -> *const std::ffi::c_char;
     /// How many threads the shim's parallel loop ran on (a test asks).
     #[cfg(test)]
     pub(crate) fn il_parallel_threads(n: i64) -> i64;
+}
+
+/// The libtorch version this binary was built against and runs on, e.g. "2.13.0".
+pub fn torch_version() -> String {
+    // SAFETY: il_torch_version returns a pointer to a static NUL-terminated string literal.
+    unsafe { std::ffi::CStr::from_ptr(il_torch_version()) }.to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    /// The version comes from the headers of the libtorch we link, which is the torch of the
+    /// Python environment the build used.
+    #[test]
+    fn the_libtorch_version_is_the_linked_torchs() {
+        let ours = super::torch_version();
+        let python = std::env::var("IMAGE_LEARNER_PYTHON").unwrap_or_else(|_| "python3".into());
+        let out = std::process::Command::new(python).args(["-c", "import torch; print(torch.__version__)"]).output().unwrap();
+        let theirs = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(!ours.is_empty() && theirs.split('+').next() == Some(ours.as_str()), "ours {ours}, torch {theirs}");
+    }
 }

@@ -153,6 +153,14 @@ pub struct EpochRecord {
     pub data_wait_seconds: f64,
 }
 
+/// One epoch's pass over the training images, in train mode on augmented images: the images in
+/// the order the batches came, and their scores.
+#[derive(Default)]
+pub struct TrainingPass {
+    pub images: Vec<usize>,
+    pub scores: Vec<Vec<f32>>,
+}
+
 pub struct TrainOutcome {
     pub history: Vec<EpochRecord>,
     /// The learning-rate schedule the run followed.
@@ -164,9 +172,8 @@ pub struct TrainOutcome {
     /// The best epoch's validation logits, in `val_idx` order (None without validation images).
     /// The restored best weights give exactly these again, so they are not recomputed.
     pub best_validation_logits: Option<Vec<Vec<f32>>>,
-    /// The best epoch's own training pass (augmented images, train mode): the images and their
-    /// scores, in the order the batches came.
-    pub best_training_pass: (Vec<usize>, Vec<Vec<f32>>),
+    /// The best epoch's own training pass (augmented images, train mode).
+    pub best_training_pass: TrainingPass,
     /// The figure that chose the best epoch: `--validation-metric`, or the loss when that figure
     /// could not be measured on the validation split (with why).
     pub validation_metric: ValidationMetric,
@@ -287,7 +294,7 @@ pub fn fit(
     let mut best: Option<(usize, f64)> = None;
     let mut best_state = None;
     let mut best_validation_logits = None;
-    let mut best_training_pass = (Vec::new(), Vec::new());
+    let mut best_training_pass = TrainingPass::default();
     let mut since_best = 0;
     let mut stopped_early = false;
     let mut diverged_at = None;
@@ -437,7 +444,7 @@ pub fn fit(
             best = Some((epoch, score.unwrap_or(f64::NAN)));
             best_state = Some(snapshot(vs));
             best_validation_logits = val_logits;
-            best_training_pass = (epoch_images, epoch_probs);
+            best_training_pass = TrainingPass { images: epoch_images, scores: epoch_probs };
             since_best = 0;
         }
         if let Some(e) = &mut ema {

@@ -78,7 +78,10 @@ fn run_items(run: &TrainedRun) -> Vec<Item> {
         item("Device", crate::device::describe(run.compute.device)),
         item("Arithmetic", run.compute.describe()),
         item("Wall time", format!("{:.1} s", run.seconds)),
-        item("Software", format!("image-learner {}, libtorch 2.13.0 (tch 0.26)", env!("CARGO_PKG_VERSION"))),
+        item(
+            "Software",
+            format!("image-learner {}, libtorch {} (tch {})", env!("CARGO_PKG_VERSION"), crate::shim::torch_version(), env!("IMAGE_LEARNER_TCH_VERSION")),
+        ),
     ]
     .into_iter()
     .chain(decision_items(run))
