@@ -178,7 +178,8 @@ def train(a):
     idx = np.arange(len(rows))
     if a.split_column:
         # The file's own split (train/validation/test or 0/1/2), as ours honours it.
-        side = [{"0": "train", "1": "validation", "2": "test"}.get(r[a.split_column], r[a.split_column]) for r in rows]
+        alias = {"0": "train", "1": "validation", "val": "validation", "valid": "validation", "dev": "validation", "2": "test"}
+        side = [alias.get(r[a.split_column].strip().lower(), r[a.split_column].strip().lower()) for r in rows]
         train_idx, val_idx, test_idx = (np.array([i for i in idx if side[i] == s]) for s in ("train", "validation", "test"))
     else:
         train_idx, rest = train_test_split(idx, test_size=0.3, stratify=labels.numpy(), random_state=a.seed)
@@ -235,6 +236,12 @@ def train(a):
         missing, unexpected = model.load_state_dict(state, strict=False)
         if unexpected or any(not m.startswith(head) for m in missing):
             sys.exit(f"{a.weights} does not fit {a.model}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        # The new head starts as ours does, from nn.Linear's own initialisation. timm's
+        # create_model gives EfficientNet's TF-style one, uniform within 1/sqrt(classes): with 7
+        # classes the first epoch then starts from large logits (train loss 2.9 instead of 1.4).
+        new_head = model.get_submodule(head[:-1])
+        if isinstance(new_head, torch.nn.Linear):
+            new_head.reset_parameters()
     names = [n for n, _ in model.named_parameters()]
     mult = rate_multipliers(a.model, names, a.backbone_lr_mult, a.layer_decay)
     groups = {}
