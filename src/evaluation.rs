@@ -93,6 +93,18 @@ pub fn network_from_bundle(b: &Bundle, compute: &Compute) -> Result<(nn::VarStor
     Ok((vs, net, spec))
 }
 
+/// One epoch's pass over the training images, in train mode on augmented images: the images in
+/// the order the batches came, and their scores.
+#[derive(Default)]
+pub struct TrainingPass {
+    pub images: Vec<usize>,
+    pub scores: Vec<Vec<f32>>,
+    /// Whether these scores stand for the kept weights on the training split. Not after a
+    /// sampler's balanced draw (other images, some twice), nor with a moving average (the pass
+    /// ran on the model's own weights, not the averaged ones kept).
+    pub representative: bool,
+}
+
 /// The final figures of a training run, per split, and the scores behind them.
 pub struct FinalFigures {
     pub train: Figures,
@@ -113,24 +125,19 @@ pub struct FinalFigures {
 impl FinalFigures {
     /// Validation: the best epoch's pass, which the restored weights repeat exactly. Train: the
     /// best epoch's own training pass, unless asked to evaluate the training images again (or
-    /// every image's prediction is wanted). Test: evaluated now, once. Validation and test are
+    /// every image's prediction is wanted, or the pass does not stand for the kept weights). Test: evaluated now, once. Validation and test are
     /// decided as `ev.task` decides (its temperature and threshold).
     /// `best_training_pass`: the best epoch's images and scores; `best_validation`: its
     /// validation logits.
     pub fn compute(
         ev: &Evaluator,
         plan: &SplitPlan,
-        best_training_pass: &crate::train::TrainingPass,
+        best_training_pass: &TrainingPass,
         best_validation: Option<&Vec<Vec<f32>>>,
         cfg: &TrainConfig,
     ) -> FinalFigures {
         let (task, set) = (ev.task, ev.set.as_ref());
-        // The sampler's training pass saw a balanced draw, not the training split; with a moving
-        // average, the pass ran on the model's own weights, not the averaged ones kept.
-        let again = cfg.evaluate_train
-            || cfg.predictions == PredictionsScope::All
-            || cfg.class_balance == crate::config::ClassBalance::Sampler
-            || cfg.ema_decay > 0.0;
+        let again = cfg.evaluate_train || cfg.predictions == PredictionsScope::All || !best_training_pass.representative;
         let train_scores = again.then(|| ev.scores(&plan.train));
         let train = match &train_scores {
             Some(p) => task.figures(set, &plan.train, p),

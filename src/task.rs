@@ -11,6 +11,7 @@ use crate::bail_input;
 pub use crate::config::TaskKind;
 use crate::config::RegressionLoss;
 use crate::data::metadata::{is_missing, parse_value, Metadata, Row};
+use crate::data::balance::Balance;
 use crate::data::ImageSet;
 use crate::metrics::{self, regression, Figures, Intervals, Metrics};
 
@@ -207,6 +208,29 @@ impl Task {
                 if self.is_regression() { "loss, mae, rmse or r2" } else { "loss, accuracy, balanced_accuracy, macro_f1 or roc_auc" }
             ),
             _ => Ok(()),
+        }
+    }
+
+    /// What the training does about unequal classes, and how the log and the report say it: a
+    /// classification's `--class-balance` planned on the labels of the training images `train`
+    /// (`data::balance`); a regression has no classes to balance (`check_options` refused a
+    /// request).
+    pub fn class_balance(&self, choice: crate::config::ClassBalance, set: &ImageSet, train: &[usize]) -> (Balance, Option<String>) {
+        match self.is_regression() {
+            true => (Balance::None, None),
+            false => {
+                let labels: Vec<usize> = train.iter().map(|&i| set.labels[i]).collect();
+                let (plan, text) = crate::data::balance::plan(choice, &labels, &self.classes);
+                (plan, Some(text))
+            }
+        }
+    }
+
+    /// The task in a few words, for the log: "7 classes", or a regression's description.
+    pub fn brief(&self) -> String {
+        match self.is_regression() {
+            true => self.describe(),
+            false => format!("{} classes", self.classes.len()),
         }
     }
 

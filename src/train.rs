@@ -13,7 +13,7 @@ use crate::bail_input;
 use crate::config::{OptimizerKind, TrainConfig, ValidationMetric};
 use crate::data::batches::{self, EpochBatches, Normalization};
 use crate::data::ImageSet;
-use crate::evaluation;
+use crate::evaluation::{self, TrainingPass};
 use crate::models::{ModelSpec, Network};
 use crate::optimizer::Optimizer;
 use crate::schedule::{self, Schedule};
@@ -151,14 +151,6 @@ pub struct EpochRecord {
     pub seconds: f64,
     /// Seconds the trainer spent waiting for batches.
     pub data_wait_seconds: f64,
-}
-
-/// One epoch's pass over the training images, in train mode on augmented images: the images in
-/// the order the batches came, and their scores.
-#[derive(Default)]
-pub struct TrainingPass {
-    pub images: Vec<usize>,
-    pub scores: Vec<Vec<f32>>,
 }
 
 pub struct TrainOutcome {
@@ -444,7 +436,11 @@ pub fn fit(
             best = Some((epoch, score.unwrap_or(f64::NAN)));
             best_state = Some(snapshot(vs));
             best_validation_logits = val_logits;
-            best_training_pass = TrainingPass { images: epoch_images, scores: epoch_probs };
+            best_training_pass = TrainingPass {
+                images: epoch_images,
+                scores: epoch_probs,
+                representative: s.balance != Balance::Sampler && ema.is_none(),
+            };
             since_best = 0;
         }
         if let Some(e) = &mut ema {

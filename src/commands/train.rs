@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Result;
 
 use crate::config::TrainConfig;
-use crate::data::{self, balance::Balance, metadata::ColumnChoice, split, SizePolicy};
+use crate::data::{self, metadata::ColumnChoice, split, SizePolicy};
 use crate::evaluation::{self, FinalFigures};
 use crate::metrics::Figures;
 use crate::outputs::{self, TrainedRun};
@@ -24,78 +24,18 @@ pub struct RunSummary {
 
 pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
     let started = Instant::now();
-    // Options, model, output folder, threads, device and weights: all checked before any data.
-    cfg.validate()?;
-    let spec = models::find(&cfg.model)?;
-    spec.check_image_size(cfg.image_size)?;
-    outputs::prepare_output_dir(&cfg.output_dir)?;
-    runtime::configure(cfg.threads);
-    let compute = precision::Compute::resolve(device::resolve(cfg.device)?, cfg.precision)?;
-    let weights_dir = weights::weights_dir(cfg.weights_dir.as_deref());
-    if cfg.use_pretrained {
-        weights::fetch::ensure(spec, &weights_dir)?;
-    }
-
-    // Ingest: CSV + ZIP -> decoded images; the task their labels make, after the split (a
-    // regression's scale is the training split's).
-    let mut meta = data::metadata::read_metadata(&cfg.metadata, &ColumnChoice::for_training(cfg))?;
-    let (mut kind, mut chosen, mut warnings) = task::choose(cfg.task, &mut meta)?;
-    let labels = if kind == TaskKind::Regression { data::Labels::Values } else { data::Labels::Classes(None) };
-    let size = cfg.image_size.map_or(SizePolicy::FromImages { max: spec.default_size }, SizePolicy::Fixed);
-    let ing = data::ingest(&cfg.images, meta, size, labels)?;
-    if let Some(why) = task::threshold_makes_binary(kind, cfg.threshold.fixed(), &ing.images.classes) {
-        eprintln!("task: {why}");
-        (kind, chosen) = (TaskKind::Binary, Some(why));
-    }
+    let setup = set_up(cfg)?;
+    let Prepared { ing, plan, task, chosen, mut warnings } = ingest_and_split(cfg, setup.spec)?;
     let ingested = started.elapsed().as_secs_f64();
-    warnings.extend(ing.announce());
-    let s = &ing.summary;
-
-    // The classes make a classification's task; the split, then its training values, a
-    // regression's.
-    let classification = (kind != TaskKind::Regression)
-        .then(|| Task::for_training(kind, &ing.images.classes, cfg.threshold.fixed(), &s.label_column, &s.metadata_file))
-        .transpose()?;
-    let plan = split::plan(&ing, &cfg.split, cfg.seed)?;
-    warnings.extend(plan.warnings.iter().cloned());
-    let task = match classification {
-        Some(task) => task,
-        None => Task::for_regression(&ing.images.values(&plan.train), &s.label_column, cfg.loss, cfg.threshold.fixed())?,
-    };
-    task.check_options(cfg)?;
     // From here on the options are the ones that ran: the report and the Best Model record them.
     let cfg = &TrainConfig { label_smoothing: Some(task.label_smoothing(cfg.label_smoothing)), ..cfg.clone() };
     let batch_size = train::fitting_batch_size(cfg.batch_size, plan.train.len(), &mut warnings);
-    let (balance, balance_text) = match task.is_regression() {
-        true => (Balance::None, None),
-        false => {
-            let labels: Vec<usize> = plan.train.iter().map(|&i| ing.images.labels[i]).collect();
-            let (b, text) = data::balance::plan(cfg.class_balance, &labels, &task.classes);
-            (b, Some(text))
-        }
-    };
-    for w in &warnings {
-        eprintln!("warning: {w}");
-    }
-    eprintln!(
-        "split: {} train, {} validation, {} test; {}; input {n}x{n}; model {} on {}",
-        plan.train.len(),
-        plan.validation.len(),
-        plan.test.len(),
-        if task.is_regression() { task.describe() } else { format!("{} classes", task.classes.len()) },
-        spec.name,
-        device::describe(compute.device),
-        n = ing.images.size,
-    );
-    eprintln!("split method: {}", plan.method);
-    if let Some(text) = &balance_text {
-        eprintln!("class balance: {text}");
-    }
-    eprintln!("arithmetic: {}", compute.describe());
+    let (balance, balance_text) = task.class_balance(cfg.class_balance, &ing.images, &plan.train);
+    announce(&warnings, &plan, &task, &setup, ing.images.size, balance_text.as_deref());
 
     // Fit.
-    let model = train::start_model(spec, &task, cfg.seed, cfg.use_pretrained.then_some(weights_dir.as_path()), &compute)?;
-    let settings = train::TrainSettings::new(cfg, spec, task.clone(), batch_size, balance, compute);
+    let model = train::start_model(setup.spec, &task, cfg.seed, cfg.use_pretrained.then_some(setup.weights_dir.as_path()), &setup.compute)?;
+    let settings = train::TrainSettings::new(cfg, setup.spec, task.clone(), batch_size, balance, setup.compute);
     let set = Arc::new(ing.images);
     let training_started = Instant::now();
     let mut vs = model.vs;
@@ -118,13 +58,11 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
     }
     eprintln!("{}", decided.describe());
 
-    // Evaluate.
+    // Evaluate, then explain the report's test images.
     let evaluation_started = Instant::now();
     let evaluator = evaluation::Evaluator { task: &task, ..settings.evaluator(&model.net, &set) };
     let figures = FinalFigures::compute(&evaluator, &plan, &outcome.best_training_pass, outcome.best_validation_logits.as_ref(), cfg);
     let evaluation = evaluation_started.elapsed().as_secs_f64();
-
-    // Explain: heatmaps of the report's test images.
     let explaining_started = Instant::now();
     let explanations = explain::for_report(&evaluator, &plan.test, &figures.test_scores, cfg.explain, cfg.cam)?;
     let explaining = explaining_started.elapsed().as_secs_f64();
@@ -133,7 +71,7 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
     let outputs_started = Instant::now();
     let run = TrainedRun {
         cfg,
-        spec,
+        spec: setup.spec,
         task: &task,
         task_chosen: chosen,
         class_balance: balance_text,
@@ -148,7 +86,7 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
         batch_size,
         parameters: models::parameter_count(&vs),
         pretrained_file: model.pretrained_file,
-        compute,
+        compute: setup.compute,
         warnings,
         seconds: started.elapsed().as_secs_f64(),
     };
@@ -170,4 +108,84 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
         seconds,
         image_size: set.size,
     })
+}
+
+/// What the run computes on, checked before any data is read.
+struct Setup {
+    spec: &'static models::ModelSpec,
+    compute: precision::Compute,
+    weights_dir: std::path::PathBuf,
+}
+
+/// Options, model, output folder, threads, device and weights: all checked before any data.
+fn set_up(cfg: &TrainConfig) -> Result<Setup> {
+    cfg.validate()?;
+    let spec = models::find(&cfg.model)?;
+    spec.check_image_size(cfg.image_size)?;
+    outputs::prepare_output_dir(&cfg.output_dir)?;
+    runtime::configure(cfg.threads);
+    let compute = precision::Compute::resolve(device::resolve(cfg.device)?, cfg.precision)?;
+    let weights_dir = weights::weights_dir(cfg.weights_dir.as_deref());
+    if cfg.use_pretrained {
+        weights::fetch::ensure(spec, &weights_dir)?;
+    }
+    Ok(Setup { spec, compute, weights_dir })
+}
+
+/// The images, their split and the task they make, with the warnings found on the way.
+struct Prepared {
+    ing: data::Ingested,
+    plan: split::SplitPlan,
+    task: Task,
+    /// Why `--task auto` chose the task it did (None when the task was given).
+    chosen: Option<String>,
+    warnings: Vec<String>,
+}
+
+/// CSV + ZIP -> decoded images -> split, and the task: a classification's from its classes, a
+/// regression's from its training split's values (its scale is the training split's).
+fn ingest_and_split(cfg: &TrainConfig, spec: &models::ModelSpec) -> Result<Prepared> {
+    let mut meta = data::metadata::read_metadata(&cfg.metadata, &ColumnChoice::for_training(cfg))?;
+    let (mut kind, mut chosen, mut warnings) = task::choose(cfg.task, &mut meta)?;
+    let labels = if kind == TaskKind::Regression { data::Labels::Values } else { data::Labels::Classes(None) };
+    let size = cfg.image_size.map_or(SizePolicy::FromImages { max: spec.default_size }, SizePolicy::Fixed);
+    let ing = data::ingest(&cfg.images, meta, size, labels)?;
+    if let Some(why) = task::threshold_makes_binary(kind, cfg.threshold.fixed(), &ing.images.classes) {
+        eprintln!("task: {why}");
+        (kind, chosen) = (TaskKind::Binary, Some(why));
+    }
+    warnings.extend(ing.announce());
+    let s = &ing.summary;
+    let classification = (kind != TaskKind::Regression)
+        .then(|| Task::for_training(kind, &ing.images.classes, cfg.threshold.fixed(), &s.label_column, &s.metadata_file))
+        .transpose()?;
+    let plan = split::plan(&ing, &cfg.split, cfg.seed)?;
+    warnings.extend(plan.warnings.iter().cloned());
+    let task = match classification {
+        Some(task) => task,
+        None => Task::for_regression(&ing.images.values(&plan.train), &s.label_column, cfg.loss, cfg.threshold.fixed())?,
+    };
+    task.check_options(cfg)?;
+    Ok(Prepared { ing, plan, task, chosen, warnings })
+}
+
+/// The log's account of what is about to train: warnings, split, task, input, model, device.
+fn announce(warnings: &[String], plan: &split::SplitPlan, task: &Task, setup: &Setup, size: usize, balance: Option<&str>) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    eprintln!(
+        "split: {} train, {} validation, {} test; {}; input {size}x{size}; model {} on {}",
+        plan.train.len(),
+        plan.validation.len(),
+        plan.test.len(),
+        task.brief(),
+        setup.spec.name,
+        device::describe(setup.compute.device),
+    );
+    eprintln!("split method: {}", plan.method);
+    if let Some(text) = balance {
+        eprintln!("class balance: {text}");
+    }
+    eprintln!("arithmetic: {}", setup.compute.describe());
 }
