@@ -125,8 +125,9 @@ pub struct FinalFigures {
 impl FinalFigures {
     /// Validation: the best epoch's pass, which the restored weights repeat exactly. Train: the
     /// best epoch's own training pass, unless asked to evaluate the training images again (or
-    /// every image's prediction is wanted, or the pass does not stand for the kept weights). Test: evaluated now, once. Validation and test are
-    /// decided as `ev.task` decides (its temperature and threshold).
+    /// every image's prediction is wanted, or the pass does not stand for the kept weights).
+    /// Test: evaluated now, once. Validation and test are decided as `ev.task` decides (its
+    /// temperature and threshold).
     /// `best_training_pass`: the best epoch's images and scores; `best_validation`: its
     /// validation logits.
     pub fn compute(

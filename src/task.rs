@@ -9,7 +9,7 @@ use tch::{Kind, Reduction, Tensor};
 
 use crate::bail_input;
 pub use crate::config::TaskKind;
-use crate::config::RegressionLoss;
+use crate::config::{ClassBalance, RegressionLoss};
 use crate::data::metadata::{is_missing, parse_value, Metadata, Row};
 use crate::data::balance::Balance;
 use crate::data::ImageSet;
@@ -194,7 +194,6 @@ impl Task {
         if self.is_regression() && cfg.label_smoothing.is_some_and(|v| v > 0.0) {
             bail_input!("--label-smoothing applies to a classification, and this is a regression: leave it out");
         }
-        use crate::config::ClassBalance;
         if self.is_regression() && matches!(cfg.class_balance, ClassBalance::Loss | ClassBalance::Sampler) {
             bail_input!("--class-balance applies to a classification, and this is a regression: leave it out");
         }
@@ -215,7 +214,7 @@ impl Task {
     /// classification's `--class-balance` planned on the labels of the training images `train`
     /// (`data::balance`); a regression has no classes to balance (`check_options` refused a
     /// request).
-    pub fn class_balance(&self, choice: crate::config::ClassBalance, set: &ImageSet, train: &[usize]) -> (Balance, Option<String>) {
+    pub fn class_balance(&self, choice: ClassBalance, set: &ImageSet, train: &[usize]) -> (Balance, Option<String>) {
         match self.is_regression() {
             true => (Balance::None, None),
             false => {
