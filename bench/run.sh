@@ -181,6 +181,9 @@ if [[ " $sections " == *" recipe "* ]]; then
     [smooth_size_160]="--label-smoothing 0.1 --image-size 160"
     [smooth_backbone]="--label-smoothing 0.1 --backbone-lr-mult 0.1"
     [smooth_freeze_backbone]="--label-smoothing 0.1 --freeze-epochs 1 --backbone-lr-mult 0.1"
+    [smooth_tta_flip]="--label-smoothing 0.1 --tta flip"
+    [smooth_size_128_tta_flip]="--label-smoothing 0.1 --image-size 128 --tta flip"
+    [smooth_balance_tta_flip]="--label-smoothing 0.1 --class-balance auto --tta flip"
   )
   order="${RECIPE_ROWS:-today default warmup_cosine onecycle freeze1 backbone_0.1 layer_decay_0.7 ema smoothing_0.1 balance_loss balance_sampler crop jitter trivial tta_flip tta_flip4 size_224}"
   echo

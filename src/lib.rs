@@ -5,9 +5,9 @@
 //! checks it): `error`, `shim` (the C++ kernels' declarations) -> `config` (every option) ->
 //! `device`, `precision`, `runtime` (where and how the arithmetic runs) -> `data` (CSV, ZIP,
 //! decoding, split, augmentation, batches) -> `models` (one file per family, with its facts),
-//! `optimizer`, `schedule` (each step's learning rate), `ema` (the weights' moving average) -> `metrics` -> `task` (what differs
-//! between tasks) -> `decisions` (temperature and threshold, fitted on the validation split) ->
-//! `weights` (checkpoints, pretrained weights, the Best Model bundle) -> `evaluation` ->
+//! `optimizer`, `schedule` (each step's learning rate), `ema` (the weights' moving average) ->
+//! `metrics` -> `decisions` (temperature and threshold methods) -> `task` (what differs between
+//! tasks: classification and regression, behind one enum) -> `weights` (checkpoints, pretrained weights, the Best Model bundle) -> `evaluation` ->
 //! `explain` (Grad-CAM) -> `train` -> `outputs`, `synth` -> `report` -> `commands` (one short
 //! orchestrator per subcommand).
 pub mod commands;

@@ -64,8 +64,7 @@ pub fn run(cfg: &PredictConfig) -> Result<PredictSummary> {
         None => rows_from_archive(&cfg.images)?,
     };
     task.check_labels(&meta.rows, &meta.label_column, &meta.file_name)?;
-    let labels = if task.is_regression() { data::Labels::Values } else { data::Labels::Classes(Some(&task.classes)) };
-    let ing = data::ingest(&cfg.images, meta, SizePolicy::Fixed(b.config.image_size), labels)?;
+    let ing = data::ingest(&cfg.images, meta, SizePolicy::Fixed(b.config.image_size), task.labels())?;
     let s = &ing.summary;
     if s.rows_without_image > 0 {
         eprintln!("warning: {} rows name no image in {} (e.g. {})", s.rows_without_image, s.archive_file, s.missing_examples.join("; "));
@@ -81,7 +80,7 @@ pub fn run(cfg: &PredictConfig) -> Result<PredictSummary> {
     let ev = Evaluator { net: &net, task: &task, set: &set, batch_size, normalization: b.config.normalization, compute: &compute, tta };
     let scores = ev.scores(&indices);
     // A regression scores only the images with a true value; the others are still predicted.
-    let scored: Vec<usize> = indices.iter().copied().filter(|&i| !task.is_regression() || set.targets[i].is_finite()).collect();
+    let scored = task.scored(&set, &indices);
     let labelled = ing.labelled && !scored.is_empty();
     if ing.labelled && scored.len() < indices.len() {
         let lines: Vec<usize> = indices.iter().filter(|&&i| !set.targets[i].is_finite()).map(|&i| ing.rows[i].line).collect();
@@ -94,18 +93,15 @@ pub fn run(cfg: &PredictConfig) -> Result<PredictSummary> {
             data::metadata::line_list(&lines)
         );
     }
-    let truth: Option<Vec<String>> = labelled.then(|| match task.is_regression() {
-        true => ing.rows.iter().map(|r| r.label.clone()).collect(),
-        false => set.labels.iter().map(|&l| set.classes[l].clone()).collect(),
-    });
+    let truth: Option<Vec<String>> = labelled.then(|| task.written_truth(&set, &ing.rows));
     // The predictions and the page are committed together: both, or neither.
     let mut files = outputs::OutputSet::new();
     files.stage(&cfg.output, &task.predictions_csv(&set.names, truth.as_deref(), &scores, None)?)?;
     let explained = cfg.explain.of(indices.len());
     if explained > 0 {
-        let picks = explain::select::for_predict(&task, &scores, explained);
+        let picks = task.predict_picks(&scores, explained);
         let maps = explain::explain_picks(&ev, &indices, picks, cfg.cam)?;
-        let output = |t: i64| if task.is_regression() { "predicted value".to_string() } else { task.classes[t as usize].clone() };
+        let output = |t: i64| task.output_name(t);
         let method = format!("{} at {}", cfg.cam.title(), spec.cam_target);
         files.stage(&explanations_path(cfg), &outputs::explanations::zip(&set, &indices, &maps, &output, &method)?)?;
     }
@@ -118,7 +114,7 @@ pub fn run(cfg: &PredictConfig) -> Result<PredictSummary> {
             Some(m) => {
                 let title = format!("Image Learner predictions: {} on {}", b.config.architecture, s.archive_file);
                 let subtitle = format!("{} images scored against the labels of {}", m.n(), s.metadata_file);
-                report::build_metrics_page(&title, &subtitle, m, &task.classes)?
+                report::build_metrics_page(&title, &subtitle, m, task.classes())?
             }
             None => report::NO_LABELS_PAGE.to_string(),
         };

@@ -11,7 +11,7 @@ use crate::evaluation::{self, FinalFigures};
 use crate::metrics::Figures;
 use crate::outputs::{self, TrainedRun};
 use crate::task::{self, Task, TaskKind};
-use crate::{decisions, device, explain, models, precision, report, runtime, train, weights};
+use crate::{device, explain, models, precision, report, runtime, train, weights};
 
 pub struct RunSummary {
     pub output_dir: std::path::PathBuf,
@@ -52,7 +52,7 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
     let validation_truth = set.truth(&plan.validation);
     let validation = outcome.best_validation_logits.as_deref().map(|l| (l, validation_truth.as_slice()));
     let announced = warnings.len();
-    let (task, decided) = decisions::fit(&task, validation, cfg, &mut warnings);
+    let (task, decided) = task.fit_decisions(validation, cfg, &mut warnings);
     for w in &warnings[announced..] {
         eprintln!("warning: {w}");
     }

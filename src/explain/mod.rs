@@ -4,8 +4,9 @@
 //! and activation element by element, so that the map shows what the score used. The maps are
 //! normalised as pytorch-grad-cam normalises them, so that ours and the reference's can be
 //! compared number for number.
+//! Which images to explain, and for which output, is the task's choice (`Task::report_picks`,
+//! `Task::predict_picks`).
 pub mod overlay;
-pub mod select;
 
 use anyhow::{Context, Result};
 use tch::{Kind, Tensor};
@@ -14,6 +15,7 @@ pub use crate::config::{CamMethod as Method, ExplainCount as Count};
 use crate::data::batches::EpochBatches;
 use crate::evaluation::{batch_tensors, Evaluator};
 use crate::models::{Layout, Network, Tap};
+use crate::task::Pick;
 
 /// The target layer's activation as NCHW.
 fn to_nchw(t: &Tensor, layout: Layout) -> Tensor {
@@ -92,7 +94,7 @@ pub struct Explained {
 }
 
 /// The heatmaps of `picks` among images `images` of the evaluator's set.
-pub fn explain_picks(ev: &Evaluator, images: &[usize], picks: Vec<select::Pick>, method: Method) -> Result<Vec<Explained>> {
+pub fn explain_picks(ev: &Evaluator, images: &[usize], picks: Vec<Pick>, method: Method) -> Result<Vec<Explained>> {
     let indices: Vec<usize> = picks.iter().map(|p| images[p.position]).collect();
     let targets: Vec<i64> = picks.iter().map(|p| p.target).collect();
     let maps = explain(ev, &indices, &targets, method)?;
@@ -105,7 +107,6 @@ pub fn for_report(ev: &Evaluator, test: &[usize], scores: &[Vec<f32>], count: Co
     if limit == 0 {
         return Ok(Vec::new());
     }
-    let values = if ev.task.is_regression() { ev.set.values(test) } else { Vec::new() };
-    let picks = select::for_report(ev.task, scores, &ev.set.truth(test), &values, limit);
+    let picks = ev.task.report_picks(ev.set, test, scores, limit);
     explain_picks(ev, test, picks, method)
 }

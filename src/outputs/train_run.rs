@@ -51,10 +51,7 @@ impl TrainedRun<'_> {
 
     /// The true class names (regression: values) of `indices`.
     fn truth(&self, indices: &[usize]) -> Vec<String> {
-        if self.task.is_regression() {
-            return indices.iter().map(|&i| self.set.targets[i].to_string()).collect();
-        }
-        indices.iter().map(|&i| self.set.classes[self.set.labels[i]].clone()).collect()
+        self.task.truth_names(self.set, indices)
     }
 
     /// The Predictions CSV: the test images, or every image with its split.
@@ -93,11 +90,11 @@ impl TrainedRun<'_> {
                 "the best epoch's own training pass (augmented images, train mode)"
             },
             "best_epoch": self.outcome.best_epoch,
-            "task": self.task.kind,
+            "task": self.task.kind(),
             "task_chosen": &self.task_chosen,
             "class_balance": &self.class_balance,
-            "classes": &self.task.classes,
-            "target": &self.task.target,
+            "classes": self.task.classes(),
+            "target": self.task.target(),
             "decisions": self.decisions,
             "calibration_bins": metrics::calibration::RELIABILITY_BINS,
         });
@@ -110,17 +107,17 @@ impl TrainedRun<'_> {
             format_version: bundle::FORMAT_VERSION,
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             architecture: self.spec.name.to_string(),
-            task: self.task.kind,
-            classes: self.task.classes.clone(),
+            task: self.task.kind(),
+            classes: self.task.classes().to_vec(),
             image_size: self.set.size,
             normalization: self.spec.normalization,
             best_epoch: self.outcome.best_epoch,
             eval_batch_size: evaluation::batch_size(self.batch_size),
             options: self.cfg.clone(),
-            temperature: self.task.temperature,
-            threshold: self.task.threshold,
+            temperature: self.task.temperature(),
+            threshold: self.task.threshold(),
             threshold_source: self.decisions.threshold_source.clone(),
-            target: self.task.target.clone(),
+            target: self.task.target().cloned(),
         };
         bundle::to_zip(self.vs, &config)
     }

@@ -1,12 +1,14 @@
 //! A regression's parts of the report: the headline figures per split, true against predicted,
 //! the residuals, and the test images with the largest errors.
-use super::plots::{self, colour, Scatter};
-use super::{opt4, png_uri, with_interval, Plot, ReportInput, Row, Thumb};
+use super::plots::{self, colour, LineChart, Scatter, Series};
+use super::{opt4, png_uri, with_interval, Plot, ReportInput, Row, Table, TaskPart, Thumb};
 use crate::data::split::Split;
 use crate::metrics::regression::RegressionMetrics;
 use crate::metrics::{Figures, Intervals};
+use crate::task::Target;
 
-pub const HEADLINE_NOTE: &str = "MAE, RMSE and the mean error are in the target's units; MAPE is a fraction of the true value, \
+/// How the regression figures are computed, for the note under the headline table.
+const HEADLINE_NOTE: &str = "MAE, RMSE and the mean error are in the target's units; MAPE is a fraction of the true value, \
     left out when a true value is 0. R² and explained variance follow scikit-learn (0 for a constant truth), Pearson's r and \
     Spearman's ρ (average ranks for ties) SciPy; \"n/a\" marks a figure that is undefined on these images.";
 
@@ -47,10 +49,46 @@ pub fn headline_rows(per_split: &[(Split, &Figures)], test_intervals: Option<&In
     rows
 }
 
-pub struct Section {
-    pub plots: Vec<Plot>,
-    pub gallery: Vec<Thumb>,
-    pub gallery_note: String,
+/// The report's regression parts: no confusion matrix, calibration or threshold; the test
+/// section's plots and largest errors instead.
+pub fn part(input: &ReportInput, t: &Target) -> TaskPart {
+    let (plots, gallery, gallery_note) = section(input, t);
+    TaskPart {
+        loss_name: format!("{} (standardised target)", t.loss.name().to_uppercase()),
+        figure_plot: mae_plot(input),
+        explained_output: "the predicted value",
+        split_header: "Images",
+        headline_note: HEADLINE_NOTE,
+        regression: true,
+        classes: Vec::new(),
+        matrix_counts: Vec::new(),
+        matrix_percent: Vec::new(),
+        test_plots: plots,
+        confidence_plot: Plot { svg: String::new(), guide: String::new() },
+        per_class: Table { header: Vec::new(), rows: Vec::new() },
+        calibration_plots: Vec::new(),
+        threshold_plots: Vec::new(),
+        gallery,
+        gallery_note,
+    }
+}
+
+/// Train and validation MAE per epoch.
+fn mae_plot(input: &ReportInput) -> Plot {
+    let (x_range, best) = super::epoch_axis(input);
+    let h = input.history;
+    let mae: Vec<Series> = [
+        super::epoch_series(h, "train MAE", 0, false, &|r| r.train[0]),
+        super::epoch_series(h, "validation MAE", 1, false, &|r| r.validation.and_then(|v| v[0])),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let y_range = super::value_range(&mae, true);
+    Plot {
+        svg: plots::line_chart(&LineChart { title: "Mean absolute error per epoch", x_label: "epoch", y_label: "MAE (target units)", x_range, y_range, series: mae, marker: best, diagonal: false, integer_x: true }),
+        guide: "Lower is better: the typical distance between the predicted and the true value. A validation MAE that rises while the training MAE keeps falling is a sign of overfitting.".into(),
+    }
 }
 
 /// A range around `values` with a little margin, never empty.
@@ -75,11 +113,13 @@ fn histogram_bins(values: &[f64], bins: usize) -> (Vec<f64>, Vec<usize>) {
     (edges, counts)
 }
 
-pub fn section(input: &ReportInput) -> Section {
+/// The test section's plots (true against predicted, residuals, the errors' distribution), the
+/// largest errors and their note.
+fn section(input: &ReportInput, t: &Target) -> (Vec<Plot>, Vec<Thumb>, String) {
     let truth = input.test_values;
-    let predicted = input.task.predicted_values(input.test_probs);
+    let predicted = t.predicted_values(input.test_probs);
     let residual: Vec<f64> = predicted.iter().zip(truth).map(|(p, t)| p - t).collect();
-    let column = input.task.target.as_ref().map_or("target", |t| t.column.as_str());
+    let column = t.column.as_str();
     let name = |i: usize| crate::error::short(&input.test_names[i]);
     let hover: Vec<String> = (0..truth.len())
         .map(|i| format!("{}: true {:.3}, predicted {:.3}, error {:+.3}", name(i), truth[i], predicted[i], residual[i]))
@@ -143,7 +183,7 @@ pub fn section(input: &ReportInput) -> Section {
         "The {} test images with the largest absolute errors: worth a look for label errors or images unlike the rest.",
         gallery.len()
     );
-    Section { plots, gallery, gallery_note }
+    (plots, gallery, gallery_note)
 }
 
 #[cfg(test)]

@@ -108,16 +108,11 @@ fn fine_tune_words(cfg: &crate::config::TrainConfig) -> String {
 }
 
 /// A classifier's class balancing, and the decisions fitted after training: its temperature and
-/// a binary task's threshold. A regression has none of these.
+/// a binary task's threshold. A regression has none of these (its task says no class balance,
+/// its decisions none fitted).
 fn decision_items(run: &TrainedRun) -> Vec<Item> {
-    if run.task.is_regression() {
-        return Vec::new();
-    }
     let mut items: Vec<Item> = run.class_balance.iter().map(|b| item("Class balance", b.clone())).collect();
-    items.push(item("Temperature", format!("{:.4}: {}", run.decisions.temperature, run.decisions.temperature_source)));
-    if let (Some(t), Some(source)) = (run.task.threshold, &run.decisions.threshold_source) {
-        items.extend([item("Decision threshold", format!("{t:.4}")), item("Threshold source", source.clone())]);
-    }
+    items.extend(run.decisions.items().into_iter().map(|(label, value)| item(label, value)));
     items
 }
 
@@ -135,12 +130,13 @@ fn calibration(run: &TrainedRun, test_before: Option<&[Vec<f32>]>) -> (Option<Ta
     let validation_before = f.validation_logits.as_ref().map(|l| raw.probabilities(l));
     let (set, plan) = (run.set, run.plan);
     let splits = [
-        (Split::Validation, validation_before.as_deref(), set.truth(&plan.validation), f.validation.as_ref().and_then(|v| v.classification())),
-        (Split::Test, Some(test_before), set.truth(&plan.test), f.test.classification()),
+        (Split::Validation, validation_before.as_deref(), &plan.validation, f.validation.as_ref().and_then(|v| v.classification())),
+        (Split::Test, Some(test_before), &plan.test, f.test.classification()),
     ];
-    for (split, probs, truth, after) in splits {
+    for (split, probs, images, after) in splits {
         let (Some(probs), Some(after)) = (probs, after) else { continue };
-        let before = raw.metrics(&truth, probs);
+        let figures = raw.figures(set, images, probs);
+        let Some(before) = figures.classification() else { continue };
         let pair = |b: f64, a: f64| vec![f4(b), f4(a)];
         rows.push(Row {
             name: format!("{} (n={})", split.name(), after.n),
@@ -151,7 +147,7 @@ fn calibration(run: &TrainedRun, test_before: Option<&[Vec<f32>]>) -> (Option<Ta
     let header = ["Split", "ECE before", "ECE after", "Log loss before", "Log loss after", "Brier before", "Brier after"].map(String::from).to_vec();
     let note = format!(
         "Temperature scaling divides every logit by {:.4} before the softmax: it was {}. It never changes which class is most probable, only how sure the model says it is; the test figures above are after it. ECE uses {bins} equal-width bins of confidence.",
-        run.task.temperature, run.decisions.temperature_source
+        run.task.temperature(), run.decisions.temperature_source
     );
     (Some(Table { header, rows }), note)
 }
@@ -189,17 +185,11 @@ fn data_items(run: &TrainedRun) -> Vec<Item> {
 /// The HTML Model Report of a training run.
 pub fn train_report(run: &TrainedRun) -> Result<String> {
     let (set, plan, f) = (run.set, run.plan, run.figures);
-    let split_counts: Vec<[usize; 3]> = match run.task.is_regression() {
-        true => vec![Split::ALL.map(|s| plan.indices(s).len())],
-        false => (0..set.classes.len()).map(|c| Split::ALL.map(|s| plan.indices(s).iter().filter(|&&i| set.labels[i] == c).count())).collect(),
-    };
-    let (test_truth, test_values) = match run.task.is_regression() {
-        true => (Vec::new(), set.values(&plan.test)),
-        false => (set.truth(&plan.test), Vec::new()),
-    };
+    let split_counts = run.task.split_counts(set, plan);
+    let (test_truth, test_values) = run.task.answers(set, &plan.test);
     let test_names = run.names(&plan.test);
     let pixels = |pos: usize| set.image(plan.test[pos]).to_vec();
-    let uncalibrated = (run.task.temperature != 1.0).then(|| run.task.uncalibrated().probabilities(&f.test_logits));
+    let uncalibrated = (run.task.temperature() != 1.0).then(|| run.task.uncalibrated().probabilities(&f.test_logits));
     let (calibration, calibration_note) = calibration(run, uncalibrated.as_deref());
     build(&ReportInput {
         title: format!("Image Learner report: {} on {}", run.spec.name, run.summary.archive_file),

@@ -13,7 +13,7 @@ use tch::{nn, Kind, Tensor};
 use crate::bail_input;
 use crate::error::input_error;
 use crate::config::TrainConfig;
-use crate::task::{Target, Task, TaskKind};
+use crate::task::{Classifier, Target, Task, TaskKind};
 use crate::data::batches::Normalization;
 use crate::models::ModelSpec;
 
@@ -153,12 +153,14 @@ impl Bundle {
     /// The task the model was trained for, with its classes and decision rule.
     pub fn task(&self) -> Task {
         let c = &self.config;
-        Task {
-            kind: c.task,
-            classes: c.classes.clone(),
-            threshold: c.threshold.or(c.options.threshold.fixed()),
-            temperature: c.temperature,
-            target: c.target.clone(),
+        match &c.target {
+            Some(t) => Task::Regress(t.clone()),
+            None => Task::Classify(Classifier {
+                kind: c.task,
+                classes: c.classes.clone(),
+                threshold: c.threshold.or(c.options.threshold.fixed()),
+                temperature: c.temperature,
+            }),
         }
     }
 }
@@ -380,10 +382,10 @@ mod tests {
         before["options"].as_object_mut().unwrap().remove("calibrate");
         let read: BundleConfig = serde_json::from_value(before).unwrap();
         let b = Bundle { config: read, tensors: HashMap::new() };
-        assert_eq!((b.task().threshold, b.task().temperature), (Some(0.3), 1.0));
+        assert_eq!((b.task().threshold(), b.task().temperature()), (Some(0.3), 1.0));
         assert_eq!(b.config.options.calibrate, crate::config::CalibrationChoice::None);
         let b = Bundle { config: serde_json::from_str(&json).unwrap(), tensors: HashMap::new() };
-        assert_eq!((b.task().threshold, b.task().temperature), (Some(0.4), 1.5));
+        assert_eq!((b.task().threshold(), b.task().temperature()), (Some(0.4), 1.5));
         assert!(json.contains("\"image_size\":48"), "{json}");
         let old = json.replacen("\"image_size\":48", "\"input_size\":48", 1);
         let read: BundleConfig = serde_json::from_str(&old).unwrap();

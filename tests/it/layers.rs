@@ -9,8 +9,8 @@ const LAYERS: &[&[&str]] = &[
     &["data"],
     &["models", "optimizer", "schedule", "ema"],
     &["metrics"],
-    &["task"],
     &["decisions"],
+    &["task"],
     &["weights"],
     &["evaluation"],
     &["explain"],
@@ -98,4 +98,39 @@ fn no_module_imports_one_above_it() {
 fn the_scan_reads_both_forms_of_path() {
     let text = "use crate::data::{self, split};\nuse crate::{device, models::Network, weights};\nlet x = crate::report::build();";
     assert_eq!(named_modules(text), ["data", "device", "models", "weights", "report"]);
+}
+
+/// Files outside `src/task/` that name a kind of task, and why each must.
+const TASK_VARIANTS_OUTSIDE_THE_SEAM: &[(&str, &str)] = &[
+    ("report/mod.rs", "the report's one dispatch, to report/classification.rs or report/regression.rs"),
+    ("report/classification.rs", "its test builds a binary task"),
+    ("weights/bundle.rs", "a Best Model's task is built from what its config.json records"),
+];
+
+#[test]
+fn stages_ask_the_task_rather_than_branching_on_it() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut wrong = Vec::new();
+    for f in files {
+        let rel = f.strip_prefix(&src).unwrap().to_string_lossy().replace('\\', "/");
+        if rel.starts_with("task/") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).unwrap();
+        if text.contains("is_regression") {
+            wrong.push(format!("{rel} asks is_regression: ask the task a question of its own (src/task/)"));
+        }
+        let names_a_kind = text.contains("Task::Classify") || text.contains("Task::Regress");
+        if names_a_kind && !TASK_VARIANTS_OUTSIDE_THE_SEAM.iter().any(|(file, _)| *file == rel) {
+            wrong.push(format!("{rel} matches on the kind of task: move the behaviour behind src/task/, or list the file with its reason"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // The list stays honest: every file in it still needs its entry.
+    for (file, why) in TASK_VARIANTS_OUTSIDE_THE_SEAM {
+        let text = std::fs::read_to_string(src.join(file)).unwrap();
+        assert!(text.contains("Task::Classify") || text.contains("Task::Regress"), "{file} no longer names a kind of task ({why}): drop it from the list");
+    }
 }
