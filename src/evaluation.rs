@@ -42,7 +42,8 @@ pub struct Evaluator<'a> {
 /// The views of a batch (N x 3 x H x W) that `tta` averages over, the batch itself first.
 pub fn views(x: &Tensor, tta: Tta) -> Vec<Tensor> {
     let mut out = vec![x.shallow_clone()];
-    if tta != Tta::None {
+    // `auto` is resolved before evaluation (`Tta::resolve`); unresolved, it adds no view.
+    if matches!(tta, Tta::Flip | Tta::Flip4) {
         out.push(x.flip([3]));
     }
     if tta == Tta::Flip4 {

@@ -73,7 +73,7 @@ pub fn run(cfg: &PredictConfig) -> Result<PredictSummary> {
     let set = Arc::new(ing.images);
     let indices: Vec<usize> = (0..set.len()).collect();
     let batch_size = cfg.batch_size.unwrap_or(b.config.eval_batch_size).max(1);
-    let tta = cfg.tta.unwrap_or(b.config.options.tta);
+    let tta = cfg.tta.unwrap_or(b.config.options.tta).resolve(&b.config.options.augmentation);
     if tta != crate::config::Tta::None {
         eprintln!("test-time augmentation: {}", tta.describe());
     }

@@ -28,7 +28,11 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
     let Prepared { ing, plan, task, chosen, mut warnings } = ingest_and_split(cfg, setup.spec)?;
     let ingested = started.elapsed().as_secs_f64();
     // From here on the options are the ones that ran: the report and the Best Model record them.
-    let cfg = &TrainConfig { label_smoothing: Some(task.label_smoothing(cfg.label_smoothing)), ..cfg.clone() };
+    let cfg = &TrainConfig {
+        label_smoothing: Some(task.label_smoothing(cfg.label_smoothing)),
+        tta: cfg.tta.resolve(&cfg.augmentation),
+        ..cfg.clone()
+    };
     let batch_size = train::fitting_batch_size(cfg.batch_size, plan.train.len(), &mut warnings);
     let (balance, balance_text) = task.class_balance(cfg.class_balance, &ing.images, &plan.train);
     announce(&warnings, &plan, &task, &setup, ing.images.size, balance_text.as_deref());
@@ -142,14 +146,20 @@ struct Prepared {
     warnings: Vec<String>,
 }
 
+/// The input size: `--image-size`, else the images' own, at most the model's default size. With
+/// pretrained weights, smaller images are enlarged to at least `config::PRETRAINED_MIN_SIZE`
+/// (or the model's default size, if smaller): the weights learnt their features at 224 pixels.
+fn size_policy(cfg: &TrainConfig, spec: &models::ModelSpec) -> SizePolicy {
+    let min = if cfg.use_pretrained { crate::config::PRETRAINED_MIN_SIZE.min(spec.default_size) } else { 0 };
+    cfg.image_size.map_or(SizePolicy::FromImages { min, max: spec.default_size }, SizePolicy::Fixed)
+}
+
 /// CSV + ZIP -> decoded images -> split, and the task: a classification's from its classes, a
 /// regression's from its training split's values (its scale is the training split's).
 fn ingest_and_split(cfg: &TrainConfig, spec: &models::ModelSpec) -> Result<Prepared> {
     let mut meta = data::metadata::read_metadata(&cfg.metadata, &ColumnChoice::for_training(cfg))?;
     let (mut kind, mut chosen, mut warnings) = task::choose(cfg.task, &mut meta)?;
-    let labels = if kind == TaskKind::Regression { data::Labels::Values } else { data::Labels::Classes(None) };
-    let size = cfg.image_size.map_or(SizePolicy::FromImages { max: spec.default_size }, SizePolicy::Fixed);
-    let ing = data::ingest(&cfg.images, meta, size, labels)?;
+    let ing = data::ingest(&cfg.images, meta, size_policy(cfg, spec), task::labels_to_read(kind))?;
     if let Some(why) = task::threshold_makes_binary(kind, cfg.threshold.fixed(), &ing.images.classes) {
         eprintln!("task: {why}");
         (kind, chosen) = (TaskKind::Binary, Some(why));

@@ -79,9 +79,9 @@ pub struct IngestSummary {
 pub enum SizePolicy {
     /// Exactly this size (`--image-size`, or a saved model's size).
     Fixed(usize),
-    /// The first image's larger side, between 32 and `max` (the model's default size): small
-    /// images are not blown up to the model's ImageNet size.
-    FromImages { max: usize },
+    /// The first image's larger side, between `min` (at least 32) and `max` (the model's default
+    /// size): small images are not blown up to the model's ImageNet size.
+    FromImages { min: usize, max: usize },
 }
 
 /// A decoded data set with the metadata rows it came from (same order).
@@ -208,7 +208,7 @@ pub fn ingest(zip_path: &Path, meta: Metadata, size: SizePolicy, labels_are: Lab
     }
     let size = match size {
         SizePolicy::Fixed(s) => s,
-        SizePolicy::FromImages { max } => {
+        SizePolicy::FromImages { min, max } => {
             // The first image whose size can be read: a damaged first image must not pick it.
             let mut dims = None;
             for &(_, e) in &report.matched {
@@ -225,7 +225,7 @@ pub fn ingest(zip_path: &Path, meta: Metadata, size: SizePolicy, labels_are: Lab
                     break;
                 }
             }
-            dims.map_or(max, |(w, h)| (w.max(h) as usize).clamp(32, max))
+            dims.map_or(max, |(w, h)| (w.max(h) as usize).clamp(min.clamp(32, max), max))
         }
     };
     check_memory(report.matched.len(), size, memory_limit_mb())?;

@@ -15,6 +15,13 @@ fn run_items(run: &TrainedRun) -> Vec<Item> {
     let n = run.set.size;
     let size_note = match cfg.image_size {
         Some(_) => format!("{n}x{n} (--image-size)"),
+        None if cfg.use_pretrained => format!(
+            "{n}x{n} (from the images, at least {} for the pretrained weights; {}'s default is {}x{})",
+            crate::config::PRETRAINED_MIN_SIZE.min(spec.default_size),
+            spec.name,
+            spec.default_size,
+            spec.default_size
+        ),
         None => format!("{n}x{n} (from the images; {}'s default is {}x{})", spec.name, spec.default_size, spec.default_size),
     };
     let augs: Vec<String> = cfg

@@ -82,6 +82,15 @@ pub fn threshold_makes_binary(kind: TaskKind, threshold: Option<f32>, classes: &
     })
 }
 
+/// How the training reads the label column for a task of `kind`: numbers for a regression, else
+/// class names (the sorted distinct labels).
+pub fn labels_to_read(kind: TaskKind) -> Labels<'static> {
+    match kind {
+        TaskKind::Regression => Labels::Values,
+        _ => Labels::Classes(None),
+    }
+}
+
 /// The task of a training run: `--task`, or for `auto` the one `infer` finds (with why, which
 /// the log also says). Then the rows it cannot use: a regression leaves out the rows without a
 /// number (the warnings name them), a classification refuses an empty label.

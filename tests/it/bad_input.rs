@@ -69,7 +69,7 @@ fn options_and_tables_that_cannot_train() {
     fails(d, &zip, &csv, &["--crop-scale", "0.8,0.5"], "--crop-scale '0.8,0.5': the lower share is above the upper one");
     fails(d, &zip, &csv, &["--crop-scale", "0.5"], "--crop-scale '0.5': two numbers are needed");
     fails(d, &zip, &csv, &["--augmentation", "mixup"], "unknown augmentation 'mixup': use one of horizontal_flip, vertical_flip, rotate, blur, brightness, contrast, random_resized_crop, color_jitter, trivial_augment");
-    fails(d, &zip, &csv, &["--tta", "rotate"], "unknown test-time augmentation 'rotate': use none, flip or flip4");
+    fails(d, &zip, &csv, &["--tta", "rotate"], "unknown test-time augmentation 'rotate': use auto, none, flip or flip4");
     fails(d, &zip, &csv, &["--ema-decay", "1"], "--ema-decay must be at least 0 and below 1 (got 1)");
     fails(d, &zip, &csv, &["--ema-decay=-0.5"], "--ema-decay must be at least 0 and below 1 (got -0.5)");
     fails(d, &zip, &csv, &["--lr-schedule", "linear"], "unknown learning-rate schedule 'linear': use constant, cosine, onecycle or step");

@@ -195,6 +195,7 @@ fn final_figures_reuse_the_best_epochs_passes_exactly() {
     let (out, pass, html) = go("default", &[]);
     assert!(pass["train_figures_from"].as_str().unwrap().contains("training pass"));
     assert!(html.contains("train, training pass* (n=126)") && html.contains("were not evaluated again"));
+    assert!(html.contains("flip: the mean of the predictions for each image and its horizontal mirror"), "--tta auto flips for a model trained with horizontal flips");
     let hist = csv_rows(&out.join(outputs::HISTORY));
     let best = hist[1..].iter().find(|r| r[10] == "true").unwrap();
     assert_eq!(best[2].parse::<f64>().unwrap(), pass["train"]["accuracy"].as_f64().unwrap());
@@ -584,6 +585,8 @@ fn test_time_augmentation_is_kept_in_the_best_model_and_predict_can_override_it(
     let (plain, log) = predict(&model, "none.csv", &["--tta", "none"]);
     assert_ne!(plain, flipped, "--tta none overrides the model's");
     assert!(!log.contains("test-time augmentation"));
+    let (auto, _) = predict(&model, "auto.csv", &["--tta", "auto"]);
+    assert_eq!(auto, plain, "--tta auto: this model was trained without horizontal flips");
     // The same Best Model as an earlier version wrote it: no tta among its options.
     let mut zip = zip::ZipArchive::new(std::fs::File::open(&model).unwrap()).unwrap();
     let mut member = |name: &str| {
@@ -600,7 +603,7 @@ fn test_time_augmentation_is_kept_in_the_best_model_and_predict_can_override_it(
     assert_eq!(from_old, plain, "a Best Model without the field predicts as --tta none");
     let o = run(&["predict", "--model", model.to_str().unwrap(), "--images", sample_zip().to_str().unwrap(), "--tta", "flip8"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("unknown test-time augmentation 'flip8': use none, flip or flip4"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unknown test-time augmentation 'flip8': use auto, none, flip or flip4"), "{}", stderr(&o));
 }
 
 /// A validation split of one class cannot measure ROC-AUC: the run warns, chooses the best epoch

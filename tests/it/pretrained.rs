@@ -55,3 +55,24 @@ fn frozen_backbone_is_bit_identical_and_fine_tuning_changes_it() {
         }
     }
 }
+
+/// Pretrained weights learnt at 224 pixels: without `--image-size`, the sample's 48-pixel images
+/// are enlarged to 128 for them, and kept at 48 from scratch. The report says which rule ran.
+#[test]
+fn small_images_are_enlarged_for_pretrained_weights_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let wdir = dir.path().join("weights");
+    weights_dir(&wdir, "resnet18");
+    for (pretrained, size) in [(true, 128), (false, 48)] {
+        let out = dir.path().join(format!("out-{pretrained}"));
+        let mut cfg = quick_config(&out, 1);
+        cfg.image_size = None;
+        cfg.use_pretrained = pretrained;
+        cfg.weights_dir = Some(wdir.clone());
+        let summary = run_train(&cfg).unwrap();
+        assert_eq!(summary.image_size, size, "pretrained {pretrained}");
+        let html = std::fs::read_to_string(out.join(outputs::REPORT)).unwrap();
+        let rule = if pretrained { "128x128 (from the images, at least 128 for the pretrained weights" } else { "48x48 (from the images; resnet18" };
+        assert!(html.contains(rule), "pretrained {pretrained}: the Run table says {rule}");
+    }
+}
