@@ -240,15 +240,144 @@ pub fn frozen_at_start(spec: &ModelSpec, vs: &nn::VarStore) -> Vec<Tensor> {
         .collect()
 }
 
-/// Trains `net` (whose variables live in `vs`) and leaves the best epoch's weights in `vs`.
-pub fn fit(
-    net: &Network,
-    vs: &mut nn::VarStore,
-    set: &Arc<ImageSet>,
-    train_idx: &[usize],
-    val_idx: &[usize],
-    s: &TrainSettings,
-) -> Result<TrainOutcome> {
+/// One epoch's pass over the training images: the images in the order seen with their scores
+/// (the training figures), the loss and where the time went.
+struct EpochPass {
+    images: Vec<usize>,
+    scores: Vec<Vec<f32>>,
+    loss_sum: f64,
+    seen: usize,
+    /// Seconds spent waiting for the next batch.
+    wait: f64,
+    step_rates: Vec<f64>,
+    /// The loss became NaN or infinite: the pass stopped at that step.
+    diverged: bool,
+}
+
+/// What each training step uses and updates.
+struct Trainer<'a> {
+    net: &'a Network,
+    set: &'a Arc<ImageSet>,
+    s: &'a TrainSettings,
+    opt: Optimizer,
+    schedule: Schedule,
+    ema: Option<crate::ema::Ema>,
+    class_weights: Option<Tensor>,
+    steps_per_epoch: usize,
+}
+
+impl Trainer<'_> {
+    /// Epoch `epoch` over the training images `train_idx`, batch by batch, with a progress bar.
+    fn epoch(&mut self, train_idx: &[usize], epoch: usize) -> Result<EpochPass> {
+        let s = self.s;
+        let batches = EpochBatches::training(
+            self.set.clone(),
+            train_idx,
+            s.batch_size,
+            s.normalization,
+            s.augmentation.clone(),
+            s.seed,
+            epoch,
+            s.balance == Balance::Sampler,
+        );
+        let bar = ProgressBar::new(self.steps_per_epoch as u64).with_style(
+            ProgressStyle::with_template("  epoch {msg} [{bar:30}] {pos}/{len} batches, {eta} left")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(format!("{epoch}/{}", s.epochs));
+        let mut pass = EpochPass {
+            images: Vec::with_capacity(train_idx.len()),
+            scores: Vec::with_capacity(train_idx.len()),
+            loss_sum: 0.0,
+            seen: 0,
+            wait: 0.0,
+            step_rates: Vec::with_capacity(self.steps_per_epoch),
+            diverged: false,
+        };
+        let mut waited = Instant::now();
+        for (i, b) in batches.enumerate() {
+            pass.wait += waited.elapsed().as_secs_f64();
+            let rate = self.schedule.at((epoch - 1) * self.steps_per_epoch + i);
+            pass.step_rates.push(rate.lr);
+            let Some((loss, scores)) = self.step(&b, rate, epoch, i + 1)? else {
+                pass.diverged = true;
+                break;
+            };
+            let n = b.labels.len();
+            pass.loss_sum += loss * n as f64;
+            pass.seen += n;
+            pass.scores.extend(scores);
+            pass.images.extend_from_slice(&b.indices);
+            bar.inc(1);
+            waited = Instant::now();
+        }
+        bar.finish_and_clear();
+        Ok(pass)
+    }
+
+    /// Training step `step` (from 1) of epoch `epoch` on batch `b` at the scheduled `rate`: the
+    /// forward pass, the loss, the update and the moving average. Returns the loss and the
+    /// batch's scores, or None when the loss is not finite.
+    fn step(&mut self, b: &batches::Batch, rate: schedule::StepRate, epoch: usize, step: usize) -> Result<Option<(f64, Vec<Vec<f32>>)>> {
+        let s = self.s;
+        if fault_oom_step() == Some(step) {
+            let _ = Tensor::zeros([1 << 50], (tch::Kind::Float, s.compute.device));
+        }
+        self.opt.set_rate(rate.lr, rate.momentum);
+        let (x, y) = evaluation::batch_tensors(b, self.set.size, &s.compute);
+        let (logits, loss) = s.compute.run(|| {
+            let logits = self.net.forward(&x, true, s.frozen_backbone);
+            let loss = s.task.loss(&logits, &y, s.label_smoothing, self.class_weights.as_ref());
+            (logits, loss)
+        });
+        self.opt.backward_step(&loss)?;
+        if let Some(e) = &mut self.ema {
+            e.update();
+        }
+        let mut l = loss.double_value(&[]);
+        if fault_nan_epoch() == Some(epoch) {
+            l = f64::NAN;
+        }
+        Ok(l.is_finite().then(|| (l, evaluation::rows(&s.task.scores(&logits.detach())))))
+    }
+}
+
+/// Epoch `epoch`'s row of the Training History, logged as one line: the training pass's loss
+/// and figures, the validation figures `val` and their `score`, the rates and the time.
+fn summarise_epoch(s: &TrainSettings, set: &ImageSet, epoch: usize, pass: &EpochPass, val: Option<&crate::metrics::Figures>, score: Option<f64>, started: Instant) -> EpochRecord {
+    let train_m = s.task.figures(set, &pass.images, &pass.scores);
+    let record = EpochRecord {
+        epoch,
+        train_loss: pass.loss_sum / pass.seen.max(1) as f64,
+        train: train_m.epoch_values(),
+        validation_loss: val.map(|m| m.loss()),
+        validation: val.map(|m| m.epoch_values()),
+        validation_score: score,
+        learning_rate: pass.step_rates.last().copied().unwrap_or(s.schedule.peak),
+        step_learning_rates: pass.step_rates.clone(),
+        seconds: started.elapsed().as_secs_f64(),
+        data_wait_seconds: pass.wait,
+    };
+    let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+    let first = s.task.epoch_columns()[0];
+    let short = if first == "accuracy" { "acc" } else { first };
+    eprintln!(
+        "epoch {epoch}/{}: train loss {:.4} {short} {} | validation loss {} {short} {} | {:.1} s",
+        s.epochs,
+        record.train_loss,
+        fmt(record.train[0]),
+        fmt(record.validation_loss),
+        fmt(record.validation.and_then(|v| v[0])),
+        record.seconds
+    );
+    record
+}
+
+/// Readies the variables for training: refuses batches of one image for batch normalisation,
+/// freezes the backbone (`--fine-tune false`), gives each variable its rate multiplier in the
+/// optimiser, and freezes the backbone for the first `--freeze-epochs`, returning those variables.
+fn prepare(vs: &nn::VarStore, s: &TrainSettings) -> Result<(Optimizer, Vec<Tensor>)> {
     if s.batch_size < 2 && !s.frozen_backbone && has_batch_norm(vs) {
         // One image per batch gives batch normalisation no variance: its running statistics
         // become NaN and so does every prediction (PyTorch refuses this too).
@@ -269,18 +398,55 @@ pub fn fit(
     }
     let names: Vec<String> = vs.variables().into_keys().collect();
     let multipliers = rate_multipliers(s.spec, &names, s.backbone_lr_mult, s.layer_decay);
-    let mut opt = Optimizer::new(vs, s.optimizer, s.schedule.peak, s.weight_decay, |n| multipliers[n])?;
+    let opt = Optimizer::new(vs, s.optimizer, s.schedule.peak, s.weight_decay, |n| multipliers[n])?;
     if s.backbone_lr_mult < 1.0 || s.layer_decay < 1.0 {
         let m = opt.multipliers();
         eprintln!("learning rates: the head at the scheduled rate, the backbone at {:.4} to {:.4} times it", m[0], m[m.len() - 2]);
     }
-    let mut frozen = if s.freeze_epochs > 0 { frozen_at_start(s.spec, vs) } else { Vec::new() };
+    let frozen = if s.freeze_epochs > 0 { frozen_at_start(s.spec, vs) } else { Vec::new() };
     for v in &frozen {
         let _ = v.set_requires_grad(false);
     }
+    Ok((opt, frozen))
+}
+
+/// Why the validation split cannot measure `metric` (ROC-AUC needs two classes), so that the best
+/// epoch is chosen by the loss, which every split measures; None when it can.
+fn unmeasurable(val: &crate::metrics::Figures, metric: ValidationMetric) -> Option<String> {
+    val.value(metric).is_none().then(|| {
+        format!(
+            "validation {} cannot be measured on this validation split (it needs images of two classes or more); \
+             the best epoch is chosen by the validation loss instead",
+            metric.name()
+        )
+    })
+}
+
+/// Trains `net` (whose variables live in `vs`) and leaves the best epoch's weights in `vs`.
+pub fn fit(
+    net: &Network,
+    vs: &mut nn::VarStore,
+    set: &Arc<ImageSet>,
+    train_idx: &[usize],
+    val_idx: &[usize],
+    s: &TrainSettings,
+) -> Result<TrainOutcome> {
+    let (opt, mut frozen) = prepare(vs, s)?;
     let steps_per_epoch = batches::training_steps(train_idx.len(), s.batch_size);
-    let schedule = Schedule::new(s.schedule, steps_per_epoch);
-    let mut ema = crate::ema::Ema::new(vs, s.ema_decay);
+    let class_weights = match &s.balance {
+        Balance::Weights(w) => Some(Tensor::from_slice(&w.iter().map(|&v| v as f32).collect::<Vec<f32>>()).to_device(s.compute.device)),
+        _ => None,
+    };
+    let mut trainer = Trainer {
+        net,
+        set,
+        s,
+        opt,
+        schedule: Schedule::new(s.schedule, steps_per_epoch),
+        ema: crate::ema::Ema::new(vs, s.ema_decay),
+        class_weights,
+        steps_per_epoch,
+    };
     let validator = s.evaluator(net, set);
     let mut history = Vec::new();
     let mut best: Option<(usize, f64)> = None;
@@ -292,10 +458,6 @@ pub fn fit(
     let mut diverged_at = None;
     let mut metric = s.validation_metric;
     let mut metric_fallback = None;
-    let class_weights = match &s.balance {
-        Balance::Weights(w) => Some(Tensor::from_slice(&w.iter().map(|&v| v as f32).collect::<Vec<f32>>()).to_device(s.compute.device)),
-        _ => None,
-    };
     for epoch in 1..=s.epochs {
         if epoch == s.freeze_epochs + 1 && !frozen.is_empty() {
             eprintln!("epoch {epoch}: the backbone joins the training");
@@ -304,126 +466,34 @@ pub fn fit(
             }
         }
         let started = Instant::now();
-        let batches = EpochBatches::training(
-            set.clone(),
-            train_idx,
-            s.batch_size,
-            s.normalization,
-            s.augmentation.clone(),
-            s.seed,
-            epoch,
-            s.balance == Balance::Sampler,
-        );
-        let bar = ProgressBar::new(steps_per_epoch as u64).with_style(
-            ProgressStyle::with_template("  epoch {msg} [{bar:30}] {pos}/{len} batches, {eta} left")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        bar.set_message(format!("{epoch}/{}", s.epochs));
-        let (mut loss_sum, mut seen) = (0f64, 0usize);
-        let mut epoch_images: Vec<usize> = Vec::with_capacity(train_idx.len());
-        let mut epoch_probs: Vec<Vec<f32>> = Vec::with_capacity(train_idx.len());
-        let mut wait = 0f64;
-        let mut waited = Instant::now();
-        let mut step = 0;
-        let mut step_rates = Vec::with_capacity(steps_per_epoch);
-        for b in batches {
-            wait += waited.elapsed().as_secs_f64();
-            step += 1;
-            if fault_oom_step() == Some(step) {
-                let _ = Tensor::zeros([1 << 50], (tch::Kind::Float, s.compute.device));
-            }
-            let rate = schedule.at((epoch - 1) * steps_per_epoch + step - 1);
-            opt.set_rate(rate.lr, rate.momentum);
-            step_rates.push(rate.lr);
-            let (x, y) = evaluation::batch_tensors(&b, set.size, &s.compute);
-            let (logits, loss) = s.compute.run(|| {
-                let logits = net.forward(&x, true, s.frozen_backbone);
-                let loss = s.task.loss(&logits, &y, s.label_smoothing, class_weights.as_ref());
-                (logits, loss)
-            });
-            opt.backward_step(&loss)?;
-            if let Some(e) = &mut ema {
-                e.update();
-            }
-            let mut l = loss.double_value(&[]);
-            if fault_nan_epoch() == Some(epoch) {
-                l = f64::NAN;
-            }
-            if !l.is_finite() {
-                diverged_at = Some(epoch);
-                break;
-            }
-            let n = b.labels.len();
-            loss_sum += l * n as f64;
-            seen += n;
-            epoch_probs.extend(evaluation::rows(&s.task.scores(&logits.detach())));
-            epoch_images.extend_from_slice(&b.indices);
-            bar.inc(1);
-            waited = Instant::now();
-        }
-        bar.finish_and_clear();
+        let pass = trainer.epoch(train_idx, epoch)?;
         let mut what = "the training loss".to_string();
-        if diverged_at.is_none() {
+        if pass.diverged {
+            diverged_at = Some(epoch);
+        } else if let Some(name) = first_non_finite(vs) {
             // A finite loss can hide non-finite weights or batch statistics: check them all.
-            if let Some(name) = first_non_finite(vs) {
-                what = format!("the model's '{name}'");
-                diverged_at = Some(epoch);
-            }
+            what = format!("the model's '{name}'");
+            diverged_at = Some(epoch);
         }
         if let Some(e) = diverged_at {
             eprintln!("epoch {e}: {what} became NaN or infinite; training stops here (try a lower --learning-rate)");
             break;
         }
         // Validated, and saved when best, with the averaged weights.
-        if let Some(e) = &mut ema {
+        if let Some(e) = &mut trainer.ema {
             e.swap();
         }
         let val_logits = (!val_idx.is_empty()).then(|| validator.logits(val_idx));
-        let val_probs = val_logits.as_ref().map(|l| s.task.probabilities(l));
-        let val = val_probs.as_ref().map(|probs| s.task.figures(set, val_idx, probs));
-        let val_loss = val.as_ref().map(|m| m.loss());
-        if let (Some(m), None) = (&val, val.as_ref().and_then(|m| m.value(metric))) {
-            // Only the loss is defined for every validation split (ROC-AUC needs two classes).
-            let why = format!(
-                "validation {} cannot be measured on this validation split (it needs images of two classes or more); \
-                 the best epoch is chosen by the validation loss instead",
-                metric.name()
-            );
+        let val = val_logits.as_ref().map(|l| s.task.figures(set, val_idx, &s.task.probabilities(l)));
+        if let Some(why) = val.as_ref().and_then(|m| unmeasurable(m, metric)) {
             eprintln!("warning: {why}");
             metric = ValidationMetric::Loss;
             metric_fallback = Some(why);
             // Earlier epochs' scores were of the other figure.
             best = None;
-            debug_assert!(m.value(metric).is_some());
         }
         let score = val.as_ref().and_then(|m| m.value(metric));
-        let train_m = s.task.figures(set, &epoch_images, &epoch_probs);
-        let record = EpochRecord {
-            epoch,
-            train_loss: loss_sum / seen.max(1) as f64,
-            train: train_m.epoch_values(),
-            validation_loss: val_loss,
-            validation: val.as_ref().map(|m| m.epoch_values()),
-            validation_score: score,
-            learning_rate: step_rates.last().copied().unwrap_or(s.schedule.peak),
-            step_learning_rates: step_rates,
-            seconds: started.elapsed().as_secs_f64(),
-            data_wait_seconds: wait,
-        };
-        let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
-        let first = s.task.epoch_columns()[0];
-        let short = if first == "accuracy" { "acc" } else { first };
-        eprintln!(
-            "epoch {epoch}/{}: train loss {:.4} {short} {} | validation loss {} {short} {} | {:.1} s",
-            s.epochs,
-            record.train_loss,
-            fmt(record.train[0]),
-            fmt(val_loss),
-            fmt(record.validation.and_then(|v| v[0])),
-            record.seconds
-        );
-        history.push(record);
+        history.push(summarise_epoch(s, set, epoch, &pass, val.as_ref(), score, started));
         // Without validation images (or a score), the last epoch counts as the best.
         let improved = match (score, best) {
             (None, _) => true,
@@ -437,13 +507,13 @@ pub fn fit(
             best_state = Some(snapshot(vs));
             best_validation_logits = val_logits;
             best_training_pass = TrainingPass {
-                images: epoch_images,
-                scores: epoch_probs,
-                representative: s.balance != Balance::Sampler && ema.is_none(),
+                images: pass.images,
+                scores: pass.scores,
+                representative: s.balance != Balance::Sampler && trainer.ema.is_none(),
             };
             since_best = 0;
         }
-        if let Some(e) = &mut ema {
+        if let Some(e) = &mut trainer.ema {
             e.swap();
         }
         if !improved {
@@ -469,7 +539,7 @@ pub fn fit(
     restore(vs, best_state.as_ref().expect("state saved with the best epoch"));
     Ok(TrainOutcome {
         history,
-        schedule,
+        schedule: trainer.schedule,
         best_epoch,
         stopped_early,
         diverged_at,
