@@ -750,6 +750,32 @@ impl FromStr for PredictionsScope {
     }
 }
 
+/// The metadata's image and label columns, as `train` and `predict` take them.
+#[derive(Args, Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Columns {
+    /// Image column, by name or 1-based number (default: found by name).
+    #[arg(long, value_parser = parse_with::<ColumnRef>)]
+    pub image_column: Option<ColumnRef>,
+    /// Label column, by name or 1-based number (default: found by name).
+    #[arg(long, value_parser = parse_with::<ColumnRef>)]
+    pub label_column: Option<ColumnRef>,
+}
+
+/// Where and how the arithmetic runs, as `train` and `predict` take it.
+#[derive(Args, Clone, Debug, Serialize, Deserialize)]
+pub struct Runtime {
+    /// Threads (default: GALAXY_SLOTS, else all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto", value_parser = parse_with::<DeviceChoice>)]
+    pub device: DeviceChoice,
+    /// auto (bf16 mixed precision on a CUDA GPU or a CPU with AMX, else float32), fp32 or bf16.
+    #[arg(long, default_value = "auto", value_parser = parse_with::<PrecisionChoice>)]
+    #[serde(default = "PrecisionChoice::default")]
+    pub precision: PrecisionChoice,
+}
+
 /// `image-learner train`: everything one training run needs.
 #[derive(Args, Clone, Debug, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -860,12 +886,9 @@ pub struct TrainConfig {
     /// train/validation/test percentages.
     #[arg(long, default_value = "70/10/20", value_parser = parse_with::<SplitFractions>)]
     pub split: SplitFractions,
-    /// Image column, by name or 1-based number.
-    #[arg(long, value_parser = parse_with::<ColumnRef>)]
-    pub image_column: Option<ColumnRef>,
-    /// Label column, by name or 1-based number.
-    #[arg(long, value_parser = parse_with::<ColumnRef>)]
-    pub label_column: Option<ColumnRef>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub columns: Columns,
     /// Split column (train/validation/test or 0/1/2), by name or number.
     #[arg(long, value_parser = parse_with::<ColumnRef>)]
     pub split_column: Option<ColumnRef>,
@@ -882,16 +905,9 @@ pub struct TrainConfig {
     /// loss, accuracy, balanced_accuracy, macro_f1 or roc_auc; for regression loss, mae, rmse or r2.
     #[arg(long, default_value = "loss", value_parser = parse_with::<ValidationMetric>)]
     pub validation_metric: ValidationMetric,
-    /// Threads (default: GALAXY_SLOTS, else all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto", value_parser = parse_with::<DeviceChoice>)]
-    pub device: DeviceChoice,
-    /// auto (bf16 mixed precision on a CUDA GPU or a CPU with AMX, else float32), fp32 or bf16.
-    #[arg(long, default_value = "auto", value_parser = parse_with::<PrecisionChoice>)]
-    #[serde(default = "PrecisionChoice::default")]
-    pub precision: PrecisionChoice,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub runtime: Runtime,
     /// Folder of pretrained weights (default: IMAGE_LEARNER_WEIGHTS, else the user cache).
     #[arg(long)]
     pub weights_dir: Option<PathBuf>,
@@ -1099,20 +1115,13 @@ pub struct PredictConfig {
     /// HTML metrics page to write when the metadata has labels.
     #[arg(long)]
     pub report: Option<PathBuf>,
-    #[arg(long, value_parser = parse_with::<ColumnRef>)]
-    pub image_column: Option<ColumnRef>,
-    #[arg(long, value_parser = parse_with::<ColumnRef>)]
-    pub label_column: Option<ColumnRef>,
+    #[command(flatten)]
+    pub columns: Columns,
     /// Evaluation batch size (default: the one the model was evaluated with).
     #[arg(long)]
     pub batch_size: Option<usize>,
-    #[arg(long)]
-    pub threads: Option<usize>,
-    #[arg(long, default_value = "auto", value_parser = parse_with::<DeviceChoice>)]
-    pub device: DeviceChoice,
-    /// auto, fp32 or bf16 (as for train).
-    #[arg(long, default_value = "auto", value_parser = parse_with::<PrecisionChoice>)]
-    pub precision: PrecisionChoice,
+    #[command(flatten)]
+    pub runtime: Runtime,
     /// How many images to explain with a heatmap, the least confident first: a number (0: none)
     /// or all. The overlays go into the --explanations ZIP.
     #[arg(long, default_value = "0", allow_negative_numbers = true, value_parser = parse_with::<ExplainCount>)]
@@ -1302,7 +1311,7 @@ mod tests {
     fn a_config_made_in_code_has_the_command_lines_defaults() {
         let cfg = TrainConfig::new("a.zip".into(), "a.csv".into(), "out".into(), "resnet18");
         assert_eq!((cfg.model.as_str(), cfg.epochs, cfg.batch_size, cfg.seed), ("resnet18", 10, 32, 42));
-        assert_eq!(cfg.device, DeviceChoice::Auto);
+        assert_eq!(cfg.runtime.device, DeviceChoice::Auto);
         assert!(cfg.use_pretrained && cfg.fine_tune);
         assert_eq!(cfg.images, PathBuf::from("a.zip"));
     }

@@ -57,10 +57,10 @@ pub fn run(cfg: &PredictConfig) -> Result<PredictSummary> {
     outputs::check_distinct(&named)?;
     let b = bundle::read(&cfg.model)?;
     let task = b.task();
-    runtime::configure(cfg.threads);
-    let compute = precision::Compute::resolve(device::resolve(cfg.device)?, cfg.precision)?;
+    runtime::configure(cfg.runtime.threads);
+    let compute = precision::Compute::resolve(device::resolve(cfg.runtime.device)?, cfg.runtime.precision)?;
     let meta = match &cfg.metadata {
-        Some(path) => data::metadata::read_metadata(path, &ColumnChoice::for_prediction(cfg.image_column.clone(), cfg.label_column.clone()))?,
+        Some(path) => data::metadata::read_metadata(path, &ColumnChoice::for_prediction(&cfg.columns))?,
         None => rows_from_archive(&cfg.images)?,
     };
     task.check_labels(&meta.rows, &meta.label_column, &meta.file_name)?;

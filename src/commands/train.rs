@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 
-use crate::config::TrainConfig;
+use crate::config::{TrainConfig, Tta};
 use crate::data::{self, metadata::ColumnChoice, split, SizePolicy};
 use crate::evaluation::{self, FinalFigures};
 use crate::metrics::Figures;
@@ -35,7 +35,7 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
     };
     let batch_size = train::fitting_batch_size(cfg.batch_size, plan.train.len(), &mut warnings);
     let (balance, balance_text) = task.class_balance(cfg.class_balance, &ing.images, &plan.train);
-    announce(&warnings, &plan, &task, &setup, ing.images.size, balance_text.as_deref());
+    announce(&warnings, &plan, &task, &setup, ing.images.size, balance_text.as_deref(), cfg.tta);
 
     // Fit.
     let model = train::start_model(setup.spec, &task, cfg.seed, cfg.use_pretrained.then_some(setup.weights_dir.as_path()), &setup.compute)?;
@@ -127,8 +127,8 @@ fn set_up(cfg: &TrainConfig) -> Result<Setup> {
     let spec = models::find(&cfg.model)?;
     spec.check_image_size(cfg.image_size)?;
     outputs::prepare_output_dir(&cfg.output_dir)?;
-    runtime::configure(cfg.threads);
-    let compute = precision::Compute::resolve(device::resolve(cfg.device)?, cfg.precision)?;
+    runtime::configure(cfg.runtime.threads);
+    let compute = precision::Compute::resolve(device::resolve(cfg.runtime.device)?, cfg.runtime.precision)?;
     let weights_dir = weights::weights_dir(cfg.weights_dir.as_deref());
     if cfg.use_pretrained {
         weights::fetch::ensure(spec, &weights_dir)?;
@@ -180,7 +180,7 @@ fn ingest_and_split(cfg: &TrainConfig, spec: &models::ModelSpec) -> Result<Prepa
 }
 
 /// The log's account of what is about to train: warnings, split, task, input, model, device.
-fn announce(warnings: &[String], plan: &split::SplitPlan, task: &Task, setup: &Setup, size: usize, balance: Option<&str>) {
+fn announce(warnings: &[String], plan: &split::SplitPlan, task: &Task, setup: &Setup, size: usize, balance: Option<&str>, tta: Tta) {
     for w in warnings {
         eprintln!("warning: {w}");
     }
@@ -196,6 +196,9 @@ fn announce(warnings: &[String], plan: &split::SplitPlan, task: &Task, setup: &S
     eprintln!("split method: {}", plan.method);
     if let Some(text) = balance {
         eprintln!("class balance: {text}");
+    }
+    if tta != Tta::None {
+        eprintln!("test-time augmentation of the validation and test images: {}", tta.describe());
     }
     eprintln!("arithmetic: {}", setup.compute.describe());
 }

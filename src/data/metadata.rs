@@ -64,8 +64,8 @@ impl ColumnChoice {
     /// The columns a training run names (labels required).
     pub fn for_training(cfg: &crate::config::TrainConfig) -> ColumnChoice {
         ColumnChoice {
-            image: cfg.image_column.clone(),
-            label: cfg.label_column.clone(),
+            image: cfg.columns.image_column.clone(),
+            label: cfg.columns.label_column.clone(),
             split: cfg.split_column.clone(),
             group: cfg.group_column.clone(),
             label_optional: false,
@@ -74,7 +74,8 @@ impl ColumnChoice {
     }
 
     /// The columns `predict` names: image and label alone, labels optional.
-    pub fn for_prediction(image: Option<ColumnRef>, label: Option<ColumnRef>) -> ColumnChoice {
+    pub fn for_prediction(columns: &crate::config::Columns) -> ColumnChoice {
+        let (image, label) = (columns.image_column.clone(), columns.label_column.clone());
         ColumnChoice { image, label, split: None, group: None, label_optional: true, empty_labels: true }
     }
 }

@@ -23,7 +23,7 @@ pub fn quick_config(out: &Path, epochs: usize) -> TrainConfig {
     cfg.epochs = epochs;
     cfg.batch_size = 16;
     cfg.image_size = Some(32);
-    cfg.threads = Some(2);
+    cfg.runtime.threads = Some(2);
     cfg.use_pretrained = false;
     cfg
 }

@@ -149,7 +149,7 @@ fn bf16_mixed_precision_trains_and_is_reported() {
     for precision in [image_learner::config::PrecisionChoice::Fp32, image_learner::config::PrecisionChoice::Bf16] {
         let out = dir.path().join(format!("{precision:?}"));
         let mut cfg = quick_config(&out, 8);
-        cfg.precision = precision;
+        cfg.runtime.precision = precision;
         match run_train(&cfg) {
             Ok(s) => {
                 let html = std::fs::read_to_string(out.join(image_learner::outputs::REPORT)).unwrap();
