@@ -43,12 +43,12 @@ pub fn part(input: &ReportInput, c: &Classifier, test: &Metrics) -> TaskPart {
 
 /// Train and validation accuracy, and validation macro F1, per epoch.
 fn accuracy_plot(input: &ReportInput) -> Plot {
-    let (x_range, best) = super::epoch_axis(input);
+    let (x_range, best) = super::epochs::epoch_axis(input);
     let h = input.history;
     let acc: Vec<Series> = [
-        super::epoch_series(h, "train accuracy", 0, false, &|r| r.train[0]),
-        super::epoch_series(h, "validation accuracy", 1, false, &|r| r.validation.and_then(|v| v[0])),
-        super::epoch_series(h, "validation macro F1", 2, true, &|r| r.validation.and_then(|v| v[1])),
+        super::epochs::epoch_series(h, "train accuracy", 0, false, &|r| r.train[0]),
+        super::epochs::epoch_series(h, "validation accuracy", 1, false, &|r| r.validation.and_then(|v| v[0])),
+        super::epochs::epoch_series(h, "validation macro F1", 2, true, &|r| r.validation.and_then(|v| v[1])),
     ]
     .into_iter()
     .flatten()

@@ -3,11 +3,15 @@
 //! `templates/report.html`; an optional inline script adds tabs, sorting and a class filter, and
 //! everything stays readable when Galaxy strips scripts.
 mod classification;
+mod epochs;
 pub mod plots;
+mod predict_page;
 mod regression;
 mod train_page;
 
+pub use predict_page::{build_metrics_page, NO_LABELS_PAGE};
 pub use train_page::train_report;
+use epochs::{epoch_plots, epochs_table};
 
 use askama::Template;
 use base64::Engine;
@@ -17,7 +21,7 @@ use crate::explain::{overlay, Explained};
 use crate::metrics::{self, Figures, Intervals, Metrics};
 use crate::task::Task;
 use crate::train::EpochRecord;
-use plots::{colour, hex, LineChart, Series};
+use plots::{colour, hex};
 
 /// A label and value row.
 pub struct Item {
@@ -194,88 +198,6 @@ fn with_interval(v: f64, ci: Option<&Intervals>, figure: &str) -> String {
     with_ci(v, ci.and_then(|c| c.get(figure)))
 }
 
-/// The x range of the per-epoch plots and their best-epoch marker.
-fn epoch_axis(input: &ReportInput) -> ((f64, f64), Option<(f64, String)>) {
-    let last = input.history.last().map_or(1.0, |r| r.epoch as f64);
-    ((1.0, last.max(2.0)), Some((input.best_epoch as f64, format!("best epoch ({})", input.best_epoch))))
-}
-
-/// One figure per epoch as a line, where the epochs have it.
-fn epoch_series(h: &[EpochRecord], label: &str, i: usize, dashed: bool, f: &dyn Fn(&EpochRecord) -> Option<f64>) -> Option<Series> {
-    let pts: Vec<(f64, f64)> = h.iter().filter_map(|r| f(r).map(|v| (r.epoch as f64, v))).collect();
-    (!pts.is_empty()).then(|| Series {
-        label: label.to_string(),
-        hover: pts.iter().map(|(e, v)| format!("{label}, epoch {e}: {v:.4}")).collect(),
-        points: pts,
-        colour: colour(i),
-        dashed,
-    })
-}
-
-/// The y range of the series, from 0 when `floor0`, with a margin above.
-fn value_range(ss: &[Series], floor0: bool) -> (f64, f64) {
-    let vals = ss.iter().flat_map(|s| s.points.iter().map(|p| p.1));
-    let (lo, hi) = vals.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
-    let lo = if floor0 { 0.0 } else { lo };
-    (lo, if hi > lo { hi + (hi - lo) * 0.05 } else { lo + 1.0 })
-}
-
-/// The loss per epoch, the task's figure per epoch (`figure_plot`), then the learning rate.
-fn epoch_plots(input: &ReportInput, loss_name: &str, figure_plot: Plot) -> Vec<Plot> {
-    let h = input.history;
-    let last = h.last().map_or(1.0, |r| r.epoch as f64);
-    let (x_range, best) = epoch_axis(input);
-    let mut out = Vec::new();
-    let loss: Vec<Series> = [
-        epoch_series(h, "train loss", 0, false, &|r| Some(r.train_loss)),
-        epoch_series(h, "validation loss", 1, false, &|r| r.validation_loss),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    let yr = value_range(&loss, true);
-    out.push(Plot {
-        svg: plots::line_chart(&LineChart { title: "Loss per epoch", x_label: "epoch", y_label: loss_name, x_range, y_range: yr, series: loss, marker: best, diagonal: false, integer_x: true }),
-        guide: "Both curves should fall. A validation loss that rises while the training loss keeps falling means the model is memorising the training images (overfitting); the best epoch is the one kept.".into(),
-    });
-    out.push(figure_plot);
-    let lr = vec![step_rates(h)];
-    let yr = value_range(&lr, true);
-    out.push(Plot {
-        svg: plots::line_chart(&LineChart { title: "Learning rate", x_label: "epoch", y_label: "learning rate", x_range: (0.0, last.max(1.0)), y_range: (0.0, yr.1), series: lr, marker: None, diagonal: false, integer_x: true }),
-        guide: format!("The step size of the optimiser at each training step ({} schedule); epoch e ends at e on the axis.", input.schedule),
-    });
-    out
-}
-
-/// The most points the learning-rate plot draws: a long run's steps are thinned evenly.
-const MAX_RATE_POINTS: usize = 600;
-
-/// The rate of every training step, at x = (epoch - 1) + (step / steps in the epoch).
-fn step_rates(h: &[EpochRecord]) -> Series {
-    let mut pts: Vec<(f64, f64)> = Vec::new();
-    for r in h {
-        let n = r.step_learning_rates.len().max(1) as f64;
-        if r.step_learning_rates.is_empty() {
-            pts.push((r.epoch as f64, r.learning_rate));
-        }
-        pts.extend(r.step_learning_rates.iter().enumerate().map(|(i, &lr)| ((r.epoch - 1) as f64 + (i + 1) as f64 / n, lr)));
-    }
-    let keep = pts.len().div_ceil(MAX_RATE_POINTS).max(1);
-    let last = pts.last().copied();
-    let mut pts: Vec<(f64, f64)> = pts.into_iter().step_by(keep).collect();
-    if let Some(l) = last.filter(|l| pts.last() != Some(l)) {
-        pts.push(l);
-    }
-    Series {
-        label: "learning rate".into(),
-        hover: pts.iter().map(|(x, v)| format!("learning rate at epoch {x:.2}: {v:.3e}")).collect(),
-        points: pts,
-        colour: colour(3),
-        dashed: false,
-    }
-}
-
 fn heat(v: f64) -> String {
     // White to blue; dark cells get white text.
     let t = v.clamp(0.0, 1.0);
@@ -363,17 +285,6 @@ fn explanation_pairs(input: &ReportInput, output: &str) -> (Vec<Pair>, String) {
     (pairs, note)
 }
 
-#[derive(Template)]
-#[template(path = "predict_report.html")]
-struct MetricsPage {
-    title: String,
-    subtitle: String,
-    metrics: Table,
-    classes: Vec<String>,
-    matrix: Vec<MatrixRow>,
-    per_class: Table,
-}
-
 fn per_class_table(m: &Metrics) -> Table {
     Table {
         header: ["Class", "Precision", "Recall (sensitivity)", "F1", "Specificity", "ROC-AUC", "Average precision", "Support"].map(String::from).to_vec(),
@@ -389,29 +300,6 @@ fn per_class_table(m: &Metrics) -> Table {
     }
 }
 
-/// `predict`'s page when the images have no labels to score against.
-pub const NO_LABELS_PAGE: &str = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>No labels</title></head><body>\
-    <h1>No labels to score against</h1><p>The metadata has no label column (or some rows have no label), \
-    so the predictions were not scored.</p></body></html>";
-
-/// The metrics page of `predict` against labelled images.
-pub fn build_metrics_page(title: &str, subtitle: &str, figures: &Figures, classes: &[String]) -> anyhow::Result<String> {
-    let input_rows = headline_rows_for(&[(Split::Test, figures)], None);
-    let (matrix, per_class) = match figures.classification() {
-        Some(m) => (matrices(m, classes).0, per_class_table(m)),
-        None => (Vec::new(), Table { header: Vec::new(), rows: Vec::new() }),
-    };
-    Ok(MetricsPage {
-        title: title.to_string(),
-        subtitle: subtitle.to_string(),
-        metrics: Table { header: vec!["Metric".into(), format!("Value (n={})", figures.n())], rows: input_rows },
-        classes: classes.to_vec(),
-        matrix,
-        per_class,
-    }
-    .render()?)
-}
-
 fn split_counts_table(input: &ReportInput, part: &TaskPart) -> Table {
     let all = Row {
         name: "all".into(),
@@ -424,38 +312,6 @@ fn split_counts_table(input: &ReportInput, part: &TaskPart) -> Table {
         .zip(&input.split_counts)
         .map(|(c, n)| Row { name: c.clone(), values: n.iter().map(|v| v.to_string()).collect(), class: String::new() });
     Table { header: [part.split_header, "Train", "Validation", "Test"].map(String::from).to_vec(), rows: per_class.chain(std::iter::once(all)).collect() }
-}
-
-fn epochs_table(input: &ReportInput) -> Table {
-    let names = input.task.epoch_titles();
-    let mut header = vec!["Epoch".to_string(), "Train loss".into()];
-    header.extend(names[..2].iter().map(|n| format!("Train {n}")));
-    header.push("Validation loss".into());
-    header.extend(names.iter().map(|n| format!("Validation {n}")));
-    header.extend(["Learning rate".to_string(), "Seconds".into()]);
-    let rows = input
-        .history
-        .iter()
-        .map(|r| {
-            let v = r.validation.unwrap_or([None; 3]);
-            Row {
-                name: r.epoch.to_string(),
-                values: vec![
-                    f4(r.train_loss),
-                    opt4(r.train[0]),
-                    opt4(r.train[1]),
-                    opt4(r.validation_loss),
-                    opt4(v[0]),
-                    opt4(v[1]),
-                    opt4(v[2]),
-                    format!("{}", r.learning_rate),
-                    format!("{:.1}", r.seconds),
-                ],
-                class: if r.epoch == input.best_epoch { "best".into() } else { String::new() },
-            }
-        })
-        .collect();
-    Table { header, rows }
 }
 
 fn headline_note(input: &ReportInput, how: &str) -> String {

@@ -75,16 +75,16 @@ pub fn part(input: &ReportInput, t: &Target) -> TaskPart {
 
 /// Train and validation MAE per epoch.
 fn mae_plot(input: &ReportInput) -> Plot {
-    let (x_range, best) = super::epoch_axis(input);
+    let (x_range, best) = super::epochs::epoch_axis(input);
     let h = input.history;
     let mae: Vec<Series> = [
-        super::epoch_series(h, "train MAE", 0, false, &|r| r.train[0]),
-        super::epoch_series(h, "validation MAE", 1, false, &|r| r.validation.and_then(|v| v[0])),
+        super::epochs::epoch_series(h, "train MAE", 0, false, &|r| r.train[0]),
+        super::epochs::epoch_series(h, "validation MAE", 1, false, &|r| r.validation.and_then(|v| v[0])),
     ]
     .into_iter()
     .flatten()
     .collect();
-    let y_range = super::value_range(&mae, true);
+    let y_range = super::epochs::value_range(&mae, true);
     Plot {
         svg: plots::line_chart(&LineChart { title: "Mean absolute error per epoch", x_label: "epoch", y_label: "MAE (target units)", x_range, y_range, series: mae, marker: best, diagonal: false, integer_x: true }),
         guide: "Lower is better: the typical distance between the predicted and the true value. A validation MAE that rises while the training MAE keeps falling is a sign of overfitting.".into(),
