@@ -184,12 +184,13 @@ if [[ " $sections " == *" recipe "* ]]; then
     [smooth_tta_flip]="--label-smoothing 0.1 --tta flip"
     [smooth_size_128_tta_flip]="--label-smoothing 0.1 --image-size 128 --tta flip"
     [smooth_balance_tta_flip]="--label-smoothing 0.1 --class-balance auto --tta flip"
+    [default_val_bacc]="--validation-metric balanced_accuracy"
   )
   order="${RECIPE_ROWS:-today default warmup_cosine onecycle freeze1 backbone_0.1 layer_decay_0.7 ema smoothing_0.1 balance_loss balance_sampler crop jitter trivial tta_flip tta_flip4 size_224}"
   echo
   echo "## Recipe: efficientnet_lite0 pretrained, $what, $epochs epochs, seeds $seeds"
   echo
-  echo "Each row: the tutorial's options (Adam 0.001, batch 32, horizontal flip) plus the row's (an --augmentation adds to the flip); today: the defaults before this benchmark (every row but default keeps label smoothing 0, class balance none, TTA none and the images' own size unless it sets them); default: this build's defaults; mean ± standard deviation over the seeds."
+  echo "Each row: the tutorial's options (Adam 0.001, batch 32, horizontal flip) plus the row's (an --augmentation adds to the flip); today: the defaults before this benchmark (every row but default* keeps label smoothing 0, class balance none, TTA none and the images' own size unless it sets them); default: this build's defaults (default_*: with the row's options); mean ± standard deviation over the seeds."
   echo
   echo "| row | options | test accuracy | balanced accuracy | macro F1 | best epoch | seconds |"
   echo "| --- | --- | --- | --- | --- | --- | --- |"
@@ -228,7 +229,7 @@ print(m.accuracy_score(t,p), m.balanced_accuracy_score(t,p), m.f1_score(t,p,aver
         continue
       fi
       opts="${rows[$row]}"
-      if [[ $row != default ]]; then
+      if [[ $row != default* ]]; then
         # Today's recipe, where the row leaves an option alone: the defaults before this benchmark.
         [[ $opts == *--label-smoothing* ]] || opts="$opts --label-smoothing 0"
         [[ $opts == *--class-balance* ]] || opts="$opts --class-balance none"

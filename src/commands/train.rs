@@ -28,11 +28,7 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
     let Prepared { ing, plan, task, chosen, mut warnings } = ingest_and_split(cfg, setup.spec)?;
     let ingested = started.elapsed().as_secs_f64();
     // From here on the options are the ones that ran: the report and the Best Model record them.
-    let cfg = &TrainConfig {
-        label_smoothing: Some(task.label_smoothing(cfg.label_smoothing)),
-        tta: cfg.tta.resolve(&cfg.augmentation),
-        ..cfg.clone()
-    };
+    let cfg = &as_run(cfg, &task);
     let batch_size = train::fitting_batch_size(cfg.batch_size, plan.train.len(), &mut warnings);
     let (balance, balance_text) = task.class_balance(cfg.class_balance, &ing.images, &plan.train);
     announce(&warnings, &plan, &task, &setup, ing.images.size, balance_text.as_deref(), cfg.tta);
@@ -144,6 +140,11 @@ struct Prepared {
     /// Why `--task auto` chose the task it did (None when the task was given).
     chosen: Option<String>,
     warnings: Vec<String>,
+}
+
+/// The options as they run: the task's label smoothing and the test-time augmentation resolved.
+fn as_run(cfg: &TrainConfig, task: &Task) -> TrainConfig {
+    TrainConfig { label_smoothing: Some(task.label_smoothing(cfg.label_smoothing)), tta: cfg.tta.resolve(&cfg.augmentation), ..cfg.clone() }
 }
 
 /// The input size: `--image-size`, else the images' own, at most the model's default size. With
