@@ -360,8 +360,7 @@ fn summarise_epoch(s: &TrainSettings, set: &ImageSet, epoch: usize, pass: &Epoch
         data_wait_seconds: pass.wait,
     };
     let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
-    let first = s.task.epoch_columns()[0];
-    let short = if first == "accuracy" { "acc" } else { first };
+    let short = s.task.log_figure();
     eprintln!(
         "epoch {epoch}/{}: train loss {:.4} {short} {} | validation loss {} {short} {} | {:.1} s",
         s.epochs,

@@ -433,6 +433,14 @@ impl Task {
         }
     }
 
+    /// The first of `epoch_columns` as the training log names it.
+    pub fn log_figure(&self) -> &'static str {
+        match self {
+            Task::Classify(_) => "acc",
+            Task::Regress(_) => "mae",
+        }
+    }
+
     /// `epoch_columns` as the report titles them.
     pub fn epoch_titles(&self) -> [&'static str; 3] {
         match self {
