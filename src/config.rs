@@ -16,8 +16,8 @@ pub const MIN_IMAGE_SIZE: usize = 16;
 
 /// With pretrained weights and no `--image-size`, images smaller than this are enlarged to it.
 /// On the tutorial's 96-pixel images, 128 with flip TTA gained 4.0 points of balanced accuracy
-/// over 96 without, paired over 3 seeds, at about 1.5x the time (docs/performance.md, the recipe
-/// benchmark).
+/// over 96 without, paired over 3 seeds; the run took 1.81x as long (docs/performance.md, the
+/// recipe benchmark).
 pub const PRETRAINED_MIN_SIZE: usize = 128;
 pub const MAX_IMAGE_SIZE: usize = 1024;
 /// A classification's label smoothing when `--label-smoothing` is left out: 6 points of balanced
