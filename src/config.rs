@@ -19,6 +19,12 @@ pub const MIN_IMAGE_SIZE: usize = 16;
 /// over 96 without, paired over 3 seeds; the run took 1.81x as long (docs/performance.md, the
 /// recipe benchmark).
 pub const PRETRAINED_MIN_SIZE: usize = 128;
+
+/// The least input size without `--image-size` for a model whose default size is `default_size`:
+/// `PRETRAINED_MIN_SIZE` with pretrained weights (never above the default), else none.
+pub fn least_image_size(pretrained: bool, default_size: usize) -> usize {
+    if pretrained { PRETRAINED_MIN_SIZE.min(default_size) } else { 0 }
+}
 pub const MAX_IMAGE_SIZE: usize = 1024;
 /// A classification's label smoothing when `--label-smoothing` is left out: 6 points of balanced
 /// accuracy over the seeds on the tutorial's images (`docs/performance.md`, the recipe benchmark).

@@ -151,7 +151,7 @@ fn as_run(cfg: &TrainConfig, task: &Task) -> TrainConfig {
 /// pretrained weights, smaller images are enlarged to at least `config::PRETRAINED_MIN_SIZE`
 /// (or the model's default size, if smaller): the weights learnt their features at 224 pixels.
 fn size_policy(cfg: &TrainConfig, spec: &models::ModelSpec) -> SizePolicy {
-    let min = if cfg.use_pretrained { crate::config::PRETRAINED_MIN_SIZE.min(spec.default_size) } else { 0 };
+    let min = crate::config::least_image_size(cfg.use_pretrained, spec.default_size);
     cfg.image_size.map_or(SizePolicy::FromImages { min, max: spec.default_size }, SizePolicy::Fixed)
 }
 

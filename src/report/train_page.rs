@@ -17,7 +17,7 @@ fn run_items(run: &TrainedRun) -> Vec<Item> {
         Some(_) => format!("{n}x{n} (--image-size)"),
         None if cfg.use_pretrained => format!(
             "{n}x{n} (from the images, at least {} for the pretrained weights; {}'s default is {}x{})",
-            crate::config::PRETRAINED_MIN_SIZE.min(spec.default_size),
+            crate::config::least_image_size(true, spec.default_size),
             spec.name,
             spec.default_size,
             spec.default_size

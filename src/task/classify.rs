@@ -105,6 +105,11 @@ impl Classifier {
         mean.clamp_min(f64::from(f32::MIN_POSITIVE)).log()
     }
 
+    /// `scores` of logits already read back (at least one row), one row per image.
+    pub fn probabilities(&self, logits: &[Vec<f32>]) -> Vec<Vec<f32>> {
+        super::rows(&self.scores(&super::logits_tensor(logits)))
+    }
+
     /// The class decided from one image's probabilities.
     pub fn decide(&self, p: &[f32]) -> usize {
         metrics::decide(p, self.threshold)
@@ -265,7 +270,7 @@ impl Classifier {
                 warnings.push("--threshold auto needs a validation split, and there is none: the decision threshold is 0.5".into());
                 return "0.5: no validation split to tune it on".to_string();
             };
-            let p1: Vec<f32> = super::rows(&c.scores(&super::logits_tensor(logits))).iter().map(|p| p[1]).collect();
+            let p1: Vec<f32> = c.probabilities(logits).iter().map(|p| p[1]).collect();
             let positive: Vec<bool> = truth.iter().map(|&t| t == 1).collect();
             match threshold::tune(&p1, &positive, metric) {
                 Some(tuned) => {
@@ -298,10 +303,6 @@ mod tests {
 
     fn three() -> Classifier {
         Classifier::new(TaskKind::Classification, &["a".into(), "b".into(), "c".into()], None, "label", "m.csv").unwrap()
-    }
-
-    fn probabilities(c: &Classifier, logits: &[Vec<f32>]) -> Vec<Vec<f32>> {
-        super::super::rows(&c.scores(&super::super::logits_tensor(logits)))
     }
 
     #[test]
@@ -380,7 +381,7 @@ mod tests {
         assert!(c.temperature > 1.0, "overconfident logits are cooled: {}", c.temperature);
         let t = c.threshold.unwrap();
         // Every image above the cut is positive and every one below negative, bar one.
-        let decided: Vec<usize> = probabilities(&c, &logits).iter().map(|p| c.decide(p)).collect();
+        let decided: Vec<usize> = c.probabilities(&logits).iter().map(|p| c.decide(p)).collect();
         let wrong = decided.iter().zip(&truth).filter(|(a, b)| a != b).count();
         assert_eq!(wrong, 1, "threshold {t}");
         assert!(d.threshold_source.unwrap().contains("maximises f1"));
@@ -408,8 +409,8 @@ mod tests {
         let truth = [0, 1, 2, 1];
         let (calibrated, d) = c.fit_decisions(Some((&logits, &truth)), &cfg(""), &mut Vec::new());
         assert!(d.threshold.is_none() && d.threshold_source.is_none());
-        let before: Vec<usize> = probabilities(&c, &logits).iter().map(|p| c.decide(p)).collect();
-        let after: Vec<usize> = probabilities(&calibrated, &logits).iter().map(|p| calibrated.decide(p)).collect();
+        let before: Vec<usize> = c.probabilities(&logits).iter().map(|p| c.decide(p)).collect();
+        let after: Vec<usize> = calibrated.probabilities(&logits).iter().map(|p| calibrated.decide(p)).collect();
         assert_eq!(before, after, "temperature never changes the most probable class");
         assert_ne!(calibrated.temperature, 1.0);
     }
