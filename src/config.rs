@@ -782,6 +782,14 @@ pub struct Runtime {
     pub precision: PrecisionChoice,
 }
 
+/// Where pretrained weights are kept, as `train` and `weights fetch|import` take it.
+#[derive(Args, Clone, Debug, Default, Serialize, Deserialize)]
+pub struct WeightsDir {
+    /// Folder of pretrained weights (default: IMAGE_LEARNER_WEIGHTS, else the user cache).
+    #[arg(long)]
+    pub weights_dir: Option<PathBuf>,
+}
+
 /// `image-learner train`: everything one training run needs.
 #[derive(Args, Clone, Debug, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -914,9 +922,9 @@ pub struct TrainConfig {
     #[command(flatten)]
     #[serde(flatten)]
     pub runtime: Runtime,
-    /// Folder of pretrained weights (default: IMAGE_LEARNER_WEIGHTS, else the user cache).
-    #[arg(long)]
-    pub weights_dir: Option<PathBuf>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub weights: WeightsDir,
     /// Predictions CSV for the test images (test) or every image with its split (all).
     #[arg(long, default_value = "test", value_parser = parse_with::<PredictionsScope>)]
     pub predictions: PredictionsScope,
@@ -1198,15 +1206,15 @@ pub enum WeightsConfig {
     /// Download a model's published ImageNet weights (timm's hub, torchvision's URLs).
     Fetch {
         model: String,
-        #[arg(long)]
-        weights_dir: Option<PathBuf>,
+        #[command(flatten)]
+        weights: WeightsDir,
     },
     /// Install a weights file you have (safetensors or a PyTorch state dict).
     Import {
         model: String,
         file: PathBuf,
-        #[arg(long)]
-        weights_dir: Option<PathBuf>,
+        #[command(flatten)]
+        weights: WeightsDir,
     },
 }
 

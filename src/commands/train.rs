@@ -125,7 +125,7 @@ fn set_up(cfg: &TrainConfig) -> Result<Setup> {
     outputs::prepare_output_dir(&cfg.output_dir)?;
     runtime::configure(cfg.runtime.threads);
     let compute = precision::Compute::resolve(device::resolve(cfg.runtime.device)?, cfg.runtime.precision)?;
-    let weights_dir = weights::weights_dir(cfg.weights_dir.as_deref());
+    let weights_dir = weights::weights_dir(cfg.weights.weights_dir.as_deref());
     if cfg.use_pretrained {
         weights::fetch::ensure(spec, &weights_dir)?;
     }

@@ -5,8 +5,8 @@ use crate::config::WeightsConfig;
 use crate::{models, weights};
 
 pub fn run(cfg: &WeightsConfig) -> Result<()> {
-    let (WeightsConfig::Fetch { model, weights_dir } | WeightsConfig::Import { model, weights_dir, .. }) = cfg;
-    let (spec, dir) = (models::find(model)?, weights::weights_dir(weights_dir.as_deref()));
+    let (WeightsConfig::Fetch { model, weights } | WeightsConfig::Import { model, weights, .. }) = cfg;
+    let (spec, dir) = (models::find(model)?, weights::weights_dir(weights.weights_dir.as_deref()));
     let path = match cfg {
         WeightsConfig::Fetch { .. } => weights::fetch::fetch(spec, &dir)?,
         WeightsConfig::Import { file, .. } => weights::import(spec, file, &dir)?,

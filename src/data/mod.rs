@@ -144,21 +144,70 @@ pub fn ingest(zip_path: &Path, meta: Metadata, size: SizePolicy, labels_are: Lab
             zex.join(", ")
         );
     }
+    let truth = read_labels(&meta, &report.matched, labels_are)?;
+    let size = choose_size(&mut archive, &report.matched, size);
+    check_memory(report.matched.len(), size, memory_limit_mb())?;
+    let decoded = decode_all(&mut archive, &report.matched, size)?;
+
+    let mut warnings = meta.warnings.clone();
+    warnings.extend(decoded.warnings(&archive.display_name, size));
+    if let Some((line, image, first)) = report.repeated.first() {
+        warnings.push(format!(
+            "{} rows of {} name an image that an earlier row, with the same label, already names (e.g. line {line} \
+             '{}' is line {first}'s image); each image is used once",
+            report.repeated.len(),
+            meta.file_name,
+            crate::error::short(image)
+        ));
+    }
+    // From here on only the images that decoded count as matched.
+    let kept = &decoded.kept;
+    let labels: Vec<usize> = kept.iter().map(|&k| truth.labels[k]).collect();
+    let targets: Vec<f64> = if truth.targets.is_empty() { Vec::new() } else { kept.iter().map(|&k| truth.targets[k]).collect() };
+    let report = archive::MatchReport { matched: kept.iter().map(|&k| report.matched[k]).collect(), ..report };
+    let rows: Vec<metadata::Row> = report.matched.iter().map(|&(r, _)| meta.rows[r].clone()).collect();
+    let summary = summarise(&meta, &archive, &report, warnings);
+    Ok(Ingested {
+        images: ImageSet {
+            size,
+            pixels: decoded.pixels,
+            labels,
+            targets,
+            names: rows.iter().map(|r| r.image.clone()).collect(),
+            classes: truth.classes,
+        },
+        labelled: truth.labelled,
+        rows,
+        summary,
+    })
+}
+
+/// The label of each matched row, read as `labels_are` says.
+struct Truth {
+    classes: Vec<String>,
+    /// Class index per matched row (0 for a regression or a row without a label).
+    labels: Vec<usize>,
+    /// Regression: the value per matched row (NaN where missing); empty otherwise.
+    targets: Vec<f64>,
+    labelled: bool,
+}
+
+fn read_labels(meta: &Metadata, matched: &[(usize, usize)], labels_are: Labels) -> Result<Truth> {
     let regression = matches!(labels_are, Labels::Values);
     let classes: Vec<String> = match labels_are {
         Labels::Values => Vec::new(),
         Labels::Classes(Some(c)) => c.to_vec(),
         Labels::Classes(None) => {
-            let mut c: Vec<String> = report.matched.iter().map(|&(r, _)| meta.rows[r].label.clone()).collect();
+            let mut c: Vec<String> = matched.iter().map(|&(r, _)| meta.rows[r].label.clone()).collect();
             c.sort();
             c.dedup();
             c
         }
     };
-    let mut labels = Vec::with_capacity(report.matched.len());
+    let mut labels = Vec::with_capacity(matched.len());
     let mut targets = Vec::new();
     let mut labelled = true;
-    for &(r, _) in &report.matched {
+    for &(r, _) in matched {
         let row = &meta.rows[r];
         // A regression target that is missing (empty, NA, ...) leaves just that image unscored;
         // training has dropped such rows already, so only `predict` meets them.
@@ -206,16 +255,18 @@ pub fn ingest(zip_path: &Path, meta: Metadata, size: SizePolicy, labels_are: Lab
             ),
         }
     }
-    let size = match size {
+    Ok(Truth { classes, labels, targets, labelled })
+}
+
+/// The square size the policy gives for these images.
+fn choose_size(archive: &mut Archive, matched: &[(usize, usize)], policy: SizePolicy) -> usize {
+    match policy {
         SizePolicy::Fixed(s) => s,
         SizePolicy::FromImages { min, max } => {
             // The first image whose size can be read: a damaged first image must not pick it.
             let mut dims = None;
-            for &(_, e) in &report.matched {
-                let bytes = match archive.read(e) {
-                    Ok(b) => b,
-                    Err(_) => continue,
-                };
+            for &(_, e) in matched {
+                let Ok(bytes) = archive.read(e) else { continue };
                 dims = image::ImageReader::new(std::io::Cursor::new(&bytes))
                     .with_guessed_format()
                     .ok()
@@ -227,32 +278,59 @@ pub fn ingest(zip_path: &Path, meta: Metadata, size: SizePolicy, labels_are: Lab
             }
             dims.map_or(max, |(w, h)| (w.max(h) as usize).clamp(min.clamp(32, max), max))
         }
-    };
-    check_memory(report.matched.len(), size, memory_limit_mb())?;
+    }
+}
 
-    // Read and decode in chunks, so that at most one chunk of compressed bytes is held at once.
-    // An image that cannot be decoded is left out with a warning naming it.
-    let mut pixels = Vec::with_capacity(report.matched.len() * size * size * 3);
-    let mut kept = Vec::with_capacity(report.matched.len());
-    let mut skipped: Vec<String> = Vec::new();
-    let mut tiny = 0usize;
+/// The matched images, decoded.
+struct Decoded {
+    pixels: Vec<u8>,
+    /// Positions (in the matched list) of the images that decoded, in order.
+    kept: Vec<usize>,
+    /// Why each image that did not decode was left out.
+    skipped: Vec<String>,
+    /// How many were smaller than 8x8 and enlarged.
+    tiny: usize,
+}
+
+impl Decoded {
+    fn warnings(&self, archive: &str, size: usize) -> Vec<String> {
+        let mut w = Vec::new();
+        if !self.skipped.is_empty() {
+            w.push(format!(
+                "{} image(s) in {archive} could not be used and were left out: {}{}",
+                self.skipped.len(),
+                self.skipped.iter().take(5).cloned().collect::<Vec<_>>().join("; "),
+                if self.skipped.len() > 5 { "; ..." } else { "" }
+            ));
+        }
+        if self.tiny > 0 {
+            w.push(format!("{} image(s) are smaller than 8x8 pixels and were enlarged to {size}x{size}", self.tiny));
+        }
+        w
+    }
+}
+
+/// Reads and decodes in chunks, so that at most one chunk of compressed bytes is held at once.
+/// An image that cannot be decoded is left out with a warning naming it; none decoding is an error.
+fn decode_all(archive: &mut Archive, matched: &[(usize, usize)], size: usize) -> Result<Decoded> {
+    let mut out = Decoded { pixels: Vec::with_capacity(matched.len() * size * size * 3), kept: Vec::with_capacity(matched.len()), skipped: Vec::new(), tiny: 0 };
     // Chunks of at most 256 images or 512 MiB of decompressed bytes.
     const CHUNK: usize = 256;
     const CHUNK_BYTES: usize = 512 << 20;
     let mut next = 0;
-    while next < report.matched.len() {
+    while next < matched.len() {
         let start = next;
         let mut raw = Vec::new();
         let mut bytes = 0;
-        while next < report.matched.len() && raw.len() < CHUNK && bytes < CHUNK_BYTES {
-            let data = archive.read(report.matched[next].1)?;
+        while next < matched.len() && raw.len() < CHUNK && bytes < CHUNK_BYTES {
+            let data = archive.read(matched[next].1)?;
             bytes += data.len();
             raw.push(data);
             next += 1;
         }
         let decoded: Vec<Result<(Vec<u8>, bool), String>> = raw
             .par_iter()
-            .zip(&report.matched[start..next])
+            .zip(&matched[start..next])
             .map(|(bytes, &(_, e))| {
                 let name = crate::error::short(&archive.entries[e].name);
                 images::decode_rgb(bytes, &name, size as u32).map_err(|err| format!("{err:#}"))
@@ -261,45 +339,28 @@ pub fn ingest(zip_path: &Path, meta: Metadata, size: SizePolicy, labels_are: Lab
         for (j, d) in decoded.into_iter().enumerate() {
             match d {
                 Ok((px, small)) => {
-                    pixels.extend_from_slice(&px);
-                    kept.push(start + j);
-                    tiny += usize::from(small);
+                    out.pixels.extend_from_slice(&px);
+                    out.kept.push(start + j);
+                    out.tiny += usize::from(small);
                 }
-                Err(msg) => skipped.push(msg),
+                Err(msg) => out.skipped.push(msg),
             }
         }
     }
-    let mut warnings = meta.warnings.clone();
-    if !skipped.is_empty() {
-        warnings.push(format!(
-            "{} image(s) in {} could not be used and were left out: {}{}",
-            skipped.len(),
+    if out.kept.is_empty() {
+        bail_input!(
+            "none of the {} matched images in {} could be decoded: {}",
+            matched.len(),
             archive.display_name,
-            skipped.iter().take(5).cloned().collect::<Vec<_>>().join("; "),
-            if skipped.len() > 5 { "; ..." } else { "" }
-        ));
+            out.skipped.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+        );
     }
-    if tiny > 0 {
-        warnings.push(format!("{tiny} image(s) are smaller than 8x8 pixels and were enlarged to {size}x{size}"));
-    }
-    if kept.is_empty() {
-        bail_input!("none of the {} matched images in {} could be decoded: {}", report.matched.len(), archive.display_name, skipped.iter().take(3).cloned().collect::<Vec<_>>().join("; "));
-    }
-    let labels: Vec<usize> = kept.iter().map(|&k| labels[k]).collect();
-    let targets: Vec<f64> = if regression { kept.iter().map(|&k| targets[k]).collect() } else { Vec::new() };
-    let matched: Vec<(usize, usize)> = kept.iter().map(|&k| report.matched[k]).collect();
-    if let Some((line, image, first)) = report.repeated.first() {
-        warnings.push(format!(
-            "{} rows of {} name an image that an earlier row, with the same label, already names (e.g. line {line} \
-             '{}' is line {first}'s image); each image is used once",
-            report.repeated.len(),
-            meta.file_name,
-            crate::error::short(image)
-        ));
-    }
-    let report = archive::MatchReport { matched, ..report };
-    let rows: Vec<metadata::Row> = report.matched.iter().map(|&(r, _)| meta.rows[r].clone()).collect();
-    let summary = IngestSummary {
+    Ok(out)
+}
+
+/// What ingestion found, for the log and the report.
+fn summarise(meta: &Metadata, archive: &Archive, report: &archive::MatchReport, warnings: Vec<String>) -> IngestSummary {
+    IngestSummary {
         metadata_file: meta.file_name.clone(),
         archive_file: archive.display_name.clone(),
         rows: meta.rows.len(),
@@ -319,13 +380,7 @@ pub fn ingest(zip_path: &Path, meta: Metadata, size: SizePolicy, labels_are: Lab
         },
         encoding: meta.encoding.to_string(),
         warnings,
-    };
-    Ok(Ingested {
-        images: ImageSet { size, pixels, labels, targets, names: rows.iter().map(|r| r.image.clone()).collect(), classes },
-        labelled,
-        rows,
-        summary,
-    })
+    }
 }
 
 /// Opens a file the user gave (`what` names it in messages): a missing file, a folder, a pipe or

@@ -32,7 +32,7 @@ fn frozen_backbone_is_bit_identical_and_fine_tuning_changes_it() {
             cfg.model = name.into();
             cfg.use_pretrained = true;
             cfg.fine_tune = fine_tune;
-            cfg.weights_dir = Some(wdir.clone());
+            cfg.weights.weights_dir = Some(wdir.clone());
             run_train(&cfg).unwrap();
             let b = bundle::read(&out.join(outputs::BEST_MODEL)).unwrap();
             let mut changed = 0;
@@ -68,7 +68,7 @@ fn small_images_are_enlarged_for_pretrained_weights_only() {
         let mut cfg = quick_config(&out, 1);
         cfg.image_size = None;
         cfg.use_pretrained = pretrained;
-        cfg.weights_dir = Some(wdir.clone());
+        cfg.weights.weights_dir = Some(wdir.clone());
         let summary = run_train(&cfg).unwrap();
         assert_eq!(summary.image_size, size, "pretrained {pretrained}");
         let html = std::fs::read_to_string(out.join(outputs::REPORT)).unwrap();
