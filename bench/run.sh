@@ -2,7 +2,8 @@
 # The performance benchmark (not part of the tests): ours against the Python reference
 # (bench/reference.py: PyTorch 2.13, timm, scikit-learn) in the same run on the same machine,
 # printed as Markdown tables. Usage: bench/run.sh [SECTION ...], sections: throughput ema augment
-# tta recipe ingest e2e explain accuracy decisions regression ludwig (default: all). Needs ../shared/data/ham10000 (or HAM10000_DIR).
+# tta recipe ingest e2e explain accuracy decisions regression ludwig (default: all), and scale
+# (data larger than memory; run on its own, as it draws 60k images). Needs ../shared/data/ham10000 (or HAM10000_DIR).
 # Takes about 45 minutes on 2 cores; run it alone, as every figure is a ratio of two timings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -257,6 +258,78 @@ def cell(v, f):
 print(f"| {sys.argv[2]} | `{sys.argv[3]}` | " + " | ".join(cell(c, f) for c, f in zip(cols, [".3f", ".3f", ".3f", ".1f", ".0f"])) + " |")
 PY
   done
+fi
+
+if [[ " $sections " == *" scale "* ]]; then
+  # Data larger than memory (--cache, src/data/store.rs). The samples are the project's own
+  # (`image-learner sample --jpeg`, 224x224 JPEGs in a ZIP) at SCALE_COUNTS images (1400 10000
+  # 50000), plus the 6,379-image dev set. Three tables: the data path's throughput against the
+  # in-memory one (interleaved, SCALE_REPS each); peak memory and time to the first batch as the
+  # data set grows (--cache none); and --cache auto under GALAXY_MEMORY_MB=2048 on the largest.
+  mkdir -p "$out/scale"
+  counts="${SCALE_COUNTS:-1400 10000 50000}"
+  for n in $counts; do
+    d="$out/scale/sample-$n"
+    [[ -f "$d/sample_images.zip" ]] || "$bin" sample --output-dir "$d" --per-class $(( (n + 2) / 3 )) --image-size 224 --seed 1 --jpeg 2>/dev/null
+  done
+  # train_row DIR DATA_ZIP DATA_CSV ARGS...: one epoch, timed; prints "rss_mb data_s train_images_per_s".
+  train_row() {
+    local dir=$1 zip=$2 csv=$3; shift 3
+    /usr/bin/time -v "$bin" train --images "$zip" --metadata "$csv" --use-pretrained false --epochs 1 --explain 0 \
+      --seed 1 --output-dir "$dir" "$@" >"$dir.log" 2>&1 || { echo "failed: see $dir.log" >&2; return 1; }
+    "$py" - "$dir.log" <<'PY'
+import re, sys
+log = open(sys.argv[1]).read()
+train = int(re.search(r"split: (\d+) train", log).group(1))
+data, training = map(float, re.search(r"time: data ([\d.]+) s, training ([\d.]+) s", log).groups())
+rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", log).group(1)) / 1024
+print(f"{rss:.0f} {data:.1f} {train / training:.1f}")
+PY
+  }
+  first="$out/scale/sample-${counts%% *}"
+  echo
+  echo "## Scale: the data path's training throughput, images/s (sample of ${counts%% *} JPEGs, 1 epoch, median of ${SCALE_REPS:-2}, interleaved)"
+  echo
+  echo "| model | size | in memory (--cache ram) | from the ZIP (--cache none) | ratio |"
+  echo "| --- | --- | --- | --- | --- |"
+  for model in resnet18 efficientnet_lite0; do
+    for size in 96 224; do
+      rm -f "$out/scale.ram" "$out/scale.none"
+      for rep in $(seq "${SCALE_REPS:-2}"); do
+        for cache in ram none; do
+          train_row "$out/scale/tp-$model-$size-$cache-$rep" "$first/sample_images.zip" "$first/sample_metadata.csv" \
+            --model "$model" --image-size "$size" --cache "$cache" | awk '{print $3}' >>"$out/scale.$cache"
+        done
+      done
+      r=$(median <"$out/scale.ram"); z=$(median <"$out/scale.none")
+      echo "| $model | $size | $r | $z | $(awk -v a="$z" -v b="$r" 'BEGIN {printf "%.2f", a / b}') |"
+    done
+  done
+  echo
+  echo "## Scale: memory and time to the first batch as the data grow (--cache none, resnet18, 1 epoch at 64x64)"
+  echo
+  echo "| data | images | metadata CSV (MB) | peak RSS (MB) | ingestion, to the first batch (s) | training images/s |"
+  echo "| --- | --- | --- | --- | --- | --- |"
+  for n in $counts dev; do
+    if [[ $n == dev ]]; then
+      zip="$ham/HAM10000_200x150_dev.zip"; csv="$ham/HAM10000_200x150_dev_metadata.csv"; label=(--label-column dx); what="HAM10000 dev set"
+    else
+      zip="$out/scale/sample-$n/sample_images.zip"; csv="$out/scale/sample-$n/sample_metadata.csv"; label=(); what="sample, 224x224 JPEG"
+    fi
+    read -r rss data ips < <(train_row "$out/scale/rss-$n" "$zip" "$csv" "${label[@]}" --model resnet18 --image-size 64 --cache none)
+    images=$(($(wc -l <"$csv") - 1))
+    echo "| $what | $images | $(awk -v b="$(stat -c %s "$csv")" 'BEGIN {printf "%.1f", b / 1048576}') | $rss | $data | $ips |"
+  done
+  last="$out/scale/sample-${counts##* }"
+  echo
+  echo "## Scale: --cache auto under GALAXY_MEMORY_MB=2048 (sample of ${counts##* } images at 96x96, resnet18, 1 epoch)"
+  echo
+  if GALAXY_MEMORY_MB=2048 train_row "$out/scale/auto" "$last/sample_images.zip" "$last/sample_metadata.csv" --model resnet18 --image-size 96 >"$out/scale.auto"; then
+    read -r rss data ips <"$out/scale.auto"
+    echo "Trained: $(sed -n 's/^decoded images: //p' "$out/scale/auto.log"); peak RSS $rss MB, $ips training images/s."
+  else
+    echo "Failed: see $out/scale/auto.log"
+  fi
 fi
 
 if [[ " $sections " == *" e2e "* ]]; then

@@ -756,6 +756,31 @@ impl FromStr for PredictionsScope {
     }
 }
 
+/// `--cache`: where the decoded images are kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheChoice {
+    /// Memory when the decoded images fit the job's memory, else the ZIP.
+    #[default]
+    Auto,
+    /// Decoded once and kept in memory.
+    Ram,
+    /// Read from the ZIP and decoded again for every batch.
+    None,
+}
+
+impl FromStr for CacheChoice {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(CacheChoice::Auto),
+            "ram" => Ok(CacheChoice::Ram),
+            "none" => Ok(CacheChoice::None),
+            other => Err(input_error(format!("--cache '{other}': use auto, ram or none"))),
+        }
+    }
+}
+
 /// The metadata's image and label columns, as `train` and `predict` take them.
 #[derive(Args, Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Columns {
@@ -780,6 +805,13 @@ pub struct Runtime {
     #[arg(long, default_value = "auto", value_parser = parse_with::<PrecisionChoice>)]
     #[serde(default = "PrecisionChoice::default")]
     pub precision: PrecisionChoice,
+    /// Where the decoded images are kept: auto (train: in memory when they fit GALAXY_MEMORY_MB,
+    /// else the memory available, less 1 GiB for libtorch and the model, otherwise read from the
+    /// ZIP for every batch; predict: read from the ZIP), ram or none.
+    #[arg(long, default_value = "auto", value_parser = parse_with::<CacheChoice>)]
+    // How the images were held changes no result: a Best Model does not record it.
+    #[serde(skip)]
+    pub cache: CacheChoice,
 }
 
 /// Where pretrained weights are kept, as `train` and `weights fetch|import` take it.
@@ -1198,6 +1230,9 @@ pub struct SampleConfig {
     pub image_size: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// JPEG images (quality 90) instead of PNG, as photographs and dermoscopy images come.
+    #[arg(long)]
+    pub jpeg: bool,
 }
 
 /// `image-learner weights fetch|import`.

@@ -57,24 +57,25 @@ impl Evaluator<'_> {
     /// The network's outputs (logits, as float32) for images `indices` of the set, in that
     /// order, in eval mode; with test-time augmentation, the task's combination of the views'
     /// outputs, which it reads as it reads logits.
-    pub fn logits(&self, indices: &[usize]) -> Vec<Vec<f32>> {
+    pub fn logits(&self, indices: &[usize]) -> Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(indices.len());
         tch::no_grad(|| {
             for b in EpochBatches::evaluation(self.set.clone(), indices, self.batch_size, self.normalization) {
-                let (x, _) = batch_tensors(&b, self.set.size, self.compute);
+                let (x, _) = batch_tensors(&b?, self.set.size, self.compute);
                 let outputs: Vec<Tensor> = views(&x, self.tta)
                     .iter()
                     .map(|v| self.compute.run(|| self.net.forward(v, false, false)).to_kind(tch::Kind::Float))
                     .collect();
                 out.extend(rows(&self.task.combine_views(&outputs)));
             }
-        });
-        out
+            Ok::<(), anyhow::Error>(())
+        })?;
+        Ok(out)
     }
 
     /// The task's scores for images `indices`, in that order.
-    pub fn scores(&self, indices: &[usize]) -> Vec<Vec<f32>> {
-        self.task.probabilities(&self.logits(indices))
+    pub fn scores(&self, indices: &[usize]) -> Result<Vec<Vec<f32>>> {
+        Ok(self.task.probabilities(&self.logits(indices)?))
     }
 }
 
@@ -137,10 +138,10 @@ impl FinalFigures {
         best_training_pass: &TrainingPass,
         best_validation: Option<&Vec<Vec<f32>>>,
         cfg: &TrainConfig,
-    ) -> FinalFigures {
+    ) -> Result<FinalFigures> {
         let (task, set) = (ev.task, ev.set.as_ref());
         let again = cfg.evaluate_train || cfg.predictions == PredictionsScope::All || !best_training_pass.representative;
-        let train_scores = again.then(|| ev.scores(&plan.train));
+        let train_scores = again.then(|| ev.scores(&plan.train)).transpose()?;
         let train = match &train_scores {
             Some(p) => task.figures(set, &plan.train, p),
             None => task.figures(set, &best_training_pass.images, &best_training_pass.scores),
@@ -148,11 +149,11 @@ impl FinalFigures {
         let validation_logits = best_validation.cloned();
         let validation_scores = validation_logits.as_ref().map(|l| task.probabilities(l));
         let validation = validation_scores.as_ref().map(|p| task.figures(set, &plan.validation, p));
-        let test_logits = ev.logits(&plan.test);
+        let test_logits = ev.logits(&plan.test)?;
         let test_scores = task.probabilities(&test_logits);
         let test = task.figures(set, &plan.test, &test_scores);
         let test_intervals = task.intervals(set, &plan.test, &test_scores, cfg.seed);
-        FinalFigures {
+        Ok(FinalFigures {
             train,
             validation,
             test,
@@ -162,7 +163,7 @@ impl FinalFigures {
             validation_logits,
             test_logits,
             test_intervals,
-        }
+        })
     }
 
     /// The figures per split, in split order (no validation entry without validation images).
@@ -180,13 +181,14 @@ impl FinalFigures {
 mod tests {
     use super::*;
     use crate::data::augment::{hflip, vflip};
+    use crate::data::store::Store;
 
     /// Six 32x32 images of two classes, with no symmetry of their own.
     fn images() -> ImageSet {
         let n = 6;
         ImageSet {
             size: 32,
-            pixels: (0..n * 32 * 32 * 3).map(|i| ((i * 31 + i / 97 * 7) % 253) as u8).collect(),
+            store: Store::Ram((0..n * 32 * 32 * 3).map(|i| ((i * 31 + i / 97 * 7) % 253) as u8).collect()),
             labels: (0..n).map(|i| i % 2).collect(),
             targets: Vec::new(),
             names: (0..n).map(|i| format!("{i}.png")).collect(),
@@ -196,15 +198,15 @@ mod tests {
 
     /// The same set with each image passed through `f`.
     fn transformed(set: &ImageSet, f: impl Fn(&mut [u8])) -> Arc<ImageSet> {
-        let mut pixels = set.pixels.clone();
+        let mut pixels: Vec<u8> = set.images(&(0..set.len()).collect::<Vec<_>>()).unwrap().concat();
         pixels.chunks_exact_mut(32 * 32 * 3).for_each(&f);
-        Arc::new(ImageSet { pixels, labels: set.labels.clone(), targets: Vec::new(), names: set.names.clone(), classes: set.classes.clone(), size: 32 })
+        Arc::new(ImageSet { store: Store::Ram(pixels), labels: set.labels.clone(), targets: Vec::new(), names: set.names.clone(), classes: set.classes.clone(), size: 32 })
     }
 
     fn probabilities(net: &Network, task: &Task, set: &Arc<ImageSet>, tta: Tta) -> Vec<Vec<f32>> {
         let compute = Compute::cpu();
         let ev = Evaluator { net, task, set, batch_size: 4, normalization: crate::data::batches::IMAGENET, compute: &compute, tta };
-        ev.scores(&(0..set.len()).collect::<Vec<_>>())
+        ev.scores(&(0..set.len()).collect::<Vec<_>>()).unwrap()
     }
 
     fn classifier() -> Task {

@@ -44,11 +44,38 @@ pub fn brightness(img: &RgbImage) -> f64 {
 /// Writes `sample_images.zip` and `sample_metadata.csv` (image_path,label) into `dir`, with the
 /// variants the Galaxy tests use: a split column, two classes only, HAM10000-style columns
 /// (tab-separated, two images per lesion), a table without a label column, and a regression
-/// target (`brightness`).
-pub fn write_sample(dir: &Path, per_class: usize, size: u32, seed: u64) -> Result<()> {
+/// target (`brightness`). The images are PNG, or JPEG (quality 90) with `jpeg`; the ZIP is
+/// written as it is made, so a large sample (for the scale benchmark) needs little memory.
+pub fn write_sample(dir: &Path, per_class: usize, size: u32, seed: u64, jpeg: bool) -> Result<()> {
     std::fs::create_dir_all(dir)?;
+    let mut files = crate::outputs::OutputSet::new();
+    let mut tables = None;
+    files.stage_with(&dir.join("sample_images.zip"), &mut |f| {
+        tables = Some(write_images(f, per_class, size, seed, jpeg).map_err(std::io::Error::other)?);
+        Ok(())
+    })?;
+    let (csv, split, binary, ham, bad, regression) = tables.expect("written");
+    for (name, text) in [
+        ("sample_metadata.csv", &csv),
+        ("sample_metadata_split.csv", &split),
+        ("sample_metadata_binary.csv", &binary),
+        ("sample_metadata_ham.tsv", &ham),
+        ("sample_metadata_bad.csv", &bad),
+        ("sample_metadata_regression.csv", &regression),
+    ] {
+        files.stage(&dir.join(name), text.as_bytes())?;
+    }
+    files.commit()?;
+    Ok(())
+}
+
+type Tables = (String, String, String, String, String, String);
+
+/// Draws the images into a ZIP written to `out`, and returns the sample's six tables.
+fn write_images(out: &mut std::fs::File, per_class: usize, size: u32, seed: u64, jpeg: bool) -> Result<Tables> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(out));
+    let ext = if jpeg { "jpg" } else { "png" };
     let opts = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Stored)
         .last_modified_time(zip::DateTime::default());
@@ -65,35 +92,27 @@ pub fn write_sample(dir: &Path, per_class: usize, size: u32, seed: u64) -> Resul
             _ => "test",
         };
         for class in CLASSES {
-            let file = format!("{class}_{i:03}.png");
+            let file = format!("{class}_{i:03}.{ext}");
             split.push_str(&format!("{file},{class},{which}\n"));
             if class != "triangle" {
                 binary.push_str(&format!("{file},{class}\n"));
             }
             ham.push_str(&format!("L_{class}_{:03}\t{class}_{i:03}\t{class}\timages/{file}\n", i / 2));
             bad.push_str(&format!("{file},{class}\n"));
-            let name = format!("images/{class}_{i:03}.png");
-            let mut png = Cursor::new(Vec::new());
+            let name = format!("images/{file}");
+            let mut encoded = Cursor::new(Vec::new());
             let img = draw(class, size, &mut rng);
             regression.push_str(&format!("{file},{}\n", brightness(&img)));
-            img.write_to(&mut png, ImageFormat::Png)?;
+            if jpeg {
+                image::codecs::jpeg::JpegEncoder::new_with_quality(&mut encoded, 90).encode_image(&img)?;
+            } else {
+                img.write_to(&mut encoded, ImageFormat::Png)?;
+            }
             zip.start_file(name.as_str(), opts)?;
-            zip.write_all(png.get_ref())?;
-            csv.push_str(&format!("{class}_{i:03}.png,{class}\n"));
+            zip.write_all(encoded.get_ref())?;
+            csv.push_str(&format!("{file},{class}\n"));
         }
     }
-    let mut files = crate::outputs::OutputSet::new();
-    files.stage(&dir.join("sample_images.zip"), &zip.finish()?.into_inner())?;
-    for (name, text) in [
-        ("sample_metadata.csv", &csv),
-        ("sample_metadata_split.csv", &split),
-        ("sample_metadata_binary.csv", &binary),
-        ("sample_metadata_ham.tsv", &ham),
-        ("sample_metadata_bad.csv", &bad),
-        ("sample_metadata_regression.csv", &regression),
-    ] {
-        files.stage(&dir.join(name), text.as_bytes())?;
-    }
-    files.commit()?;
-    Ok(())
+    zip.finish()?.flush()?;
+    Ok((csv, split, binary, ham, bad, regression))
 }

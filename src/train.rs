@@ -297,6 +297,7 @@ impl Trainer<'_> {
         };
         let mut waited = Instant::now();
         for (i, b) in batches.enumerate() {
+            let b = b?;
             pass.wait += waited.elapsed().as_secs_f64();
             let rate = self.schedule.at((epoch - 1) * self.steps_per_epoch + i);
             pass.step_rates.push(rate.lr);
@@ -482,7 +483,7 @@ pub fn fit(
         if let Some(e) = &mut trainer.ema {
             e.swap();
         }
-        let val_logits = (!val_idx.is_empty()).then(|| validator.logits(val_idx));
+        let val_logits = (!val_idx.is_empty()).then(|| validator.logits(val_idx)).transpose()?;
         let val = val_logits.as_ref().map(|l| s.task.figures(set, val_idx, &s.task.probabilities(l)));
         if let Some(why) = val.as_ref().and_then(|m| unmeasurable(m, metric)) {
             eprintln!("warning: {why}");
@@ -562,7 +563,7 @@ mod tests {
         });
         Arc::new(ImageSet {
             size: 32,
-            pixels: pixels.collect(),
+            store: crate::data::store::Store::Ram(pixels.collect()),
             labels: (0..n).map(|i| i % 2).collect(),
             targets: Vec::new(),
             names: (0..n).map(|i| format!("{i}.png")).collect(),

@@ -64,8 +64,9 @@ pub fn run(cfg: &PredictConfig) -> Result<PredictSummary> {
         None => rows_from_archive(&cfg.images)?,
     };
     task.check_labels(&meta.rows, &meta.label_column, &meta.file_name)?;
-    let ing = data::ingest(&cfg.images, meta, SizePolicy::Fixed(b.config.image_size), task.labels())?;
+    let ing = data::ingest(&cfg.images, meta, SizePolicy::Fixed(b.config.image_size), task.labels(), (cfg.runtime.cache, data::store::Reads::Once))?;
     let s = &ing.summary;
+    eprintln!("decoded images: {}", s.cache.describe());
     if s.rows_without_image > 0 {
         eprintln!("warning: {} rows name no image in {} (e.g. {})", s.rows_without_image, s.archive_file, s.missing_examples.join("; "));
     }
@@ -78,7 +79,7 @@ pub fn run(cfg: &PredictConfig) -> Result<PredictSummary> {
         eprintln!("test-time augmentation: {}", tta.describe());
     }
     let ev = Evaluator { net: &net, task: &task, set: &set, batch_size, normalization: b.config.normalization, compute: &compute, tta };
-    let scores = ev.scores(&indices);
+    let scores = ev.scores(&indices)?;
     // A regression scores only the images with a true value; the others are still predicted.
     let scored = task.scored(&set, &indices);
     let labelled = ing.labelled && !scored.is_empty();

@@ -5,7 +5,7 @@ use crate::config::SampleConfig;
 use crate::synth;
 
 pub fn run(cfg: &SampleConfig) -> Result<()> {
-    synth::write_sample(&cfg.output_dir, cfg.per_class, cfg.image_size as u32, cfg.seed)?;
+    synth::write_sample(&cfg.output_dir, cfg.per_class, cfg.image_size as u32, cfg.seed, cfg.jpeg)?;
     eprintln!("sample written to {}", cfg.output_dir.display());
     Ok(())
 }

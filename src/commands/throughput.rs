@@ -64,7 +64,7 @@ pub fn ingestion(
     let started = Instant::now();
     let choice = ColumnChoice { label, ..ColumnChoice::default() };
     let meta = data::metadata::read_metadata(metadata, &choice)?;
-    let ing = data::ingest(images, meta, SizePolicy::Fixed(size), data::Labels::Classes(None))?;
+    let ing = data::ingest(images, meta, SizePolicy::Fixed(size), data::Labels::Classes(None), (crate::config::CacheChoice::Ram, data::store::Reads::EveryEpoch))?;
     let seconds = started.elapsed().as_secs_f64();
     let n = ing.images.len();
     Ok(Ingestion {
@@ -72,7 +72,7 @@ pub fn ingestion(
         image_size: size,
         seconds,
         images_per_second: n as f64 / seconds,
-        pixel_bytes: ing.images.pixels.len(),
+        pixel_bytes: ing.images.store.resident_bytes(),
     })
 }
 

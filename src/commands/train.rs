@@ -61,7 +61,7 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
     // Evaluate, then explain the report's test images.
     let evaluation_started = Instant::now();
     let evaluator = evaluation::Evaluator { task: &task, ..settings.evaluator(&model.net, &set) };
-    let figures = FinalFigures::compute(&evaluator, &plan, &outcome.best_training_pass, outcome.best_validation_logits.as_ref(), cfg);
+    let figures = FinalFigures::compute(&evaluator, &plan, &outcome.best_training_pass, outcome.best_validation_logits.as_ref(), cfg)?;
     let evaluation = evaluation_started.elapsed().as_secs_f64();
     let explaining_started = Instant::now();
     let explanations = explain::for_report(&evaluator, &plan.test, &figures.test_scores, cfg.explain, cfg.cam)?;
@@ -160,7 +160,7 @@ fn size_policy(cfg: &TrainConfig, spec: &models::ModelSpec) -> SizePolicy {
 fn ingest_and_split(cfg: &TrainConfig, spec: &models::ModelSpec) -> Result<Prepared> {
     let mut meta = data::metadata::read_metadata(&cfg.metadata, &ColumnChoice::for_training(cfg))?;
     let (mut kind, mut chosen, mut warnings) = task::choose(cfg.task, &mut meta)?;
-    let ing = data::ingest(&cfg.images, meta, size_policy(cfg, spec), task::labels_to_read(kind))?;
+    let ing = data::ingest(&cfg.images, meta, size_policy(cfg, spec), task::labels_to_read(kind), (cfg.runtime.cache, data::store::Reads::EveryEpoch))?;
     if let Some(why) = task::threshold_makes_binary(kind, cfg.threshold.fixed(), &ing.images.classes) {
         eprintln!("task: {why}");
         (kind, chosen) = (TaskKind::Binary, Some(why));

@@ -4,8 +4,10 @@
 //! names typed elsewhere) wins over one that ignores case.
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Seek};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Result;
 
@@ -23,7 +25,57 @@ pub struct Entry {
     pub name: String,
 }
 
-pub struct Archive<R: Read + Seek = File> {
+/// The ZIP file, read at explicit positions: clones share one open file and read it from several
+/// threads at once, each with its own position.
+#[derive(Clone, Debug)]
+pub struct SharedFile {
+    file: Arc<File>,
+    pos: u64,
+}
+
+impl Read for SharedFile {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for SharedFile {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let base = match to {
+            SeekFrom::Start(p) => {
+                self.pos = p;
+                return Ok(p);
+            }
+            SeekFrom::End(d) => (self.file.metadata()?.len(), d),
+            SeekFrom::Current(d) => (self.pos, d),
+        };
+        self.pos = base.0.checked_add_signed(base.1).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start of the file"))?;
+        Ok(self.pos)
+    }
+}
+
+/// Reads entries of an open archive by their index in the ZIP, from any thread: each clone
+/// shares the archive's index and file (a clone is cheap).
+#[derive(Clone)]
+pub struct EntryReader {
+    display_name: Arc<str>,
+    zip: zip::ZipArchive<SharedFile>,
+}
+
+impl EntryReader {
+    /// The decompressed bytes of the ZIP's entry `index` (named `name` in messages).
+    pub fn read(&self, index: usize, name: &str) -> Result<Vec<u8>> {
+        read_entry(&mut self.zip.clone(), index, name, &self.display_name)
+    }
+
+    pub fn display_name(&self) -> &str {
+        &self.display_name
+    }
+}
+
+pub struct Archive<R: Read + Seek = SharedFile> {
     pub display_name: String,
     pub entries: Vec<Entry>,
     /// Entries passed over: folders, `__MACOSX/`, dot-files and files that are not images.
@@ -68,7 +120,7 @@ fn is_image_name(name: &str) -> bool {
     IMAGE_EXTENSIONS.iter().any(|e| n.ends_with(&format!(".{e}")))
 }
 
-impl Archive<File> {
+impl Archive<SharedFile> {
     pub fn open(path: &Path) -> Result<Self> {
         let display = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let mut file = super::open_input(path, "image ZIP", u64::MAX)?;
@@ -78,8 +130,12 @@ impl Archive<File> {
         if n > 0 && !head.starts_with(b"PK") && !head.contains(&0) && head.contains(&b'\n') && head.iter().any(|b| b",;\t".contains(b)) {
             bail_input!("{display} is a text table, not a ZIP of images: did you swap the images (--images) and the metadata (--metadata)?");
         }
-        file.rewind().map_err(|e| input_error(format!("cannot read the image ZIP {}: {e}", path.display())))?;
-        Archive::from_reader(file, &display)
+        Archive::from_reader(SharedFile { file: Arc::new(file), pos: 0 }, &display)
+    }
+
+    /// A reader of this archive's entries for other threads.
+    pub fn entry_reader(&self) -> EntryReader {
+        EntryReader { display_name: self.display_name.as_str().into(), zip: self.zip.clone() }
     }
 }
 
@@ -186,29 +242,35 @@ impl<R: Read + Seek> Archive<R> {
 
     /// The decompressed bytes of one entry, refusing more than `MAX_ENTRY_BYTES`.
     pub fn read(&mut self, entry: usize) -> Result<Vec<u8>> {
-        let name = short(&self.entries[entry].name);
-        let display = &self.display_name;
-        let mut f = self.zip.by_index(self.entries[entry].index).map_err(|e| {
-            let hint = if e.to_string().to_lowercase().contains("password") {
-                "the ZIP is encrypted; make it again without a password"
-            } else {
-                "the ZIP may be damaged or use an unsupported compression"
-            };
-            input_error(format!("{display}: cannot read '{name}' ({e}): {hint}"))
-        })?;
-        // The header's size is not trusted for the allocation (a forged one could be huge).
-        let mut buf = Vec::with_capacity(f.size().min(16 << 20) as usize);
-        (&mut f).take(MAX_ENTRY_BYTES + 1).read_to_end(&mut buf).map_err(|e| {
-            input_error(format!("{display}: '{name}' is damaged or truncated ({e})"))
-        })?;
-        if buf.len() as u64 > MAX_ENTRY_BYTES {
-            bail_input!(
-                "{display}: '{name}' decompresses to more than {} MiB; no image needs that (a ZIP bomb?)",
-                MAX_ENTRY_BYTES >> 20
-            );
-        }
-        Ok(buf)
+        let e = &self.entries[entry];
+        read_entry(&mut self.zip, e.index, &e.name, &self.display_name)
     }
+}
+
+/// The decompressed bytes of the ZIP's entry `index` (`name`, in `display`), refusing more than
+/// `MAX_ENTRY_BYTES`.
+fn read_entry<R: Read + Seek>(zip: &mut zip::ZipArchive<R>, index: usize, name: &str, display: &str) -> Result<Vec<u8>> {
+    let name = short(name);
+    let mut f = zip.by_index(index).map_err(|e| {
+        let hint = if e.to_string().to_lowercase().contains("password") {
+            "the ZIP is encrypted; make it again without a password"
+        } else {
+            "the ZIP may be damaged or use an unsupported compression"
+        };
+        input_error(format!("{display}: cannot read '{name}' ({e}): {hint}"))
+    })?;
+    // The header's size is not trusted for the allocation (a forged one could be huge).
+    let mut buf = Vec::with_capacity(f.size().min(16 << 20) as usize);
+    (&mut f).take(MAX_ENTRY_BYTES + 1).read_to_end(&mut buf).map_err(|e| {
+        input_error(format!("{display}: '{name}' is damaged or truncated ({e})"))
+    })?;
+    if buf.len() as u64 > MAX_ENTRY_BYTES {
+        bail_input!(
+            "{display}: '{name}' decompresses to more than {} MiB; no image needs that (a ZIP bomb?)",
+            MAX_ENTRY_BYTES >> 20
+        );
+    }
+    Ok(buf)
 }
 
 #[cfg(test)]

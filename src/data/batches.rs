@@ -1,9 +1,11 @@
-//! Batches for the trainer: indices in a seeded order, augmented and normalised to float CHW in a
-//! background thread so that the model never waits on the data.
+//! Batches for the trainer: indices in a seeded order, decoded (when the images are read from the
+//! ZIP), augmented and normalised to float CHW in a background thread, a few batches ahead, so that
+//! the model does not wait on the data.
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use anyhow::Result;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -31,26 +33,29 @@ pub struct Batch {
     pub indices: Vec<usize>,
 }
 
-/// Converts images `indices` of `set` to a normalised float batch, augmenting when asked.
+/// Converts images `indices` of `set` to a normalised float batch, augmenting when asked. The
+/// images are decoded first (in parallel where they come from the ZIP), then augmented in order,
+/// so that the random stream, and the batch, are the same however the images are held.
 pub fn make_batch(
     set: &ImageSet,
     indices: &[usize],
     norm: &Normalization,
     augs: &Plan,
     rng: &mut ChaCha8Rng,
-) -> Batch {
+) -> Result<Batch> {
     let s = set.size;
     let plane = s * s;
     let mut pixels = vec![0f32; indices.len() * 3 * plane];
     let scale: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * norm.std[c]));
     let shift: [f32; 3] = std::array::from_fn(|c| norm.mean[c] / norm.std[c]);
+    let decoded = set.images(indices)?;
     let mut scratch = Vec::new();
-    for (b, &i) in indices.iter().enumerate() {
+    for (b, image) in decoded.iter().enumerate() {
         let img: &[u8] = if augs.is_empty() {
-            set.image(i)
+            image
         } else {
             scratch.clear();
-            scratch.extend_from_slice(set.image(i));
+            scratch.extend_from_slice(image);
             augment::apply(&mut scratch, s, augs, rng);
             &scratch
         };
@@ -62,7 +67,7 @@ pub fn make_batch(
         }
     }
     let targets = if set.targets.is_empty() { Vec::new() } else { set.values(indices) };
-    Batch { pixels, labels: indices.iter().map(|&i| set.labels[i] as i64).collect(), targets, indices: indices.to_vec() }
+    Ok(Batch { pixels, labels: indices.iter().map(|&i| set.labels[i] as i64).collect(), targets, indices: indices.to_vec() })
 }
 
 /// The seed of epoch `epoch`'s order and augmentation stream.
@@ -70,9 +75,10 @@ fn epoch_seed(seed: u64, epoch: usize) -> u64 {
     seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(epoch as u64 + 1)
 }
 
-/// The batches of one epoch, made in a background thread, at most `ahead` batches in advance.
+/// The batches of one epoch, made in a background thread, at most `AHEAD` batches in advance; an
+/// image that cannot be read again ends the epoch with its error.
 pub struct EpochBatches {
-    rx: Receiver<Batch>,
+    rx: Receiver<Result<Batch>>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -123,10 +129,12 @@ impl EpochBatches {
         augs: Plan,
         mut rng: ChaCha8Rng,
     ) -> Self {
-        let (tx, rx) = sync_channel(3);
+        let (tx, rx) = sync_channel(AHEAD);
         let handle = std::thread::spawn(move || {
             for chunk in chunks {
-                if tx.send(make_batch(&set, &chunk, &norm, &augs, &mut rng)).is_err() {
+                let batch = make_batch(&set, &chunk, &norm, &augs, &mut rng);
+                let failed = batch.is_err();
+                if tx.send(batch).is_err() || failed {
                     return;
                 }
             }
@@ -135,9 +143,13 @@ impl EpochBatches {
     }
 }
 
+/// Batches made ahead of the one in use: enough to hide a slow decode, few enough that memory
+/// grows with the batch and not with the data set.
+const AHEAD: usize = 3;
+
 impl Iterator for EpochBatches {
-    type Item = Batch;
-    fn next(&mut self) -> Option<Batch> {
+    type Item = Result<Batch>;
+    fn next(&mut self) -> Option<Result<Batch>> {
         self.rx.recv().ok()
     }
 }
@@ -162,7 +174,7 @@ mod tests {
         let n = 5;
         Arc::new(ImageSet {
             size,
-            pixels: (0..n * size * size * 3).map(|i| (i * 7 % 256) as u8).collect(),
+            store: crate::data::store::Store::Ram((0..n * size * size * 3).map(|i| (i * 7 % 256) as u8).collect()),
             labels: (0..n).map(|i| i % 2).collect(),
             targets: Vec::new(),
             names: (0..n).map(|i| format!("{i}.png")).collect(),
@@ -174,8 +186,8 @@ mod tests {
     fn normalises_to_chw() {
         let s = set();
         let norm = Normalization { mean: [0.5, 0.0, 0.0], std: [0.5, 1.0, 2.0] };
-        let b = make_batch(&s, &[1], &norm, &Plan::none(), &mut ChaCha8Rng::seed_from_u64(0));
-        let img = s.image(1);
+        let b = make_batch(&s, &[1], &norm, &Plan::none(), &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
+        let img = s.image(1).unwrap();
         for p in 0..4 {
             assert!((b.pixels[p] - (img[p * 3] as f32 / 255.0 - 0.5) / 0.5).abs() < 1e-6);
             assert!((b.pixels[4 + p] - img[p * 3 + 1] as f32 / 255.0).abs() < 1e-6);
@@ -189,7 +201,7 @@ mod tests {
         let s = set();
         let order = |seed, epoch| -> Vec<usize> {
             EpochBatches::training(s.clone(), &[0, 1, 2, 3, 4], 2, IMAGENET, Plan::none(), seed, epoch, false)
-                .flat_map(|b| b.indices)
+                .flat_map(|b| b.unwrap().indices)
                 .collect()
         };
         let a = order(1, 0);
@@ -197,7 +209,7 @@ mod tests {
         assert_eq!(a.len(), 4);
         assert_eq!(a, order(1, 0));
         assert!((0..5).any(|e| order(1, e) != a));
-        let eval: Vec<usize> = EpochBatches::evaluation(s, &[4, 0, 2], 2, IMAGENET).flat_map(|b| b.indices).collect();
+        let eval: Vec<usize> = EpochBatches::evaluation(s, &[4, 0, 2], 2, IMAGENET).flat_map(|b| b.unwrap().indices).collect();
         assert_eq!(eval, [4, 0, 2]);
     }
 }

@@ -1,5 +1,5 @@
-//! From the ZIP and the CSV to decoded images in memory: metadata table, archive matching,
-//! decoding, splitting, augmentation and batching each have a module here.
+//! From the ZIP and the CSV to decoded images: metadata table, archive matching, decoding, where
+//! the decoded images live, splitting, augmentation and batching each have a module here.
 pub mod archive;
 pub mod augment;
 pub mod balance;
@@ -7,7 +7,9 @@ pub mod batches;
 pub mod images;
 pub mod metadata;
 pub mod split;
+pub mod store;
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use anyhow::Result;
@@ -15,13 +17,15 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::bail_input;
+use crate::config::CacheChoice;
 use archive::Archive;
 use metadata::Metadata;
+use store::{CachePlan, Store};
 
-/// Every matched image decoded once, kept as 8-bit RGB (N x size x size x 3).
+/// The matched images, each 8-bit RGB, size x size x 3, with their labels.
 pub struct ImageSet {
     pub size: usize,
-    pub pixels: Vec<u8>,
+    pub store: Store,
     /// Class index of each image (index into `classes`); 0 for regression.
     pub labels: Vec<usize>,
     /// Regression: each image's true value (NaN where the row has none); empty otherwise.
@@ -47,9 +51,13 @@ impl ImageSet {
     pub fn truth(&self, indices: &[usize]) -> Vec<usize> {
         indices.iter().map(|&i| self.labels[i]).collect()
     }
-    pub fn image(&self, i: usize) -> &[u8] {
-        let n = self.size * self.size * 3;
-        &self.pixels[i * n..(i + 1) * n]
+    /// Image `i`, decoded; an error where it must be read from the ZIP again and cannot be.
+    pub fn image(&self, i: usize) -> Result<Cow<'_, [u8]>> {
+        self.store.image(i, &self.names[i], self.size)
+    }
+    /// Images `indices`, decoded, in that order.
+    pub fn images(&self, indices: &[usize]) -> Result<Vec<Cow<'_, [u8]>>> {
+        self.store.images(indices, &self.names, self.size)
     }
 }
 
@@ -72,6 +80,8 @@ pub struct IngestSummary {
     pub delimiter: String,
     pub encoding: String,
     pub warnings: Vec<String>,
+    /// Where the decoded images are kept, and why.
+    pub cache: CachePlan,
 }
 
 /// The square size images are resized to.
@@ -102,6 +112,7 @@ impl Ingested {
             "data: {} of {} rows matched an image in {}; {} rows without an image; {} images without a row",
             s.matched, s.rows, s.archive_file, s.rows_without_image, s.images_without_row
         );
+        eprintln!("decoded images: {}", s.cache.describe());
         let mut warnings = s.warnings.clone();
         if s.rows_without_image > 0 {
             warnings.push(format!(
@@ -127,8 +138,9 @@ pub enum Labels<'a> {
     Values,
 }
 
-/// Reads the metadata, matches it to the ZIP, and decodes every matched image at `size`.
-pub fn ingest(zip_path: &Path, meta: Metadata, size: SizePolicy, labels_are: Labels) -> Result<Ingested> {
+/// Reads the metadata, matches it to the ZIP, and decodes every matched image at `size`: those
+/// that decode are the data set, kept in memory or read again per batch as `cache` decides.
+pub fn ingest(zip_path: &Path, meta: Metadata, size: SizePolicy, labels_are: Labels, cache: (CacheChoice, store::Reads)) -> Result<Ingested> {
     let mut archive = Archive::open(zip_path)?;
     let report = archive.match_rows(&meta.rows)?;
     if report.matched.is_empty() {
@@ -146,8 +158,8 @@ pub fn ingest(zip_path: &Path, meta: Metadata, size: SizePolicy, labels_are: Lab
     }
     let truth = read_labels(&meta, &report.matched, labels_are)?;
     let size = choose_size(&mut archive, &report.matched, size);
-    check_memory(report.matched.len(), size, memory_limit_mb())?;
-    let decoded = decode_all(&mut archive, &report.matched, size)?;
+    let cache = store::plan(cache.0, cache.1, report.matched.len(), size, store::Budget::of_this_job().as_ref());
+    let decoded = decode_all(&mut archive, &report.matched, size, cache.in_memory())?;
 
     let mut warnings = meta.warnings.clone();
     warnings.extend(decoded.warnings(&archive.display_name, size));
@@ -166,11 +178,15 @@ pub fn ingest(zip_path: &Path, meta: Metadata, size: SizePolicy, labels_are: Lab
     let targets: Vec<f64> = if truth.targets.is_empty() { Vec::new() } else { kept.iter().map(|&k| truth.targets[k]).collect() };
     let report = archive::MatchReport { matched: kept.iter().map(|&k| report.matched[k]).collect(), ..report };
     let rows: Vec<metadata::Row> = report.matched.iter().map(|&(r, _)| meta.rows[r].clone()).collect();
-    let summary = summarise(&meta, &archive, &report, warnings);
+    let store = match cache.in_memory() {
+        true => Store::Ram(decoded.pixels),
+        false => Store::Zip { reader: archive.entry_reader(), entries: report.matched.iter().map(|&(_, e)| archive.entries[e].index).collect() },
+    };
+    let summary = summarise(&meta, &archive, &report, warnings, cache);
     Ok(Ingested {
         images: ImageSet {
             size,
-            pixels: decoded.pixels,
+            store,
             labels,
             targets,
             names: rows.iter().map(|r| r.image.clone()).collect(),
@@ -283,6 +299,7 @@ fn choose_size(archive: &mut Archive, matched: &[(usize, usize)], policy: SizePo
 
 /// The matched images, decoded.
 struct Decoded {
+    /// The decoded images, when kept.
     pixels: Vec<u8>,
     /// Positions (in the matched list) of the images that decoded, in order.
     kept: Vec<usize>,
@@ -310,10 +327,11 @@ impl Decoded {
     }
 }
 
-/// Reads and decodes in chunks, so that at most one chunk of compressed bytes is held at once.
-/// An image that cannot be decoded is left out with a warning naming it; none decoding is an error.
-fn decode_all(archive: &mut Archive, matched: &[(usize, usize)], size: usize) -> Result<Decoded> {
-    let mut out = Decoded { pixels: Vec::with_capacity(matched.len() * size * size * 3), kept: Vec::with_capacity(matched.len()), skipped: Vec::new(), tiny: 0 };
+/// Reads and decodes in chunks, so that at most one chunk of compressed bytes is held at once;
+/// keeps the pixels when `keep`. An image that cannot be decoded is left out with a warning naming
+/// it; none decoding is an error.
+fn decode_all(archive: &mut Archive, matched: &[(usize, usize)], size: usize, keep: bool) -> Result<Decoded> {
+    let mut out = Decoded { pixels: Vec::with_capacity(if keep { matched.len() * size * size * 3 } else { 0 }), kept: Vec::with_capacity(matched.len()), skipped: Vec::new(), tiny: 0 };
     // Chunks of at most 256 images or 512 MiB of decompressed bytes.
     const CHUNK: usize = 256;
     const CHUNK_BYTES: usize = 512 << 20;
@@ -339,7 +357,9 @@ fn decode_all(archive: &mut Archive, matched: &[(usize, usize)], size: usize) ->
         for (j, d) in decoded.into_iter().enumerate() {
             match d {
                 Ok((px, small)) => {
-                    out.pixels.extend_from_slice(&px);
+                    if keep {
+                        out.pixels.extend_from_slice(&px);
+                    }
                     out.kept.push(start + j);
                     out.tiny += usize::from(small);
                 }
@@ -359,7 +379,7 @@ fn decode_all(archive: &mut Archive, matched: &[(usize, usize)], size: usize) ->
 }
 
 /// What ingestion found, for the log and the report.
-fn summarise(meta: &Metadata, archive: &Archive, report: &archive::MatchReport, warnings: Vec<String>) -> IngestSummary {
+fn summarise(meta: &Metadata, archive: &Archive, report: &archive::MatchReport, warnings: Vec<String>, cache: CachePlan) -> IngestSummary {
     IngestSummary {
         metadata_file: meta.file_name.clone(),
         archive_file: archive.display_name.clone(),
@@ -380,6 +400,7 @@ fn summarise(meta: &Metadata, archive: &Archive, report: &archive::MatchReport, 
         },
         encoding: meta.encoding.to_string(),
         warnings,
+        cache,
     }
 }
 
@@ -402,24 +423,3 @@ pub fn open_input(path: &Path, what: &str, max_bytes: u64) -> Result<std::fs::Fi
     }
     std::fs::File::open(path).map_err(|e| crate::error::input_error(format!("cannot open the {what} {shown}: {e}")))
 }
-
-/// `GALAXY_MEMORY_MB`, the memory Galaxy grants the job, if set.
-fn memory_limit_mb() -> Option<u64> {
-    std::env::var("GALAXY_MEMORY_MB").ok().and_then(|v| v.trim().parse().ok()).filter(|&v| v > 0)
-}
-
-/// Refuses, before decoding, a data set whose decoded images alone would not leave room for
-/// libtorch and the model in the memory granted (a 1 GiB allowance).
-pub fn check_memory(images: usize, size: usize, limit_mb: Option<u64>) -> Result<()> {
-    let Some(limit) = limit_mb else { return Ok(()) };
-    let need = (images * size * size * 3) as u64 / (1 << 20) + 1024;
-    if need > limit {
-        let fits = (((limit.saturating_sub(1024)) << 20) as f64 / (images as f64 * 3.0)).sqrt() as usize;
-        return Err(crate::error::error(crate::error::ErrorKind::Memory, format!(
-            "{images} images at {size}x{size} need about {need} MB of memory but the job may use {limit} MB \
-             (GALAXY_MEMORY_MB); use a smaller --image-size (about {fits} would fit) or ask for more memory"
-        )));
-    }
-    Ok(())
-}
-

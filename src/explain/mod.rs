@@ -74,7 +74,7 @@ pub fn explain(ev: &Evaluator, indices: &[usize], targets: &[i64], method: Metho
     let mut out = Vec::with_capacity(indices.len());
     let batches = EpochBatches::evaluation(ev.set.clone(), indices, BATCH, ev.normalization);
     for (b, chunk) in batches.zip(targets.chunks(BATCH)) {
-        let (x, _) = batch_tensors(&b, ev.set.size, ev.compute);
+        let (x, _) = batch_tensors(&b?, ev.set.size, ev.compute);
         let maps = heatmaps(ev.net, &x, chunk, method)?.to_device(tch::Device::Cpu).contiguous();
         for m in maps.split(1, 0) {
             out.push(Vec::<f32>::try_from(m.flatten(0, -1))?);

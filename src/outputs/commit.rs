@@ -65,6 +65,12 @@ impl OutputSet {
 
     /// Writes `bytes` in full to a temporary beside `target`, synced to disk.
     pub fn stage(&mut self, target: &Path, bytes: &[u8]) -> Result<()> {
+        self.stage_with(target, &mut |f| f.write_all(bytes))
+    }
+
+    /// Stages what `write` writes into the temporary beside `target`, for an output too large to
+    /// hold in memory first.
+    pub fn stage_with(&mut self, target: &Path, write: &mut dyn FnMut(&mut std::fs::File) -> std::io::Result<()>) -> Result<()> {
         let dir = parent(target);
         let name = target
             .file_name()
@@ -83,13 +89,16 @@ impl OutputSet {
         // Under the lock, so that a signal's clean-up never races a file being created.
         let mut shared = lock();
         shared.temporaries.push(temporary.clone());
-        let written = std::fs::File::create(&temporary).and_then(|mut f| {
-            f.write_all(bytes)?;
+        let created = std::fs::File::create(&temporary);
+        // Written outside the lock: a long write must not hold up a signal's clean-up.
+        drop(shared);
+        let written = created.and_then(|mut f| {
+            write(&mut f)?;
             f.sync_all()
         });
         if let Err(e) = written {
             let _ = std::fs::remove_file(&temporary);
-            shared.temporaries.retain(|t| *t != temporary);
+            lock().temporaries.retain(|t| *t != temporary);
             return Err(output_error(target, e));
         }
         self.staged.push(Staged { target: target.to_path_buf(), temporary, backup });

@@ -26,7 +26,7 @@ pub fn zip(set: &ImageSet, images: &[usize], explained: &[Explained], output: &d
     for (rank, e) in explained.iter().enumerate() {
         let i = images[e.position];
         let name = entry_name(rank, &set.names[i]);
-        let pair = overlay::side_by_side(set.image(i), &e.heat, set.size);
+        let pair = overlay::side_by_side(&set.image(i)?, &e.heat, set.size);
         let mut png = Cursor::new(Vec::new());
         pair.write_to(&mut png, image::ImageFormat::Png)?;
         w.start_file(name.as_str(), deflated)?;

@@ -97,6 +97,7 @@ impl TrainedRun<'_> {
             "target": self.task.target(),
             "decisions": self.decisions,
             "calibration_bins": metrics::calibration::RELIABILITY_BINS,
+            "image_cache": &self.summary.cache,
         });
         Ok(serde_json::to_vec_pretty(&json)?)
     }

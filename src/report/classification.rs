@@ -13,11 +13,11 @@ const HEADLINE_NOTE: &str = "Macro averages weigh every class equally, weighted 
          is zero counts as 0, and ROC-AUC is averaged over the classes that have both positive and negative test images.";
 
 /// The report's classification parts, for the test figures `test`.
-pub fn part(input: &ReportInput, c: &Classifier, test: &Metrics) -> TaskPart {
+pub fn part(input: &ReportInput, c: &Classifier, test: &Metrics) -> anyhow::Result<TaskPart> {
     let (matrix_counts, matrix_percent) = matrices(test, &c.classes);
-    let gallery = gallery(input, c);
+    let gallery = gallery(input, c)?;
     let (test_plots, confidence_plot) = test_plots(input, c, test);
-    TaskPart {
+    Ok(TaskPart {
         loss_name: "cross-entropy".to_string(),
         figure_plot: accuracy_plot(input),
         explained_output: "the class named",
@@ -38,7 +38,7 @@ pub fn part(input: &ReportInput, c: &Classifier, test: &Metrics) -> TaskPart {
             format!("The {} misclassified test images the model was most sure about: worth a look for label errors or confusing cases.", gallery.len())
         },
         gallery,
-    }
+    })
 }
 
 /// Train and validation accuracy, and validation macro F1, per epoch.
@@ -250,7 +250,7 @@ fn threshold_plots(input: &ReportInput, c: &Classifier) -> Vec<Plot> {
 }
 
 /// The most confidently misclassified test images, decided as the task decides.
-pub(super) fn gallery(input: &ReportInput, c: &Classifier) -> Vec<Thumb> {
+pub(super) fn gallery(input: &ReportInput, c: &Classifier) -> anyhow::Result<Vec<Thumb>> {
     let mut wrong: Vec<(usize, f32)> = input
         .test_probs
         .iter()
@@ -266,8 +266,8 @@ pub(super) fn gallery(input: &ReportInput, c: &Classifier) -> Vec<Thumb> {
         .take(12)
         .map(|&(i, conf)| {
             let pred = c.decide(&input.test_probs[i]);
-            Thumb {
-                uri: png_uri(&(input.test_pixels)(i), input.image_size),
+            Ok(Thumb {
+                uri: png_uri(&(input.test_pixels)(i)?, input.image_size),
                 caption: format!(
                     "{}: true {}, predicted {} ({:.1}%)",
                     crate::error::short(&input.test_names[i]),
@@ -275,7 +275,7 @@ pub(super) fn gallery(input: &ReportInput, c: &Classifier) -> Vec<Thumb> {
                     crate::error::short(&c.classes[pred]),
                     100.0 * conf
                 ),
-            }
+            })
         })
         .collect()
 }
@@ -302,7 +302,7 @@ mod tests {
         // A name of a megabyte is shortened in the caption.
         let long = format!("{}b.png", "x".repeat(1 << 20));
         let names = vec!["a.png".to_string(), long];
-        let pixels = |_: usize| vec![0u8; 4 * 4 * 3];
+        let pixels = |_: usize| Ok(vec![0u8; 4 * 4 * 3]);
         let input = ReportInput {
             title: String::new(),
             run: Vec::new(),
@@ -334,7 +334,7 @@ mod tests {
             explanation_method: String::new(),
             tta: crate::config::Tta::None,
         };
-        let shown: Vec<String> = gallery(&input, c).into_iter().map(|t| t.caption).collect();
+        let shown: Vec<String> = gallery(&input, c).unwrap().into_iter().map(|t| t.caption).collect();
         assert_eq!(shown.len(), 1);
         assert!(shown[0].starts_with("xxx") && shown[0].ends_with("xb.png (1048581 characters): true benign, predicted malignant (32.0%)"), "{}", &shown[0][..40]);
         assert!(shown[0].len() < 250);

@@ -157,7 +157,7 @@ pub struct ReportInput<'a> {
     pub test_probs: &'a [Vec<f32>],
     pub test_names: &'a [String],
     /// RGB pixels (size x size x 3) of the test image at each position.
-    pub test_pixels: &'a dyn Fn(usize) -> Vec<u8>,
+    pub test_pixels: &'a dyn Fn(usize) -> anyhow::Result<Vec<u8>>,
     pub image_size: usize,
     /// The test probabilities before the temperature (None when there is none).
     pub test_probs_uncalibrated: Option<&'a [Vec<f32>]>,
@@ -254,19 +254,19 @@ fn png_uri_within(pixels: &[u8], size: usize, within: u32) -> String {
 
 /// The explained test images, each as the image and its overlay, and the section's note;
 /// `output` is what a heatmap explains.
-fn explanation_pairs(input: &ReportInput, output: &str) -> (Vec<Pair>, String) {
+fn explanation_pairs(input: &ReportInput, output: &str) -> anyhow::Result<(Vec<Pair>, String)> {
     let pairs: Vec<Pair> = input
         .explanations
         .iter()
         .map(|e| {
-            let pixels = (input.test_pixels)(e.position);
-            Pair {
+            let pixels = (input.test_pixels)(e.position)?;
+            Ok(Pair {
                 image: png_uri_within(&pixels, input.image_size, 128),
                 overlay: png_uri_within(&overlay::blend(&pixels, &e.heat), input.image_size, 128),
                 caption: format!("{}: {}", crate::error::short(&input.test_names[e.position]), e.why),
-            }
+            })
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     let note = if pairs.is_empty() {
         "No test image was explained (--explain 0).".to_string()
     } else {
@@ -282,7 +282,7 @@ fn explanation_pairs(input: &ReportInput, output: &str) -> (Vec<Pair>, String) {
             ),
         }
     };
-    (pairs, note)
+    Ok((pairs, note))
 }
 
 fn per_class_table(m: &Metrics) -> Table {
@@ -356,7 +356,7 @@ pub struct TaskPart {
 }
 
 /// The report's one dispatch on the task: each kind's words and test section are in its file.
-fn task_part(input: &ReportInput, test: &Figures) -> TaskPart {
+fn task_part(input: &ReportInput, test: &Figures) -> anyhow::Result<TaskPart> {
     match (input.task, test.classification()) {
         (Task::Classify(c), Some(m)) => classification::part(input, c, m),
         (Task::Regress(t), _) => regression::part(input, t),
@@ -366,7 +366,7 @@ fn task_part(input: &ReportInput, test: &Figures) -> TaskPart {
 
 pub fn build(input: &ReportInput) -> anyhow::Result<String> {
     let test = input.per_split.iter().find(|(s, _)| *s == Split::Test).map(|(_, m)| *m).expect("test metrics");
-    let part = task_part(input, test);
+    let part = task_part(input, test)?;
     let mut training_note = format!(
         "The best epoch, {} (highlighted), was chosen by validation {} and its weights are the Best Model and the ones tested.",
         input.best_epoch, input.validation_metric
@@ -382,7 +382,7 @@ pub fn build(input: &ReportInput) -> anyhow::Result<String> {
         rows: headline(input).rows.into_iter().map(|mut r| Row { values: vec![r.values.pop().unwrap_or_default()], ..r }).collect(),
     };
     let split_counts = split_counts_table(input, &part);
-    let (explanations, explain_note) = explanation_pairs(input, part.explained_output);
+    let (explanations, explain_note) = explanation_pairs(input, part.explained_output)?;
     let headline_note = headline_note(input, part.headline_note);
     let mut training_plots = epoch_plots(input, &part.loss_name, part.figure_plot);
     training_plots.retain(|p| !p.svg.is_empty());

@@ -51,9 +51,9 @@ pub fn headline_rows(per_split: &[(Split, &Figures)], test_intervals: Option<&In
 
 /// The report's regression parts: no confusion matrix, calibration or threshold; the test
 /// section's plots and largest errors instead.
-pub fn part(input: &ReportInput, t: &Target) -> TaskPart {
-    let (plots, gallery, gallery_note) = section(input, t);
-    TaskPart {
+pub fn part(input: &ReportInput, t: &Target) -> anyhow::Result<TaskPart> {
+    let (plots, gallery, gallery_note) = section(input, t)?;
+    Ok(TaskPart {
         loss_name: format!("{} (standardised target)", t.loss.name().to_uppercase()),
         figure_plot: mae_plot(input),
         explained_output: "the predicted value",
@@ -70,7 +70,7 @@ pub fn part(input: &ReportInput, t: &Target) -> TaskPart {
         threshold_plots: Vec::new(),
         gallery,
         gallery_note,
-    }
+    })
 }
 
 /// Train and validation MAE per epoch.
@@ -115,7 +115,7 @@ fn histogram_bins(values: &[f64], bins: usize) -> (Vec<f64>, Vec<usize>) {
 
 /// The test section's plots (true against predicted, residuals, the errors' distribution), the
 /// largest errors and their note.
-fn section(input: &ReportInput, t: &Target) -> (Vec<Plot>, Vec<Thumb>, String) {
+fn section(input: &ReportInput, t: &Target) -> anyhow::Result<(Vec<Plot>, Vec<Thumb>, String)> {
     let truth = input.test_values;
     let predicted = t.predicted_values(input.test_probs);
     let residual: Vec<f64> = predicted.iter().zip(truth).map(|(p, t)| p - t).collect();
@@ -174,16 +174,18 @@ fn section(input: &ReportInput, t: &Target) -> (Vec<Plot>, Vec<Thumb>, String) {
     let gallery: Vec<Thumb> = order
         .iter()
         .take(LARGEST_ERRORS)
-        .map(|&i| Thumb {
-            uri: png_uri(&(input.test_pixels)(i), input.image_size),
-            caption: format!("{}: true {:.4}, predicted {:.4} (error {:+.4})", name(i), truth[i], predicted[i], residual[i]),
+        .map(|&i| {
+            Ok(Thumb {
+                uri: png_uri(&(input.test_pixels)(i)?, input.image_size),
+                caption: format!("{}: true {:.4}, predicted {:.4} (error {:+.4})", name(i), truth[i], predicted[i], residual[i]),
+            })
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     let gallery_note = format!(
         "The {} test images with the largest absolute errors: worth a look for label errors or images unlike the rest.",
         gallery.len()
     );
-    (plots, gallery, gallery_note)
+    Ok((plots, gallery, gallery_note))
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ fn run_items(run: &TrainedRun) -> Vec<Item> {
         item("Task chosen by", run.task_chosen.clone().unwrap_or_else(|| format!("--task {}", cfg.task.name()))),
         item("Epochs", format!("{} requested, {} run", cfg.epochs, run.outcome.history.len())),
         item("Batch size", run.batch_size.to_string()),
+        item("Decoded images", run.summary.cache.describe()),
         item("Pretrained weights", run.pretrained_file.as_ref().map_or("no (random initialisation)".into(), |p| p.display().to_string())),
         item("Fine-tune", fine_tune_words(cfg)),
         item(
@@ -195,7 +196,7 @@ pub fn train_report(run: &TrainedRun) -> Result<String> {
     let split_counts = run.task.split_counts(set, plan);
     let (test_truth, test_values) = run.task.answers(set, &plan.test);
     let test_names = run.names(&plan.test);
-    let pixels = |pos: usize| set.image(plan.test[pos]).to_vec();
+    let pixels = |pos: usize| Ok(set.image(plan.test[pos])?.into_owned());
     let uncalibrated = (run.task.temperature() != 1.0).then(|| run.task.uncalibrated().probabilities(&f.test_logits));
     let (calibration, calibration_note) = calibration(run, uncalibrated.as_deref());
     build(&ReportInput {

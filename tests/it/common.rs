@@ -65,3 +65,20 @@ pub fn sample_zip_after(first: &[(&str, Vec<u8>)]) -> Vec<u8> {
     }
     w.finish().unwrap().into_inner()
 }
+
+/// Reads the stderr of `child` (spawned with it piped) up to and including the first line that
+/// starts with `prefix`: what was read, and the lines still to come.
+pub fn stderr_until(child: &mut std::process::Child, prefix: &str) -> (String, std::io::Lines<std::io::BufReader<std::process::ChildStderr>>) {
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr piped")).lines();
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with(prefix) {
+            break;
+        }
+    }
+    (seen, lines)
+}

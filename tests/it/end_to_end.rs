@@ -129,7 +129,7 @@ fn same_seed_repeats_and_another_seed_splits_differently() {
 #[test]
 fn bundled_sample_is_what_the_generator_makes() {
     let dir = tempfile::tempdir().unwrap();
-    image_learner::synth::write_sample(dir.path(), 60, 48, 1).unwrap();
+    image_learner::synth::write_sample(dir.path(), 60, 48, 1, false).unwrap();
     for f in ["sample_images.zip", "sample_metadata.csv", "sample_metadata_split.csv", "sample_metadata_binary.csv", "sample_metadata_ham.tsv", "sample_metadata_bad.csv", "sample_metadata_regression.csv"] {
         assert_eq!(
             std::fs::read(dir.path().join(f)).unwrap(),

@@ -14,4 +14,5 @@ mod layers;
 mod pretrained;
 mod reference;
 mod reliability;
+mod streaming;
 mod weights_fetch;
