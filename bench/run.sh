@@ -187,6 +187,8 @@ if [[ " $sections " == *" recipe "* ]]; then
     [smooth_balance_tta_flip]="--label-smoothing 0.1 --class-balance auto --tta flip"
     [default_val_bacc]="--validation-metric balanced_accuracy"
     [default_size_128]="--image-size 128"
+    [default_sampler]="--class-balance sampler"
+    [default_cosine]="--lr-schedule cosine --warmup-epochs 1"
   )
   order="${RECIPE_ROWS:-today default warmup_cosine onecycle freeze1 backbone_0.1 layer_decay_0.7 ema smoothing_0.1 balance_loss balance_sampler crop jitter trivial tta_flip tta_flip4 size_224}"
   echo

@@ -4,6 +4,7 @@ pub mod archive;
 pub mod augment;
 pub mod balance;
 pub mod batches;
+pub mod folds;
 pub mod images;
 pub mod metadata;
 pub mod split;

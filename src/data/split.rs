@@ -98,20 +98,7 @@ pub fn grouped(
     seed: u64,
 ) -> Result<Vec<Split>> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut members: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, g) in groups.iter().enumerate() {
-        members.entry(g.as_str()).or_default().push(i);
-    }
-    // Each group's class is its most frequent label (ties: the lowest class index).
-    let mut by_class: BTreeMap<usize, Vec<Vec<usize>>> = BTreeMap::new();
-    for (_, items) in members {
-        let mut freq: HashMap<usize, usize> = HashMap::new();
-        for &i in &items {
-            *freq.entry(labels[i]).or_default() += 1;
-        }
-        let class = freq.iter().max_by_key(|(&c, &n)| (n, std::cmp::Reverse(c))).map(|(&c, _)| c).unwrap();
-        by_class.entry(class).or_default().push(items);
-    }
+    let by_class = groups_by_class(labels, groups);
     let shares = [f.train, f.validation, f.test];
     let mut out = vec![Split::Train; labels.len()];
     for (class, mut class_groups) in by_class {
@@ -154,6 +141,25 @@ pub fn grouped(
         }
     }
     Ok(out)
+}
+
+/// The items of each group (groups in name order), filed under
+/// the group's class: its most frequent label (ties: the lowest class index).
+pub(crate) fn groups_by_class(labels: &[usize], groups: &[String]) -> BTreeMap<usize, Vec<Vec<usize>>> {
+    let mut members: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, g) in groups.iter().enumerate() {
+        members.entry(g.as_str()).or_default().push(i);
+    }
+    let mut by_class: BTreeMap<usize, Vec<Vec<usize>>> = BTreeMap::new();
+    for (_, items) in members {
+        let mut freq: HashMap<usize, usize> = HashMap::new();
+        for &i in &items {
+            *freq.entry(labels[i]).or_default() += 1;
+        }
+        let class = freq.iter().max_by_key(|(&c, &n)| (n, std::cmp::Reverse(c))).map(|(&c, _)| c).expect("a group has items");
+        by_class.entry(class).or_default().push(items);
+    }
+    by_class
 }
 
 /// Split from a split column. Rows with a value that is not a split are an error naming the row.
