@@ -189,6 +189,7 @@ if [[ " $sections " == *" recipe "* ]]; then
     [default_size_128]="--image-size 128"
     [default_sampler]="--class-balance sampler"
     [default_cosine]="--lr-schedule cosine --warmup-epochs 1"
+    [default_cv_5]="--cross-validation 5"
   )
   order="${RECIPE_ROWS:-today default warmup_cosine onecycle freeze1 backbone_0.1 layer_decay_0.7 ema smoothing_0.1 balance_loss balance_sampler crop jitter trivial tta_flip tta_flip4 size_224}"
   echo
@@ -199,7 +200,7 @@ if [[ " $sections " == *" recipe "* ]]; then
   echo "| row | options | test accuracy | balanced accuracy | macro F1 | best epoch | seconds |"
   echo "| --- | --- | --- | --- | --- | --- | --- |"
   for row in $order; do
-    rm -f "$out/recipe.$row"
+    rm -f "$out/recipe.$row" "$out/recipe.$row.oof"
     for seed in $seeds; do
       dir="$out/recipe/$row-$seed"
       base="$out/recipe/${RECIPE_TTA_BASE:-today}-$seed"
@@ -242,14 +243,26 @@ print(m.accuracy_score(t,p), m.balanced_accuracy_score(t,p), m.f1_score(t,p,aver
       fi
       # Data set b at the images' own 200 pixels costs about 4x: 96 unless the row sets a size.
       [[ $data != b || $opts == *--image-size* ]] || opts="$opts --image-size 96"
+      # Cross-validation deals the non-test images into folds, grouped by lesion: on data set a the
+      # split file's rows gain their lesion_id (image_metadata_lesions.csv), as b's have.
+      args=("${input[@]}")
+      if [[ $opts == *--cross-validation* && $data == a ]]; then
+        "$py" -c "import csv,sys; l={r['image_path']:r['lesion_id'] for r in csv.DictReader(open(sys.argv[2]))}; w=csv.writer(open(sys.argv[3],'w')); w.writerow(['image_path','label','split','lesion_id']); [w.writerow([r['image_path'],r['label'],r['split'],l[r['image_path']]]) for r in csv.DictReader(open(sys.argv[1]))]" \
+          "$ham/image_metadata_split.csv" "$ham/image_metadata_lesions.csv" "$out/recipe/a_lesions.csv"
+        args=(--images "$ham/images_96.zip" --metadata "$out/recipe/a_lesions.csv" --split-column split --group-column lesion_id)
+      fi
       start=$(date +%s.%N)
       # shellcheck disable=SC2086
-      "$bin" train "${input[@]}" --model efficientnet_lite0 --use-pretrained true --weights-dir "$out/weights" \
+      "$bin" train "${args[@]}" --model efficientnet_lite0 --use-pretrained true --weights-dir "$out/weights" \
         --epochs "$epochs" --batch-size 32 --learning-rate 0.001 --augmentation horizontal_flip --seed "$seed" \
         --explain 0 $opts --output-dir "$dir" >"$dir.log" 2>&1 || { echo "| $row | failed: see $dir.log |"; continue 2; }
       end=$(date +%s.%N)
       "$py" -c "import json,sys; m=json.load(open(sys.argv[1])); t=m['test']; print(t['accuracy'], t['balanced_accuracy'], t['macro_f1'], m['best_epoch'], float(sys.argv[3]) - float(sys.argv[2]))" \
         "$dir/metrics.json" "$start" "$end" >>"$out/recipe.$row"
+      if [[ $opts == *--cross-validation* ]]; then
+        "$py" -c "import json,sys; o=json.load(open(sys.argv[1]))['cross_validation']['out_of_fold']; print(o['accuracy'], o['balanced_accuracy'], o['macro_f1'])" \
+          "$dir/metrics.json" >>"$out/recipe.$row.oof"
+      fi
     done
     "$py" - "$out/recipe.$row" "$row" "${rows[$row]:-(none)}" <<'PY'
 import statistics, sys
@@ -259,6 +272,16 @@ def cell(v, f):
     return f"{statistics.mean(v):{f}} ± {statistics.stdev(v) if len(v) > 1 else 0:{f}}"
 print(f"| {sys.argv[2]} | `{sys.argv[3]}` | " + " | ".join(cell(c, f) for c, f in zip(cols, [".3f", ".3f", ".3f", ".1f", ".0f"])) + " |")
 PY
+    if [[ -f "$out/recipe.$row.oof" ]]; then
+      # The ensemble's test figures are the row's; its out-of-fold estimate, over the same seeds:
+      "$py" - "$out/recipe.$row.oof" "$row" <<'PY'
+import statistics, sys
+cols = list(zip(*[list(map(float, l.split())) for l in open(sys.argv[1])]))
+cell = lambda v: f"{statistics.mean(v):.3f} ± {statistics.stdev(v) if len(v) > 1 else 0:.3f}"
+print(f"| {sys.argv[2]}, out-of-fold | (every non-test image, by the fold model that never saw it) | " + " | ".join(cell(c) for c in cols) + " | | |")
+PY
+      rm -f "$out/recipe.$row.oof"
+    fi
   done
 fi
 
@@ -268,6 +291,8 @@ if [[ " $sections " == *" scale "* ]]; then
   # 50000), plus the 6,379-image dev set. Three tables: the data path's throughput against the
   # in-memory one (interleaved, SCALE_REPS each); peak memory and time to the first batch as the
   # data set grows (--cache none); and --cache auto under GALAXY_MEMORY_MB=2048 on the largest.
+  # SCALE_TABLES picks among them (throughput memory auto, default all).
+  tables=" ${SCALE_TABLES:-throughput memory auto} "
   mkdir -p "$out/scale"
   counts="${SCALE_COUNTS:-1400 10000 50000}"
   for n in $counts; do
@@ -289,6 +314,7 @@ print(f"{rss:.0f} {data:.1f} {train / training:.1f}")
 PY
   }
   first="$out/scale/sample-${counts%% *}"
+  if [[ $tables == *" throughput "* ]]; then
   echo
   echo "## Scale: the data path's training throughput, images/s (sample of ${counts%% *} JPEGs, 1 epoch, median of ${SCALE_REPS:-2}, interleaved)"
   echo
@@ -307,6 +333,8 @@ PY
       echo "| $model | $size | $r | $z | $(awk -v a="$z" -v b="$r" 'BEGIN {printf "%.2f", a / b}') |"
     done
   done
+  fi
+  if [[ $tables == *" memory "* ]]; then
   echo
   echo "## Scale: memory and time to the first batch as the data grow (--cache none, resnet18, 1 epoch at 64x64)"
   echo
@@ -322,7 +350,9 @@ PY
     images=$(($(wc -l <"$csv") - 1))
     echo "| $what | $images | $(awk -v b="$(stat -c %s "$csv")" 'BEGIN {printf "%.1f", b / 1048576}') | $rss | $data | $ips |"
   done
+  fi
   last="$out/scale/sample-${counts##* }"
+  if [[ $tables == *" auto "* ]]; then
   echo
   echo "## Scale: --cache auto under GALAXY_MEMORY_MB=2048 (sample of ${counts##* } images at 96x96, resnet18, 1 epoch)"
   echo
@@ -331,6 +361,7 @@ PY
     echo "Trained: $(sed -n 's/^decoded images: //p' "$out/scale/auto.log"); peak RSS $rss MB, $ips training images/s."
   else
     echo "Failed: see $out/scale/auto.log"
+  fi
   fi
 fi
 

@@ -948,6 +948,12 @@ pub struct TrainConfig {
     /// Stop after this many epochs without validation improvement.
     #[arg(long)]
     pub early_stop: Option<usize>,
+    /// k-fold cross-validation (0: off; else 3 to 10 folds): the images outside the test split are
+    /// dealt into K folds (stratified, and grouped by --group-column); model k trains on the
+    /// others and validates on fold k; the Best Model is the K models' ensemble.
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub cross_validation: usize,
     /// loss, accuracy, balanced_accuracy, macro_f1 or roc_auc; for regression loss, mae, rmse or r2.
     #[arg(long, default_value = "loss", value_parser = parse_with::<ValidationMetric>)]
     pub validation_metric: ValidationMetric,
@@ -993,6 +999,9 @@ pub struct TrainConfig {
     #[arg(skip)]
     pub command_line: String,
 }
+
+/// The fewest and most folds `--cross-validation` takes.
+pub const FOLDS: std::ops::RangeInclusive<usize> = 3..=10;
 
 /// The most test images the report explains: each is two thumbnails in the page.
 pub const MAX_REPORT_EXPLANATIONS: usize = 64;
@@ -1129,6 +1138,14 @@ impl TrainConfig {
             crate::bail_input!(
                 "--explain {} is more than the report shows: give at most {MAX_REPORT_EXPLANATIONS} test images (predict --explain all explains every image)",
                 self.explain
+            );
+        }
+        if self.cross_validation != 0 && !FOLDS.contains(&self.cross_validation) {
+            crate::bail_input!(
+                "--cross-validation {}: use 0 (no cross-validation) or a number of folds from {} to {}",
+                self.cross_validation,
+                FOLDS.start(),
+                FOLDS.end()
             );
         }
         if self.early_stop == Some(0) {

@@ -85,14 +85,42 @@ pub fn batch_size(training_batch_size: usize) -> usize {
     training_batch_size.max(64)
 }
 
-/// The model of a Best Model, its weights loaded, ready for evaluation.
-pub fn network_from_bundle(b: &Bundle, compute: &Compute) -> Result<(nn::VarStore, Network, &'static models::ModelSpec)> {
+/// The mean of the members' scores for images `indices`, in that order: an ensemble's
+/// probabilities (a regression's values) are the average of its members', each scored by its
+/// own task (its fold's temperature). One member: its own scores.
+pub fn mean_scores(members: &[Evaluator], indices: &[usize]) -> Result<Vec<Vec<f32>>> {
+    if let [one] = members {
+        return one.scores(indices);
+    }
+    let mut sum: Vec<Vec<f64>> = Vec::new();
+    for ev in members {
+        let scores = ev.scores(indices)?;
+        if sum.is_empty() {
+            sum = scores.iter().map(|r| vec![0.0; r.len()]).collect();
+        }
+        for (s, r) in sum.iter_mut().zip(&scores) {
+            for (a, &v) in s.iter_mut().zip(r) {
+                *a += f64::from(v);
+            }
+        }
+    }
+    let k = members.len() as f64;
+    Ok(sum.into_iter().map(|r| r.into_iter().map(|v| (v / k) as f32).collect()).collect())
+}
+
+/// The networks of a Best Model, their weights loaded, ready for evaluation: one, or one per
+/// member of a cross-validated Best Model, in member order.
+pub fn networks_from_bundle(b: &Bundle, compute: &Compute) -> Result<(Vec<(nn::VarStore, Network)>, &'static models::ModelSpec)> {
     let spec = models::find(&b.config.architecture)?;
-    let mut vs = nn::VarStore::new(compute.device);
-    let net = spec.build(&vs.root(), b.task().head_outputs());
-    crate::weights::copy_variables(&mut vs, None, &b.tensors)?;
-    compute.prepare(&vs);
-    Ok((vs, net, spec))
+    let mut out = Vec::with_capacity(b.weights.len());
+    for tensors in &b.weights {
+        let mut vs = nn::VarStore::new(compute.device);
+        let net = spec.build(&vs.root(), b.task().head_outputs());
+        crate::weights::copy_variables(&mut vs, None, tensors)?;
+        compute.prepare(&vs);
+        out.push((vs, net));
+    }
+    Ok((out, spec))
 }
 
 /// One epoch's pass over the training images, in train mode on augmented images: the images in

@@ -12,6 +12,7 @@
 //! orchestrator per subcommand).
 pub mod commands;
 pub mod config;
+pub mod cross_validation;
 pub mod data;
 pub mod decisions;
 pub mod device;

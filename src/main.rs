@@ -13,13 +13,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(mut cfg) => {
             cfg.command_line = cli::typed_command_line();
             let s = commands::train::run(&cfg)?;
-            eprintln!(
-                "done in {:.1} s: best epoch {} of {}, test {}",
-                s.seconds,
-                s.best_epoch,
-                s.epochs_run,
-                s.test.headline()
-            );
+            let kept = match s.fold_best_epochs.as_slice() {
+                [] => format!("best epoch {} of {}, test", s.best_epoch, s.epochs_run),
+                folds => {
+                    let epochs: Vec<String> = folds.iter().map(ToString::to_string).collect();
+                    format!("{} fold models (best epochs {}); their ensemble's test", folds.len(), epochs.join(", "))
+                }
+            };
+            eprintln!("done in {:.1} s: {kept} {}", s.seconds, s.test.headline());
             println!("{}", s.output_dir.join(outputs::REPORT).display());
         }
         Command::Predict(cfg) => {

@@ -53,6 +53,9 @@ pub struct TrainSettings {
     pub seed: u64,
     pub compute: Compute,
     pub normalization: Normalization,
+    /// Cross-validation: this model's fold and the number of folds (1-based), for the log and
+    /// the Training History.
+    pub fold: Option<(usize, usize)>,
 }
 
 impl TrainSettings {
@@ -82,6 +85,7 @@ impl TrainSettings {
             seed: cfg.seed,
             compute,
             normalization: spec.normalization,
+            fold: None,
         }
     }
 
@@ -151,6 +155,10 @@ pub struct EpochRecord {
     pub seconds: f64,
     /// Seconds the trainer spent waiting for batches.
     pub data_wait_seconds: f64,
+    /// Whether this is its model's best epoch, the one kept.
+    pub best: bool,
+    /// Cross-validation: the fold whose model ran this epoch (1-based).
+    pub fold: Option<usize>,
 }
 
 pub struct TrainOutcome {
@@ -285,7 +293,8 @@ impl Trainer<'_> {
                 .expect("valid template")
                 .progress_chars("=> "),
         );
-        bar.set_message(format!("{epoch}/{}", s.epochs));
+        let fold = s.fold.map_or(String::new(), |(k, n)| format!(" of fold {k}/{n}"));
+        bar.set_message(format!("{epoch}/{}{fold}", s.epochs));
         let mut pass = EpochPass {
             images: Vec::with_capacity(train_idx.len()),
             scores: Vec::with_capacity(train_idx.len()),
@@ -359,11 +368,14 @@ fn summarise_epoch(s: &TrainSettings, set: &ImageSet, epoch: usize, pass: &Epoch
         step_learning_rates: pass.step_rates.clone(),
         seconds: started.elapsed().as_secs_f64(),
         data_wait_seconds: pass.wait,
+        best: false,
+        fold: s.fold.map(|(k, _)| k),
     };
     let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
     let short = s.task.log_figure();
+    let fold = s.fold.map_or(String::new(), |(k, n)| format!("fold {k}/{n}, "));
     eprintln!(
-        "epoch {epoch}/{}: train loss {:.4} {short} {} | validation loss {} {short} {} | {:.1} s",
+        "{fold}epoch {epoch}/{}: train loss {:.4} {short} {} | validation loss {} {short} {} | {:.1} s",
         s.epochs,
         record.train_loss,
         fmt(record.train[0]),
@@ -537,6 +549,9 @@ pub fn fit(
         );
     };
     restore(vs, best_state.as_ref().expect("state saved with the best epoch"));
+    if let Some(r) = history.iter_mut().find(|r| r.epoch == best_epoch) {
+        r.best = true;
+    }
     Ok(TrainOutcome {
         history,
         schedule: trainer.schedule,

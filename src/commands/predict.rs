@@ -70,7 +70,10 @@ pub fn run(cfg: &PredictConfig) -> Result<PredictSummary> {
     if s.rows_without_image > 0 {
         eprintln!("warning: {} rows name no image in {} (e.g. {})", s.rows_without_image, s.archive_file, s.missing_examples.join("; "));
     }
-    let (_vs, net, spec) = evaluation::network_from_bundle(&b, &compute)?;
+    let (nets, spec) = evaluation::networks_from_bundle(&b, &compute)?;
+    if nets.len() > 1 {
+        eprintln!("model: an ensemble of {} fold models; each image's scores are their mean", nets.len());
+    }
     let set = Arc::new(ing.images);
     let indices: Vec<usize> = (0..set.len()).collect();
     let batch_size = cfg.batch_size.unwrap_or(b.config.eval_batch_size).max(1);
@@ -78,8 +81,13 @@ pub fn run(cfg: &PredictConfig) -> Result<PredictSummary> {
     if tta != crate::config::Tta::None {
         eprintln!("test-time augmentation: {}", tta.describe());
     }
-    let ev = Evaluator { net: &net, task: &task, set: &set, batch_size, normalization: b.config.normalization, compute: &compute, tta };
-    let scores = ev.scores(&indices)?;
+    let member_tasks = b.member_tasks();
+    let members: Vec<Evaluator> = nets
+        .iter()
+        .zip(&member_tasks)
+        .map(|((_, net), task)| Evaluator { net, task, set: &set, batch_size, normalization: b.config.normalization, compute: &compute, tta })
+        .collect();
+    let scores = evaluation::mean_scores(&members, &indices)?;
     // A regression scores only the images with a true value; the others are still predicted.
     let scored = task.scored(&set, &indices);
     let labelled = ing.labelled && !scored.is_empty();
@@ -101,7 +109,7 @@ pub fn run(cfg: &PredictConfig) -> Result<PredictSummary> {
     let explained = cfg.explain.of(indices.len());
     if explained > 0 {
         let picks = task.predict_picks(&scores, explained);
-        let maps = explain::explain_picks(&ev, &indices, picks, cfg.cam)?;
+        let maps = explain::explain_picks(&members, &indices, picks, cfg.cam)?;
         let output = |t: i64| task.output_name(t);
         let method = format!("{} at {}", cfg.cam.title(), spec.cam_target);
         files.stage(&explanations_path(cfg), &outputs::explanations::zip(&set, &indices, &maps, &output, &method)?)?;

@@ -11,6 +11,8 @@ use crate::evaluation::{self, FinalFigures};
 use crate::metrics::Figures;
 use crate::outputs::{self, TrainedRun};
 use crate::task::{self, Task, TaskKind};
+use crate::cross_validation::{self, CrossValidation};
+use crate::data::ImageSet;
 use crate::{device, explain, models, precision, report, runtime, train, weights};
 
 pub struct RunSummary {
@@ -20,79 +22,71 @@ pub struct RunSummary {
     pub epochs_run: usize,
     pub seconds: f64,
     pub image_size: usize,
+    /// `--cross-validation`: the fold models' best epochs (empty: one model).
+    pub fold_best_epochs: Vec<usize>,
 }
 
 pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
     let started = Instant::now();
     let setup = set_up(cfg)?;
-    let Prepared { ing, plan, task, chosen, mut warnings } = ingest_and_split(cfg, setup.spec)?;
+    let Prepared { ing, mut plan, task, chosen, mut warnings } = ingest_and_split(cfg, setup.spec)?;
+    let folds = (cfg.cross_validation > 0).then(|| cross_validation_folds(cfg, &ing, &mut plan)).transpose()?;
     let ingested = started.elapsed().as_secs_f64();
     // From here on the options are the ones that ran: the report and the Best Model record them.
     let cfg = &as_run(cfg, &task);
     let batch_size = train::fitting_batch_size(cfg.batch_size, plan.train.len(), &mut warnings);
     let (balance, balance_text) = task.class_balance(cfg.class_balance, &ing.images, &plan.train);
     announce(&warnings, &plan, &task, &setup, ing.images.size, balance_text.as_deref(), cfg.tta);
-
-    // Fit.
-    let model = train::start_model(setup.spec, &task, cfg.seed, cfg.use_pretrained.then_some(setup.weights_dir.as_path()), &setup.compute)?;
-    let settings = train::TrainSettings::new(cfg, setup.spec, task.clone(), batch_size, balance, setup.compute);
     let set = Arc::new(ing.images);
     let training_started = Instant::now();
-    let mut vs = model.vs;
-    let outcome = train::fit(&model.net, &mut vs, &set, &plan.train, &plan.validation, &settings)?;
+    let fitted = match folds {
+        None => fit_one(cfg, &setup, &task, &set, &plan, batch_size, balance, &mut warnings)?,
+        Some(folds) => fit_folds(cfg, &setup, &task, &set, folds, &mut warnings)?,
+    };
     let training = training_started.elapsed().as_secs_f64();
-    if let Some(e) = outcome.diverged_at {
-        warnings.push(format!(
-            "training became NaN or infinite in epoch {e}; it stopped there and the best earlier epoch ({}) was kept",
-            outcome.best_epoch
-        ));
-    }
-
-    // Decide: the temperature and the binary threshold, fitted on the validation split.
-    let validation_truth = set.truth(&plan.validation);
-    let validation = outcome.best_validation_logits.as_deref().map(|l| (l, validation_truth.as_slice()));
-    let announced = warnings.len();
-    let (task, decided) = task.fit_decisions(validation, cfg, &mut warnings);
-    for w in &warnings[announced..] {
-        eprintln!("warning: {w}");
-    }
-    eprintln!("{}", decided.describe());
+    eprintln!("{}", fitted.decided.describe());
 
     // Evaluate, then explain the report's test images.
     let evaluation_started = Instant::now();
-    let evaluator = evaluation::Evaluator { task: &task, ..settings.evaluator(&model.net, &set) };
-    let figures = FinalFigures::compute(&evaluator, &plan, &outcome.best_training_pass, outcome.best_validation_logits.as_ref(), cfg)?;
+    let members = fitted.evaluators(&setup, &set, batch_size, cfg.tta);
+    let figures = match &fitted.cv {
+        None => FinalFigures::compute(&members[0], &plan, &fitted.outcome.best_training_pass, fitted.outcome.best_validation_logits.as_ref(), cfg)?,
+        Some(cv) => ensemble_figures(&members, &fitted.task, cv, &plan, cfg)?,
+    };
     let evaluation = evaluation_started.elapsed().as_secs_f64();
     let explaining_started = Instant::now();
-    let explanations = explain::for_report(&evaluator, &plan.test, &figures.test_scores, cfg.explain, cfg.cam)?;
+    let explanations = explain::for_report(&members, &fitted.task, &plan.test, &figures.test_scores, cfg.explain, cfg.cam)?;
     let explaining = explaining_started.elapsed().as_secs_f64();
+    drop(members);
 
     // Outputs and report, staged and committed together.
     let outputs_started = Instant::now();
+    let stores = fitted.stores();
     let run = TrainedRun {
         cfg,
         spec: setup.spec,
-        task: &task,
+        task: &fitted.task,
         task_chosen: chosen,
         class_balance: balance_text,
-        decisions: &decided,
+        decisions: &fitted.decided,
         set: &set,
         summary: &ing.summary,
         plan: &plan,
-        outcome: &outcome,
+        outcome: &fitted.outcome,
         figures: &figures,
         explanations: &explanations,
-        vs: &vs,
+        members: stores,
+        cross_validation: fitted.cv.as_ref(),
         batch_size,
-        parameters: models::parameter_count(&vs),
-        pretrained_file: model.pretrained_file,
+        parameters: models::parameter_count(fitted.stores()[0]),
+        pretrained_file: fitted.pretrained_file.clone(),
         compute: setup.compute,
         warnings,
         seconds: started.elapsed().as_secs_f64(),
     };
     let html = report::train_report(&run)?;
     outputs::write_train_outputs(&run, html.as_bytes())?;
-    let waited: f64 = outcome.history.iter().map(|r| r.data_wait_seconds).sum();
+    let waited: f64 = fitted.outcome.history.iter().map(|r| r.data_wait_seconds).sum();
     eprintln!(
         "time: data {ingested:.1} s, training {training:.1} s (waiting for batches {:.1}%), final evaluation {evaluation:.1} s, explanations {explaining:.1} s, report and outputs {:.1} s",
         100.0 * waited / training.max(1e-9),
@@ -103,10 +97,170 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
     Ok(RunSummary {
         output_dir: cfg.output_dir.clone(),
         test: figures.test,
-        best_epoch: outcome.best_epoch,
-        epochs_run: outcome.history.len(),
+        best_epoch: fitted.outcome.best_epoch,
+        epochs_run: fitted.outcome.history.len(),
         seconds,
         image_size: set.size,
+        fold_best_epochs: fitted.cv.as_ref().map_or_else(Vec::new, |cv| cv.models.iter().map(|m| m.outcome.best_epoch).collect()),
+    })
+}
+
+/// The model a run keeps, its decisions fitted: one network, or a cross-validation's K.
+struct Fitted {
+    /// One model's network and weights; None for a cross-validation, whose are in `cv`.
+    one: Option<(tch::nn::VarStore, models::Network)>,
+    /// What decides on the kept scores (an ensemble's: its members' mean).
+    task: Task,
+    decided: crate::decisions::Decisions,
+    /// One model's training; a cross-validation's folds' epochs, one block per fold.
+    outcome: train::TrainOutcome,
+    cv: Option<CrossValidation>,
+    pretrained_file: Option<std::path::PathBuf>,
+}
+
+impl Fitted {
+    /// The kept weights: the model's, or each fold model's in fold order.
+    fn stores(&self) -> Vec<&tch::nn::VarStore> {
+        match (&self.one, &self.cv) {
+            (Some((vs, _)), _) => vec![vs],
+            (None, Some(cv)) => cv.models.iter().map(|m| &m.vs).collect(),
+            (None, None) => unreachable!("a run keeps a model"),
+        }
+    }
+
+    /// An evaluation pass per kept network, each deciding as its own task does.
+    fn evaluators<'a>(&'a self, setup: &'a Setup, set: &'a Arc<ImageSet>, batch_size: usize, tta: Tta) -> Vec<evaluation::Evaluator<'a>> {
+        let ev = |net, task| evaluation::Evaluator {
+            net,
+            task,
+            set,
+            batch_size: evaluation::batch_size(batch_size),
+            normalization: setup.spec.normalization,
+            compute: &setup.compute,
+            tta,
+        };
+        match (&self.one, &self.cv) {
+            (Some((_, net)), _) => vec![ev(net, &self.task)],
+            (None, Some(cv)) => cv.models.iter().map(|m| ev(&m.net, &m.task)).collect(),
+            (None, None) => unreachable!("a run keeps a model"),
+        }
+    }
+}
+
+/// One model: trained on the train split, its best epoch chosen and its decisions fitted on the
+/// validation split.
+#[allow(clippy::too_many_arguments)]
+fn fit_one(cfg: &TrainConfig, setup: &Setup, task: &Task, set: &Arc<ImageSet>, plan: &split::SplitPlan, batch_size: usize, balance: crate::data::balance::Balance, warnings: &mut Vec<String>) -> Result<Fitted> {
+    let model = train::start_model(setup.spec, task, cfg.seed, cfg.use_pretrained.then_some(setup.weights_dir.as_path()), &setup.compute)?;
+    let settings = train::TrainSettings::new(cfg, setup.spec, task.clone(), batch_size, balance, setup.compute);
+    let mut vs = model.vs;
+    let outcome = train::fit(&model.net, &mut vs, set, &plan.train, &plan.validation, &settings)?;
+    if let Some(e) = outcome.diverged_at {
+        warnings.push(format!(
+            "training became NaN or infinite in epoch {e}; it stopped there and the best earlier epoch ({}) was kept",
+            outcome.best_epoch
+        ));
+    }
+    // Decide: the temperature and the binary threshold, fitted on the validation split.
+    let validation_truth = set.truth(&plan.validation);
+    let validation = outcome.best_validation_logits.as_deref().map(|l| (l, validation_truth.as_slice()));
+    let announced = warnings.len();
+    let (task, decided) = task.fit_decisions(validation, cfg, warnings);
+    for w in &warnings[announced..] {
+        eprintln!("warning: {w}");
+    }
+    Ok(Fitted { one: Some((vs, model.net)), task, decided, outcome, cv: None, pretrained_file: model.pretrained_file })
+}
+
+/// K fold models (`cross_validation`), and the decisions of their ensemble.
+fn fit_folds(cfg: &TrainConfig, setup: &Setup, task: &Task, set: &Arc<ImageSet>, folds: crate::data::folds::Folds, warnings: &mut Vec<String>) -> Result<Fitted> {
+    let shared = cross_validation::Shared {
+        cfg,
+        spec: setup.spec,
+        task,
+        compute: setup.compute,
+        weights_dir: cfg.use_pretrained.then_some(setup.weights_dir.as_path()),
+    };
+    let announced = warnings.len();
+    let mut cv = cross_validation::fit_folds(&shared, set, folds, warnings)?;
+    eprintln!("cross-validation: out-of-fold {} over {} images", cv.oof.headline(), cv.folds.pool.len());
+    let truth = set.truth(&cv.folds.pool);
+    let (ensemble, decided) = task.ensemble_decisions(&cv.oof_scores, &truth, &cv.temperatures(), cfg, warnings);
+    for w in &warnings[announced..] {
+        eprintln!("warning: {w}");
+    }
+    let first = &mut cv.models[0].outcome;
+    let mut outcome = train::TrainOutcome {
+        history: Vec::new(),
+        schedule: first.schedule.clone(),
+        best_epoch: 0,
+        stopped_early: false,
+        diverged_at: None,
+        best_validation_logits: None,
+        best_training_pass: Default::default(),
+        validation_metric: first.validation_metric,
+        metric_fallback: first.metric_fallback.clone(),
+    };
+    for m in &mut cv.models {
+        outcome.history.append(&mut m.outcome.history.clone());
+        outcome.stopped_early |= m.outcome.stopped_early;
+    }
+    // The record's one best epoch: the folds' mean, rounded (each fold's own is in the history).
+    let k = cv.models.len();
+    outcome.best_epoch = (cv.models.iter().map(|m| m.outcome.best_epoch).sum::<usize>() + k / 2) / k;
+    let pretrained_file = cv.models[0].pretrained_file.clone();
+    Ok(Fitted { one: None, task: ensemble, decided, outcome, cv: Some(cv), pretrained_file })
+}
+
+/// The images outside the test split dealt into `--cross-validation` folds; the plan's train
+/// split becomes all of them (each fold model trains on most and validates on the rest).
+fn cross_validation_folds(cfg: &TrainConfig, ing: &data::Ingested, plan: &mut split::SplitPlan) -> Result<crate::data::folds::Folds> {
+    let folds = crate::data::folds::deal(ing, plan, cfg.cross_validation, cfg.seed)?;
+    let k = cfg.cross_validation;
+    let grouped = ing.summary.group_column.as_ref().map_or(String::new(), |g| format!(", grouped by '{g}'"));
+    let from = match &ing.summary.split_column {
+        Some(col) => format!(" The column '{col}' chose the test split; its train and validation rows were dealt into the folds."),
+        None => String::new(),
+    };
+    plan.method = format!(
+        "{} Cross-validation: the {} images outside the test split were dealt into {k} folds, stratified{grouped} (seed {}); fold model k trained on the other folds and validated on fold k.{from}",
+        plan.method,
+        folds.pool.len(),
+        cfg.seed
+    );
+    (plan.train, plan.validation) = (folds.pool.clone(), Vec::new());
+    Ok(folds)
+}
+
+/// A cross-validation's final figures: the ensemble's on the test split; the train figures from
+/// the fold models' best training passes pooled (or the ensemble's on every non-test image,
+/// when asked to evaluate them again or when a pass does not stand for its kept weights). The
+/// out-of-fold figures are the cross-validation's own (`CrossValidation::oof`).
+fn ensemble_figures(members: &[evaluation::Evaluator], task: &Task, cv: &CrossValidation, plan: &split::SplitPlan, cfg: &TrainConfig) -> Result<FinalFigures> {
+    let set = members[0].set.as_ref();
+    let again = cfg.evaluate_train || cv.models.iter().any(|m| !m.outcome.best_training_pass.representative);
+    let train_scores = again.then(|| evaluation::mean_scores(members, &plan.train)).transpose()?;
+    let train = match &train_scores {
+        Some(s) => task.figures(set, &plan.train, s),
+        None => {
+            let images: Vec<usize> = cv.models.iter().flat_map(|m| m.outcome.best_training_pass.images.iter().copied()).collect();
+            let scores: Vec<Vec<f32>> = cv.models.iter().flat_map(|m| m.outcome.best_training_pass.scores.iter().cloned()).collect();
+            task.figures(set, &images, &scores)
+        }
+    };
+    let test_scores = evaluation::mean_scores(members, &plan.test)?;
+    let test = task.figures(set, &plan.test, &test_scores);
+    let test_intervals = task.intervals(set, &plan.test, &test_scores, cfg.seed);
+    Ok(FinalFigures {
+        train,
+        validation: None,
+        test,
+        train_scores,
+        validation_scores: None,
+        test_scores,
+        validation_logits: None,
+        test_logits: Vec::new(),
+        test_intervals,
     })
 }
 

@@ -10,8 +10,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::bail_input;
 
-/// The fewest and most folds `--cross-validation` takes.
-pub const FOLDS: std::ops::RangeInclusive<usize> = 3..=10;
+pub use crate::config::FOLDS;
 
 /// The fold (0..k) of each item with class `labels` and, when given, group `groups`.
 ///
@@ -66,6 +65,57 @@ pub fn assign(labels: &[usize], groups: Option<&[String]>, classes: &[String], k
         }
     }
     Ok(fold)
+}
+
+/// A split's cross-validation: the images outside its test split (`pool`, in set order) and the
+/// fold (0..k) of each.
+#[derive(Clone, Debug)]
+pub struct Folds {
+    pub k: usize,
+    pub pool: Vec<usize>,
+    pub fold: Vec<usize>,
+}
+
+impl Folds {
+    /// The images model `f` validates on: fold `f`, in set order.
+    pub fn validation(&self, f: usize) -> Vec<usize> {
+        self.pool.iter().zip(&self.fold).filter(|(_, &x)| x == f).map(|(&i, _)| i).collect()
+    }
+
+    /// The images model `f` trains on: every other fold, in set order.
+    pub fn train(&self, f: usize) -> Vec<usize> {
+        self.pool.iter().zip(&self.fold).filter(|(_, &x)| x != f).map(|(&i, _)| i).collect()
+    }
+
+    /// The fold of each image of the set (None: a test image).
+    pub fn of_image(&self, images: usize) -> Vec<Option<usize>> {
+        let mut out = vec![None; images];
+        for (&i, &f) in self.pool.iter().zip(&self.fold) {
+            out[i] = Some(f);
+        }
+        out
+    }
+}
+
+/// Deals the images outside `plan`'s test split into `k` folds: stratified by class (a
+/// regression: by quantile band of its target), grouped by the set's group column when it has
+/// one, seeded.
+pub fn deal(ing: &super::Ingested, plan: &super::split::SplitPlan, k: usize, seed: u64) -> Result<Folds> {
+    let set = &ing.images;
+    let mut pool: Vec<usize> = plan.train.iter().chain(&plan.validation).copied().collect();
+    pool.sort_unstable();
+    let groups: Option<Vec<String>> = ing.summary.group_column.as_ref().map(|_| {
+        pool.iter().map(|&i| ing.rows[i].group.clone().unwrap_or_else(|| format!("row:{}", ing.rows[i].line))).collect()
+    });
+    let (labels, classes) = if set.targets.is_empty() {
+        (pool.iter().map(|&i| set.labels[i]).collect(), set.classes.clone())
+    } else {
+        let values: Vec<f64> = pool.iter().map(|&i| set.targets[i]).collect();
+        let units = groups.as_ref().map_or(values.len(), |g| g.iter().collect::<std::collections::HashSet<_>>().len());
+        super::split::value_strata(&values, units)
+    };
+    let fold = assign(&labels, groups.as_deref(), &classes, k, seed)?;
+    Ok(Folds { k, pool, fold })
 }
 
 #[cfg(test)]

@@ -283,7 +283,7 @@ fn check_classes_per_split(
 /// Quantile bins of regression targets (one per ten `units`, the images or the groups that are
 /// dealt out; at least one, at most five), as stratification labels with their names. Equal
 /// values share a bin.
-fn value_strata(targets: &[f64], units: usize) -> (Vec<usize>, Vec<String>) {
+pub(crate) fn value_strata(targets: &[f64], units: usize) -> (Vec<usize>, Vec<String>) {
     let mut sorted: Vec<f64> = targets.to_vec();
     sorted.sort_by(f64::total_cmp);
     let bins = (units / 10).clamp(1, 5);

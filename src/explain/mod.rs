@@ -93,20 +93,88 @@ pub struct Explained {
     pub heat: Vec<f32>,
 }
 
-/// The heatmaps of `picks` among images `images` of the evaluator's set.
-pub fn explain_picks(ev: &Evaluator, images: &[usize], picks: Vec<Pick>, method: Method) -> Result<Vec<Explained>> {
+/// The heatmaps of `picks` among images `images` of the members' set. An ensemble's map is the
+/// mean of its members' maps, each scaled to [0, 1] as one model's is.
+pub fn explain_picks(members: &[Evaluator], images: &[usize], picks: Vec<Pick>, method: Method) -> Result<Vec<Explained>> {
     let indices: Vec<usize> = picks.iter().map(|p| images[p.position]).collect();
     let targets: Vec<i64> = picks.iter().map(|p| p.target).collect();
-    let maps = explain(ev, &indices, &targets, method)?;
+    let mut maps: Vec<Vec<f32>> = Vec::new();
+    for ev in members {
+        let these = explain(ev, &indices, &targets, method)?;
+        if maps.is_empty() {
+            maps = these;
+        } else {
+            for (m, t) in maps.iter_mut().zip(these) {
+                m.iter_mut().zip(t).for_each(|(a, b)| *a += b);
+            }
+        }
+    }
+    if members.len() > 1 {
+        let k = members.len() as f32;
+        maps.iter_mut().for_each(|m| m.iter_mut().for_each(|v| *v /= k));
+    }
     Ok(picks.into_iter().zip(maps).map(|(p, heat)| Explained { position: p.position, why: p.why, target: p.target, heat }).collect())
 }
 
-/// The report's explanations of the test images `test`, scored `scores`: at most `count`.
-pub fn for_report(ev: &Evaluator, test: &[usize], scores: &[Vec<f32>], count: Count, method: Method) -> Result<Vec<Explained>> {
+/// The report's explanations of the test images `test`, scored `scores` as `task` decides: at
+/// most `count`.
+pub fn for_report(members: &[Evaluator], task: &crate::task::Task, test: &[usize], scores: &[Vec<f32>], count: Count, method: Method) -> Result<Vec<Explained>> {
     let limit = count.of(test.len());
-    if limit == 0 {
+    if limit == 0 || members.is_empty() {
         return Ok(Vec::new());
     }
-    let picks = ev.task.report_picks(ev.set, test, scores, limit);
-    explain_picks(ev, test, picks, method)
+    let picks = task.report_picks(members[0].set, test, scores, limit);
+    explain_picks(members, test, picks, method)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::data::store::Store;
+    use crate::data::ImageSet;
+    use crate::task::Task;
+
+    /// An ensemble's heatmap is the mean of its members' heatmaps, image by image (at 96 pixels,
+    /// so that ResNet's last stage has a 3x3 grid to map).
+    #[test]
+    fn an_ensembles_map_is_the_mean_of_its_members_maps() {
+        let n = 3;
+        let set = Arc::new(ImageSet {
+            size: 96,
+            store: Store::Ram((0..n * 96 * 96 * 3).map(|i| ((i * 37 + i / 101 * 11) % 251) as u8).collect()),
+            labels: vec![0, 1, 0],
+            targets: Vec::new(),
+            names: (0..n).map(|i| format!("{i}.png")).collect(),
+            classes: vec!["a".into(), "b".into()],
+        });
+        let spec = crate::models::find("resnet18").unwrap();
+        let task = Task::for_training(crate::task::TaskKind::Classification, &set.classes, None, "label", "m.csv").unwrap();
+        let compute = crate::precision::Compute::cpu();
+        let nets: Vec<(tch::nn::VarStore, Network)> = (0..2)
+            .map(|seed| {
+                tch::manual_seed(seed);
+                let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+                let net = spec.build(&vs.root(), 2);
+                (vs, net)
+            })
+            .collect();
+        let members: Vec<Evaluator> = nets
+            .iter()
+            .map(|(_, net)| Evaluator { net, task: &task, set: &set, batch_size: 8, normalization: spec.normalization, compute: &compute, tta: crate::config::Tta::None })
+            .collect();
+        let images = [0, 1, 2];
+        let picks = || images.iter().map(|&i| Pick { position: i, target: (i % 2) as i64, why: String::new() }).collect::<Vec<_>>();
+        let both = explain_picks(&members, &images, picks(), Method::GradCam).unwrap();
+        let one = explain_picks(&members[..1], &images, picks(), Method::GradCam).unwrap();
+        let other = explain_picks(&members[1..], &images, picks(), Method::GradCam).unwrap();
+        for ((b, x), y) in both.iter().zip(&one).zip(&other) {
+            assert_eq!(b.heat.len(), 96 * 96);
+            assert!(x.heat != y.heat && x.heat.iter().any(|&v| v > 0.5), "the members differ, and their maps are not flat");
+            for ((&m, &p), &q) in b.heat.iter().zip(&x.heat).zip(&y.heat) {
+                assert!((m - (p + q) / 2.0).abs() < 1e-6, "{m} against ({p} + {q}) / 2");
+            }
+        }
+    }
 }

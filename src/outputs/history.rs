@@ -20,13 +20,20 @@ pub fn columns(figures: [&str; 3]) -> Vec<String> {
 /// The columns that hold wall-clock times (the rest repeat exactly for the same seed).
 pub const TIME_COLUMNS: std::ops::Range<usize> = 11..13;
 
-pub fn to_csv(history: &[EpochRecord], best_epoch: usize, figures: [&str; 3]) -> Result<Vec<u8>> {
+/// The Training History. A cross-validation's has one block of epochs per fold, and a last
+/// column, `fold`, that names it.
+pub fn to_csv(history: &[EpochRecord], figures: [&str; 3]) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(columns(figures))?;
+    let folds = history.iter().any(|r| r.fold.is_some());
+    let mut header = columns(figures);
+    if folds {
+        header.push("fold".into());
+    }
+    w.write_record(header)?;
     let opt = |v: Option<f64>| v.map(fmt_float).unwrap_or_default();
     for r in history {
         let validation = r.validation.unwrap_or([None; 3]);
-        w.write_record([
+        let mut record = vec![
             r.epoch.to_string(),
             fmt_float(r.train_loss),
             opt(r.train[0]),
@@ -37,10 +44,14 @@ pub fn to_csv(history: &[EpochRecord], best_epoch: usize, figures: [&str; 3]) ->
             opt(validation[1]),
             opt(validation[2]),
             fmt_float(r.learning_rate),
-            (r.epoch == best_epoch).to_string(),
+            r.best.to_string(),
             format!("{:.3}", r.seconds),
             format!("{:.3}", r.data_wait_seconds),
-        ])?;
+        ];
+        if folds {
+            record.push(r.fold.map(|f| f.to_string()).unwrap_or_default());
+        }
+        w.write_record(record)?;
     }
     Ok(w.into_inner()?)
 }

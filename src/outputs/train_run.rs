@@ -33,8 +33,10 @@ pub struct TrainedRun<'a> {
     pub figures: &'a FinalFigures,
     /// The report's explained test images.
     pub explanations: &'a [crate::explain::Explained],
-    /// The best epoch's weights.
-    pub vs: &'a nn::VarStore,
+    /// The best epoch's weights: the model's, or each fold model's in fold order.
+    pub members: Vec<&'a nn::VarStore>,
+    /// `--cross-validation`: the fold models and their out-of-fold predictions.
+    pub cross_validation: Option<&'a crate::cross_validation::CrossValidation>,
     pub batch_size: usize,
     pub parameters: i64,
     pub pretrained_file: Option<std::path::PathBuf>,
@@ -54,11 +56,25 @@ impl TrainedRun<'_> {
         self.task.truth_names(self.set, indices)
     }
 
-    /// The Predictions CSV: the test images, or every image with its split.
+    /// The Predictions CSV: the test images, or every image with its split. A
+    /// cross-validation's non-test images carry their out-of-fold predictions, their split
+    /// written as `fold k`.
     fn predictions(&self) -> Result<Vec<u8>> {
         let (plan, f) = (self.plan, self.figures);
         if self.cfg.predictions == PredictionsScope::Test {
             return self.task.predictions_csv(&self.names(&plan.test), Some(&self.truth(&plan.test)), &f.test_scores, None);
+        }
+        if let Some(cv) = self.cross_validation {
+            let pool = &cv.folds.pool;
+            let mut names = self.names(pool);
+            let mut truth = self.truth(pool);
+            let mut scores = cv.oof_scores.clone();
+            let mut splits: Vec<String> = cv.folds.fold.iter().map(|k| format!("fold {}", k + 1)).collect();
+            names.extend(self.names(&plan.test));
+            truth.extend(self.truth(&plan.test));
+            scores.extend(f.test_scores.iter().cloned());
+            splits.extend(std::iter::repeat_n(Split::Test.name().to_string(), plan.test.len()));
+            return self.task.predictions_csv(&names, Some(&truth), &scores, Some(&splits));
         }
         let (mut names, mut truth, mut scores, mut splits) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for which in Split::ALL {
@@ -99,6 +115,10 @@ impl TrainedRun<'_> {
             "calibration_bins": metrics::calibration::RELIABILITY_BINS,
             "image_cache": &self.summary.cache,
         });
+        let mut json = json;
+        if let Some(cv) = self.cross_validation {
+            json["cross_validation"] = cv.to_json();
+        }
         Ok(serde_json::to_vec_pretty(&json)?)
     }
 
@@ -119,8 +139,15 @@ impl TrainedRun<'_> {
             threshold: self.task.threshold(),
             threshold_source: self.decisions.threshold_source.clone(),
             target: self.task.target().cloned(),
+            members: self.cross_validation.map_or_else(Vec::new, |cv| {
+                cv.models
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| bundle::Member { weights: bundle::member_file(i + 1), fold: i + 1, best_epoch: m.outcome.best_epoch, temperature: m.task.temperature() })
+                    .collect()
+            }),
         };
-        bundle::to_zip(self.vs, &config)
+        bundle::to_zip(&self.members, &config)
     }
 }
 
@@ -129,7 +156,7 @@ pub fn write_train_outputs(run: &TrainedRun, report_html: &[u8]) -> Result<()> {
     let dir = &run.cfg.output_dir;
     let mut set = OutputSet::new();
     set.stage(&dir.join(PREDICTIONS), &run.predictions()?)?;
-    set.stage(&dir.join(HISTORY), &history::to_csv(&run.outcome.history, run.outcome.best_epoch, run.task.epoch_columns())?)?;
+    set.stage(&dir.join(HISTORY), &history::to_csv(&run.outcome.history, run.task.epoch_columns())?)?;
     set.stage(&dir.join(METRICS), &run.metrics_json()?)?;
     set.stage(&dir.join(BEST_MODEL), &run.best_model()?)?;
     set.stage(&dir.join(REPORT), report_html)?;

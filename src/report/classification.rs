@@ -313,6 +313,7 @@ mod tests {
             task: &task,
             split_counts: vec![[1, 0, 1], [1, 0, 1]],
             history: &[],
+            cross_validation: None,
             schedule: String::new(),
             best_epoch: 1,
             validation_metric: "loss",

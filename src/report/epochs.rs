@@ -5,21 +5,34 @@ use super::{f4, opt4, Plot, ReportInput, Row, Table};
 use crate::train::EpochRecord;
 
 /// The x range of the per-epoch plots and their best-epoch marker.
+/// (A cross-validation's folds each have their own best epoch: no marker.)
 pub(super) fn epoch_axis(input: &ReportInput) -> ((f64, f64), Option<(f64, String)>) {
-    let last = input.history.last().map_or(1.0, |r| r.epoch as f64);
-    ((1.0, last.max(2.0)), Some((input.best_epoch as f64, format!("best epoch ({})", input.best_epoch))))
+    let last = input.history.iter().map(|r| r.epoch).max().unwrap_or(1) as f64;
+    let folds = input.history.iter().any(|r| r.fold.is_some());
+    ((1.0, last.max(2.0)), (!folds).then(|| (input.best_epoch as f64, format!("best epoch ({})", input.best_epoch))))
 }
 
-/// One figure per epoch as a line, where the epochs have it.
-pub(super) fn epoch_series(h: &[EpochRecord], label: &str, i: usize, dashed: bool, f: &dyn Fn(&EpochRecord) -> Option<f64>) -> Option<Series> {
-    let pts: Vec<(f64, f64)> = h.iter().filter_map(|r| f(r).map(|v| (r.epoch as f64, v))).collect();
-    (!pts.is_empty()).then(|| Series {
-        label: label.to_string(),
-        hover: pts.iter().map(|(e, v)| format!("{label}, epoch {e}: {v:.4}")).collect(),
-        points: pts,
-        colour: colour(i),
-        dashed,
-    })
+/// One figure per epoch as a line, where the epochs have it; a cross-validation's, one line per
+/// fold (its colour the fold's).
+pub(super) fn epoch_series(h: &[EpochRecord], label: &str, i: usize, dashed: bool, f: &dyn Fn(&EpochRecord) -> Option<f64>) -> Vec<Series> {
+    let mut folds: Vec<Option<usize>> = h.iter().map(|r| r.fold).collect();
+    folds.dedup();
+    folds
+        .into_iter()
+        .filter_map(|fold| {
+            let pts: Vec<(f64, f64)> = h.iter().filter(|r| r.fold == fold).filter_map(|r| f(r).map(|v| (r.epoch as f64, v))).collect();
+            let label = fold.map_or(label.to_string(), |k| format!("fold {k} {label}"));
+            // Per fold, a fold's colour is its own: its training figures are dashed.
+            let dashed = dashed || (fold.is_some() && label.contains(" train "));
+            (!pts.is_empty()).then(|| Series {
+                hover: pts.iter().map(|(e, v)| format!("{label}, epoch {e}: {v:.4}")).collect(),
+                label,
+                points: pts,
+                colour: colour(fold.map_or(i, |k| k - 1)),
+                dashed,
+            })
+        })
+        .collect()
 }
 
 /// The y range of the series, from 0 when `floor0`, with a margin above.
@@ -33,7 +46,7 @@ pub(super) fn value_range(ss: &[Series], floor0: bool) -> (f64, f64) {
 /// The loss per epoch, the task's figure per epoch (`figure_plot`), then the learning rate.
 pub(super) fn epoch_plots(input: &ReportInput, loss_name: &str, figure_plot: Plot) -> Vec<Plot> {
     let h = input.history;
-    let last = h.last().map_or(1.0, |r| r.epoch as f64);
+    let last = h.iter().map(|r| r.epoch).max().unwrap_or(1) as f64;
     let (x_range, best) = epoch_axis(input);
     let mut out = Vec::new();
     let loss: Vec<Series> = [
@@ -49,7 +62,10 @@ pub(super) fn epoch_plots(input: &ReportInput, loss_name: &str, figure_plot: Plo
         guide: "Both curves should fall. A validation loss that rises while the training loss keeps falling means the model is memorising the training images (overfitting); the best epoch is the one kept.".into(),
     });
     out.push(figure_plot);
-    let lr = vec![step_rates(h)];
+    // Every fold follows the same schedule: the first fold's rates stand for all.
+    let first = h.first().and_then(|r| r.fold);
+    let one: Vec<EpochRecord> = h.iter().filter(|r| r.fold == first).cloned().collect();
+    let lr = vec![step_rates(&one)];
     let yr = value_range(&lr, true);
     out.push(Plot {
         svg: plots::line_chart(&LineChart { title: "Learning rate", x_label: "epoch", y_label: "learning rate", x_range: (0.0, last.max(1.0)), y_range: (0.0, yr.1), series: lr, marker: None, diagonal: false, integer_x: true }),
@@ -99,7 +115,7 @@ pub(super) fn epochs_table(input: &ReportInput) -> Table {
         .map(|r| {
             let v = r.validation.unwrap_or([None; 3]);
             Row {
-                name: r.epoch.to_string(),
+                name: r.fold.map_or(r.epoch.to_string(), |k| format!("fold {k}, {}", r.epoch)),
                 values: vec![
                     f4(r.train_loss),
                     opt4(r.train[0]),
@@ -111,7 +127,7 @@ pub(super) fn epochs_table(input: &ReportInput) -> Table {
                     format!("{}", r.learning_rate),
                     format!("{:.1}", r.seconds),
                 ],
-                class: if r.epoch == input.best_epoch { "best".into() } else { String::new() },
+                class: if r.best { "best".into() } else { String::new() },
             }
         })
         .collect();

@@ -72,6 +72,14 @@ pub struct Plot {
     pub guide: String,
 }
 
+/// The report's account of a cross-validation: a note and a table of figures, one row per
+/// figure with each fold's value, their mean ± standard deviation and the out-of-fold value.
+#[derive(Clone)]
+pub struct CrossValidationSection {
+    pub note: String,
+    pub table: Table,
+}
+
 #[derive(Template)]
 #[template(path = "report.html")]
 pub struct ReportPage {
@@ -86,6 +94,7 @@ pub struct ReportPage {
     pub split_method: String,
     pub split_counts: Table,
     pub training_note: String,
+    pub cross_validation: Option<CrossValidationSection>,
     pub training_plots: Vec<Plot>,
     pub epochs: Table,
     pub test_note: String,
@@ -140,6 +149,8 @@ pub struct ReportInput<'a> {
     /// Images per class in train, validation, test.
     pub split_counts: Vec<[usize; 3]>,
     pub history: &'a [EpochRecord],
+    /// `--cross-validation`: what the folds measured, with the out-of-fold figures.
+    pub cross_validation: Option<CrossValidationSection>,
     /// The learning-rate schedule in words.
     pub schedule: String,
     pub best_epoch: usize,
@@ -367,10 +378,17 @@ fn task_part(input: &ReportInput, test: &Figures) -> anyhow::Result<TaskPart> {
 pub fn build(input: &ReportInput) -> anyhow::Result<String> {
     let test = input.per_split.iter().find(|(s, _)| *s == Split::Test).map(|(_, m)| *m).expect("test metrics");
     let part = task_part(input, test)?;
-    let mut training_note = format!(
-        "The best epoch, {} (highlighted), was chosen by validation {} and its weights are the Best Model and the ones tested.",
-        input.best_epoch, input.validation_metric
-    );
+    let mut training_note = if input.cross_validation.is_some() {
+        format!(
+            "Each fold model's best epoch (highlighted) was chosen by validation {} on its own fold; the Best Model is the fold models together, and the test figures are theirs.",
+            input.validation_metric
+        )
+    } else {
+        format!(
+            "The best epoch, {} (highlighted), was chosen by validation {} and its weights are the Best Model and the ones tested.",
+            input.best_epoch, input.validation_metric
+        )
+    };
     if input.stopped_early {
         training_note.push_str(" Training stopped early: the validation figure had stopped improving.");
     }
@@ -398,6 +416,7 @@ pub fn build(input: &ReportInput) -> anyhow::Result<String> {
         split_method: input.split_method.clone(),
         split_counts,
         training_note,
+        cross_validation: input.cross_validation.clone(),
         training_plots,
         epochs: epochs_table(input),
         test_note: format!("{} test images, never seen in training or in choosing the best epoch.", test.n()),

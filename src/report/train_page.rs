@@ -209,6 +209,7 @@ pub fn train_report(run: &TrainedRun) -> Result<String> {
         task: run.task,
         split_counts,
         history: &run.outcome.history,
+        cross_validation: run.cross_validation.map(cross_validation_section),
         schedule: run.outcome.schedule.describe(),
         best_epoch: run.outcome.best_epoch,
         validation_metric: run.outcome.validation_metric.name(),
@@ -230,4 +231,40 @@ pub fn train_report(run: &TrainedRun) -> Result<String> {
         explanation_method: format!("{} at {} of {}", run.cfg.cam.title(), run.spec.cam_target, run.spec.name),
         tta: run.cfg.tta,
     })
+}
+
+/// The cross-validation's table: each figure per fold, the folds' mean ± standard deviation, and
+/// the out-of-fold value with its bootstrap interval.
+fn cross_validation_section(cv: &crate::cross_validation::CrossValidation) -> super::CrossValidationSection {
+    let k = cv.folds.k;
+    let mut header = vec!["Figure".to_string()];
+    header.extend((1..=k).map(|f| format!("Fold {f}")));
+    header.extend(["Mean ± SD".to_string(), "Out-of-fold (95% interval)".to_string()]);
+    let oof = serde_json::to_value(&cv.oof).unwrap_or_default();
+    let rows = cv
+        .per_fold()
+        .into_iter()
+        .map(|(name, values)| {
+            let (mean, sd) = crate::cross_validation::mean_sd(&values);
+            let mut cells: Vec<String> = values.iter().map(|v| f4(*v)).collect();
+            cells.push(format!("{} ± {}", f4(mean), f4(sd)));
+            let pooled = oof.get(&name).and_then(serde_json::Value::as_f64).map_or("-".to_string(), f4);
+            let ci = cv.oof_intervals.as_ref().and_then(|i| i.get(&name));
+            cells.push(match ci {
+                Some(i) => format!("{pooled} ({}-{})", f4(i.low), f4(i.high)),
+                None => pooled,
+            });
+            Row { name, values: cells, class: String::new() }
+        })
+        .collect();
+    let sizes: Vec<String> = (0..k).map(|f| cv.folds.fold.iter().filter(|&&x| x == f).count().to_string()).collect();
+    let epochs: Vec<String> = cv.models.iter().map(|m| m.outcome.best_epoch.to_string()).collect();
+    let note = format!(
+        "{k} fold models; fold k's model trained on the other folds and was validated on fold k ({} images per fold; best epochs {}). \
+         The out-of-fold figures score every non-test image with the one model that never trained on it: \
+         with their intervals and the folds' spread, they are the figures to quote in a paper.",
+        sizes.join(", "),
+        epochs.join(", ")
+    );
+    super::CrossValidationSection { note, table: super::Table { header, rows } }
 }

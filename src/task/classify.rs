@@ -6,7 +6,7 @@ use tch::{Kind, Reduction, Tensor};
 
 use super::{Pick, TaskKind};
 use crate::bail_input;
-use crate::config::{CalibrationChoice, ClassBalance, TrainConfig};
+use crate::config::{CalibrationChoice, ClassBalance, ThresholdMetric, TrainConfig};
 use crate::data::balance::Balance;
 use crate::data::metadata::{label_key, Row};
 use crate::data::ImageSet;
@@ -258,36 +258,63 @@ impl Classifier {
                 )
             }
         };
-        let mut threshold_curve = None;
-        let threshold_source = (c.kind == TaskKind::Binary).then(|| {
-            if let Some(t) = cfg.threshold.fixed() {
-                c.threshold = Some(t);
-                return "set with --threshold".to_string();
-            }
-            let metric = cfg.threshold_metric;
-            c.threshold = Some(0.5);
-            let Some((logits, truth)) = validation else {
-                warnings.push("--threshold auto needs a validation split, and there is none: the decision threshold is 0.5".into());
-                return "0.5: no validation split to tune it on".to_string();
-            };
-            let p1: Vec<f32> = c.probabilities(logits).iter().map(|p| p[1]).collect();
-            let positive: Vec<bool> = truth.iter().map(|&t| t == 1).collect();
-            match threshold::tune(&p1, &positive, metric) {
-                Some(tuned) => {
-                    c.threshold = Some(tuned.threshold);
-                    threshold_curve = Some((metric, tuned.curve));
-                    format!("tuned on the {} validation images: maximises {} ({:.4})", truth.len(), metric.name(), tuned.value)
-                }
-                None => {
-                    warnings.push(format!(
-                        "--threshold auto: the validation split has one class only, or one score for every image, so there is nothing to tune; the decision threshold is 0.5 (classes: {})",
-                        c.classes.join(", ")
-                    ));
-                    "0.5: nothing to tune on the validation split".to_string()
-                }
-            }
-        });
+        let scored = validation.map(|(logits, truth)| (c.probabilities(logits).iter().map(|p| p[1]).collect(), truth));
+        let (threshold_source, threshold_curve) = c.decide_threshold(scored, cfg, ("the validation split", "validation images"), warnings);
         let decisions = Decisions { temperature: c.temperature, temperature_source, threshold: c.threshold, threshold_source, threshold_curve };
+        (c, decisions)
+    }
+
+    /// A binary task's threshold, set in `self`: `--threshold`'s, else tuned on `scored` (the
+    /// second class's probabilities and the truth) to maximise `--threshold-metric`, else 0.5.
+    /// `place` names where the scores come from (the split, and its images). Returns the
+    /// threshold's source and the tuning curve; (None, None) for other tasks.
+    #[allow(clippy::type_complexity)]
+    fn decide_threshold(&mut self, scored: Option<(Vec<f32>, &[usize])>, cfg: &TrainConfig, place: (&str, &str), warnings: &mut Vec<String>) -> (Option<String>, Option<(ThresholdMetric, Vec<(f64, f64)>)>) {
+        if self.kind != TaskKind::Binary {
+            return (None, None);
+        }
+        if let Some(t) = cfg.threshold.fixed() {
+            self.threshold = Some(t);
+            return (Some("set with --threshold".to_string()), None);
+        }
+        let (split, items) = place;
+        let metric = cfg.threshold_metric;
+        self.threshold = Some(0.5);
+        let Some((p1, truth)) = scored else {
+            warnings.push("--threshold auto needs a validation split, and there is none: the decision threshold is 0.5".into());
+            return (Some("0.5: no validation split to tune it on".to_string()), None);
+        };
+        let positive: Vec<bool> = truth.iter().map(|&t| t == 1).collect();
+        match threshold::tune(&p1, &positive, metric) {
+            Some(tuned) => {
+                self.threshold = Some(tuned.threshold);
+                let source = format!("tuned on the {} {items}: maximises {} ({:.4})", truth.len(), metric.name(), tuned.value);
+                (Some(source), Some((metric, tuned.curve)))
+            }
+            None => {
+                warnings.push(format!(
+                    "--threshold auto: {split} has one class only, or one score for every image, so there is nothing to tune; the decision threshold is 0.5 (classes: {})",
+                    self.classes.join(", ")
+                ));
+                (Some(format!("0.5: nothing to tune on {split}")), None)
+            }
+        }
+    }
+
+    /// A cross-validated ensemble's decisions. Each member's probabilities are calibrated by its
+    /// own fold's temperature (`temperatures`) before they are averaged, so the ensemble's own
+    /// temperature is 1. A binary threshold is tuned on the out-of-fold probabilities `oof`
+    /// (truth `truth`), the images no member that scored them trained on.
+    pub fn ensemble_decisions(&self, oof: &[Vec<f32>], truth: &[usize], temperatures: &[f32], cfg: &TrainConfig, warnings: &mut Vec<String>) -> (Classifier, Decisions) {
+        let mut c = Classifier { temperature: 1.0, ..self.clone() };
+        let listed = temperatures.iter().map(|t| format!("{t:.4}")).collect::<Vec<_>>().join(", ");
+        let temperature_source = match cfg.calibrate {
+            CalibrationChoice::None => "none (--calibrate none): the ensemble averages its fold models' own probabilities".to_string(),
+            CalibrationChoice::Temperature => format!("each fold model's own, fitted on its validation fold ({listed}), before its probabilities are averaged"),
+        };
+        let scored = Some((oof.iter().map(|p| p[1]).collect(), truth));
+        let (threshold_source, threshold_curve) = c.decide_threshold(scored, cfg, ("the out-of-fold set", "out-of-fold predictions"), warnings);
+        let decisions = Decisions { temperature: 1.0, temperature_source, threshold: c.threshold, threshold_source, threshold_curve };
         (c, decisions)
     }
 }

@@ -408,6 +408,18 @@ impl Task {
         }
     }
 
+    /// A cross-validated ensemble's decisions (`Classifier::ensemble_decisions`), with the task
+    /// that decides on its averaged scores. A regression has none.
+    pub fn ensemble_decisions(&self, oof: &[Vec<f32>], truth: &[usize], temperatures: &[f32], cfg: &TrainConfig, warnings: &mut Vec<String>) -> (Task, Decisions) {
+        match self {
+            Task::Classify(c) => {
+                let (c, d) = c.ensemble_decisions(oof, truth, temperatures, cfg, warnings);
+                (Task::Classify(c), d)
+            }
+            Task::Regress(_) => (self.clone(), Decisions::not_applicable()),
+        }
+    }
+
     /// The figures of images `images` of `set`, whose scores are `scores` (same order).
     pub fn figures(&self, set: &ImageSet, images: &[usize], scores: &[Vec<f32>]) -> Figures {
         match self {

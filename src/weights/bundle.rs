@@ -46,7 +46,29 @@ pub struct BundleConfig {
     /// Regression: the target column, its training mean and standard deviation, and the loss.
     #[serde(default)]
     pub target: Option<Target>,
+    /// A cross-validated Best Model: its fold models, whose scores it averages (none: one model,
+    /// in `model.safetensors`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<Member>,
 }
+
+/// One fold model of a cross-validated Best Model: its weights' file in the ZIP (a state dict
+/// with the reference's names, as `model.safetensors` is), its best epoch and its temperature.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Member {
+    pub weights: String,
+    pub fold: usize,
+    pub best_epoch: usize,
+    pub temperature: f32,
+}
+
+/// The ZIP member of fold `fold`'s weights (1-based).
+pub fn member_file(fold: usize) -> String {
+    format!("fold_{fold}.safetensors")
+}
+
+/// The most members a Best Model has (`--cross-validation`'s most folds).
+const MAX_MEMBERS: usize = 10;
 
 fn uncalibrated() -> f32 {
     1.0
@@ -128,30 +150,49 @@ pub fn read_safetensors(bytes: &[u8]) -> Result<HashMap<String, Tensor>> {
     Ok(out)
 }
 
-pub fn to_zip(vs: &nn::VarStore, config: &BundleConfig) -> Result<Vec<u8>> {
-    let weights = safetensors_bytes(vs, crate::models::find(&config.architecture)?)?;
-    zip_members(&serde_json::to_vec_pretty(config)?, &weights)
+/// A Best Model's ZIP: one model's weights (`vs` alone), or a cross-validated ensemble's, one
+/// variable store per member of `config.members`, in that order.
+pub fn to_zip(vs: &[&nn::VarStore], config: &BundleConfig) -> Result<Vec<u8>> {
+    let spec = crate::models::find(&config.architecture)?;
+    let names: Vec<String> = if config.members.is_empty() { vec!["model.safetensors".into()] } else { config.members.iter().map(|m| m.weights.clone()).collect() };
+    anyhow::ensure!(names.len() == vs.len(), "{} weights for {} members", vs.len(), names.len());
+    let mut weights = Vec::with_capacity(vs.len());
+    for v in vs {
+        weights.push(safetensors_bytes(v, spec)?);
+    }
+    let named: Vec<(&str, &[u8])> = names.iter().map(String::as_str).zip(weights.iter().map(Vec::as_slice)).collect();
+    zip_members(&serde_json::to_vec_pretty(config)?, &named)
 }
 
-/// A Best Model's ZIP from its two members' bytes, stored uncompressed (weights barely compress).
-pub fn zip_members(config_json: &[u8], weights: &[u8]) -> Result<Vec<u8>> {
-    let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+/// A Best Model's ZIP from its members' bytes (config.json first), stored uncompressed (weights
+/// barely compress), in a buffer sized once.
+pub fn zip_members(config_json: &[u8], weights: &[(&str, &[u8])]) -> Result<Vec<u8>> {
+    let size = config_json.len() + weights.iter().map(|(_, w)| w.len() + 256).sum::<usize>() + 1024;
+    let mut w = zip::ZipWriter::new(Cursor::new(Vec::with_capacity(size)));
     let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     w.start_file("config.json", stored)?;
     w.write_all(config_json)?;
-    w.start_file("model.safetensors", stored)?;
-    w.write_all(weights)?;
+    for (name, bytes) in weights {
+        w.start_file(*name, stored)?;
+        w.write_all(bytes)?;
+    }
     Ok(w.finish()?.into_inner())
 }
 
 pub struct Bundle {
     pub config: BundleConfig,
-    pub tensors: HashMap<String, Tensor>,
+    /// The weights by name: one map, or one per member of a cross-validated Best Model.
+    pub weights: Vec<HashMap<String, Tensor>>,
 }
 
 impl Bundle {
-    /// The task the model was trained for, with its classes and decision rule.
+    /// The task the model was trained for, with its classes and decision rule. An ensemble's
+    /// decides on its members' averaged scores, each already calibrated (`member_tasks`).
     pub fn task(&self) -> Task {
+        self.task_at(self.config.temperature)
+    }
+
+    fn task_at(&self, temperature: f32) -> Task {
         let c = &self.config;
         match &c.target {
             Some(t) => Task::Regress(t.clone()),
@@ -159,9 +200,18 @@ impl Bundle {
                 kind: c.task,
                 classes: c.classes.clone(),
                 threshold: c.threshold.or(c.options.threshold.fixed()),
-                temperature: c.temperature,
+                temperature,
             }),
         }
+    }
+
+    /// The task each set of weights scores with: the model's own, or each member's, with its
+    /// fold's temperature.
+    pub fn member_tasks(&self) -> Vec<Task> {
+        if self.config.members.is_empty() {
+            return vec![self.task()];
+        }
+        self.config.members.iter().map(|m| self.task_at(m.temperature)).collect()
     }
 }
 
@@ -199,19 +249,24 @@ pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Bundle> {
         Ok(buf)
     };
     let config_bytes = member("config.json", MAX_CONFIG_BYTES)?;
-    let weights = member("model.safetensors", MAX_BUNDLE_BYTES)?;
     let config: BundleConfig = serde_json::from_slice(&config_bytes)
         .map_err(|e| input_error(format!("{name}: config.json is not a Best Model's configuration ({e})")))?;
     check_config(&config, name)?;
-    let tensors = read_safetensors(&weights).map_err(|e| input_error(format!("{name}: model.safetensors {e:#}")))?;
-    let mut names: Vec<&String> = tensors.keys().collect();
-    names.sort();
-    for n in names {
-        if tch::no_grad(|| tensors[n].isfinite().all().int64_value(&[])) == 0 {
-            bail_input!("{name}: the weight '{}' holds NaN or infinite values; the model is damaged: train it again", crate::error::short(n));
+    let files: Vec<String> = if config.members.is_empty() { vec!["model.safetensors".into()] } else { config.members.iter().map(|m| m.weights.clone()).collect() };
+    let mut weights = Vec::with_capacity(files.len());
+    for file in &files {
+        let bytes = member(file, MAX_BUNDLE_BYTES)?;
+        let tensors = read_safetensors(&bytes).map_err(|e| input_error(format!("{name}: {file} {e:#}")))?;
+        let mut names: Vec<&String> = tensors.keys().collect();
+        names.sort();
+        for n in names {
+            if tch::no_grad(|| tensors[n].isfinite().all().int64_value(&[])) == 0 {
+                bail_input!("{name}: the weight '{}' holds NaN or infinite values; the model is damaged: train it again", crate::error::short(n));
+            }
         }
+        weights.push(tensors);
     }
-    Ok(Bundle { config, tensors })
+    Ok(Bundle { config, weights })
 }
 
 /// The configuration's values, each within what a training run can have written.
@@ -269,6 +324,17 @@ fn check_config(c: &BundleConfig, name: &str) -> Result<()> {
     if !(c.temperature.is_finite() && c.temperature > 0.0) {
         return Err(bad(format!("has the temperature {}", c.temperature)));
     }
+    if c.members.len() == 1 || c.members.len() > MAX_MEMBERS {
+        return Err(bad(format!("lists {} members (an ensemble has 2 to {MAX_MEMBERS})", c.members.len())));
+    }
+    for (i, m) in c.members.iter().enumerate() {
+        if m.weights != member_file(i + 1) || m.fold != i + 1 {
+            return Err(bad(format!("lists the member '{}' (fold {}) where fold {}'s is expected", crate::error::short(&m.weights), m.fold, i + 1)));
+        }
+        if !(m.temperature.is_finite() && m.temperature > 0.0) {
+            return Err(bad(format!("has the temperature {} for fold {}", m.temperature, m.fold)));
+        }
+    }
     Ok(())
 }
 
@@ -292,11 +358,12 @@ mod tests {
             threshold: None,
             threshold_source: None,
             target: None,
+            members: Vec::new(),
         }
     }
 
     fn zip_with(config_json: &[u8], weights: &[u8]) -> Vec<u8> {
-        zip_members(config_json, weights).unwrap()
+        zip_members(config_json, &[("model.safetensors", weights)]).unwrap()
     }
 
     fn refused(bytes: &[u8]) -> String {
@@ -314,7 +381,7 @@ mod tests {
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let spec = crate::models::find("resnet18").unwrap();
         let _net = spec.build(&vs.root(), 3);
-        let good = to_zip(&vs, &config()).unwrap();
+        let good = to_zip(&[&vs], &config()).unwrap();
         assert_eq!(from_bytes(&good, "best_model.zip").unwrap().config.classes.len(), 3);
         let weights = safetensors_bytes(&vs, spec).unwrap();
         let json = |c: &BundleConfig| serde_json::to_vec(c).unwrap();
@@ -352,7 +419,46 @@ mod tests {
         tch::no_grad(|| {
             let _ = vs.variables()["fc.bias"].shallow_clone().fill_(f64::NAN);
         });
-        assert!(refused(&to_zip(&vs, &config()).unwrap()).contains("the weight 'fc.bias' holds NaN"));
+        assert!(refused(&to_zip(&[&vs], &config()).unwrap()).contains("the weight 'fc.bias' holds NaN"));
+    }
+
+    /// A cross-validated Best Model: one weights file per member, each read back, each member
+    /// deciding with its own temperature; members that do not match their files are refused.
+    #[test]
+    fn an_ensembles_members_read_back_and_edited_members_are_refused() {
+        let spec = crate::models::find("resnet18").unwrap();
+        let stores: Vec<nn::VarStore> = (0..2)
+            .map(|i| {
+                tch::manual_seed(i);
+                let vs = nn::VarStore::new(tch::Device::Cpu);
+                let _net = spec.build(&vs.root(), 3);
+                vs
+            })
+            .collect();
+        let member = |fold: usize, temperature: f32| Member { weights: member_file(fold), fold, best_epoch: fold, temperature };
+        let two = BundleConfig { members: vec![member(1, 1.5), member(2, 0.8)], ..config() };
+        let bytes = to_zip(&[&stores[0], &stores[1]], &two).unwrap();
+        let b = from_bytes(&bytes, "best_model.zip").unwrap();
+        assert_eq!(b.weights.len(), 2);
+        assert_eq!(b.member_tasks().iter().map(Task::temperature).collect::<Vec<_>>(), [1.5, 0.8]);
+        let w = |i: usize| b.weights[i]["fc.weight"].shallow_clone();
+        assert!(w(0).allclose(&stores[0].variables()["fc.weight"], 0.0, 0.0, false));
+        assert!(!w(0).allclose(&w(1), 1e-3, 1e-3, false), "each member keeps its own weights");
+        assert!(to_zip(&[&stores[0]], &two).is_err(), "one store for two members");
+        let weights = safetensors_bytes(&stores[0], spec).unwrap();
+        let json = |c: &BundleConfig| serde_json::to_vec(c).unwrap();
+        for (c, why) in [
+            (BundleConfig { members: vec![member(1, 1.0)], ..config() }, "lists 1 members"),
+            (BundleConfig { members: vec![member(1, 1.0), member(3, 1.0)], ..config() }, "where fold 2's is expected"),
+            (BundleConfig { members: vec![member(1, 1.0), member(2, 0.0)], ..config() }, "the temperature 0 for fold 2"),
+        ] {
+            let files: Vec<(String, &[u8])> = c.members.iter().map(|m| (m.weights.clone(), weights.as_slice())).collect();
+            let named: Vec<(&str, &[u8])> = files.iter().map(|(n, w)| (n.as_str(), *w)).collect();
+            assert!(refused(&zip_members(&json(&c), &named).unwrap()).contains(why), "{why}");
+        }
+        // A member named in config.json but missing from the ZIP.
+        let only_one = zip_members(&json(&two), &[("fold_1.safetensors", &weights)]).unwrap();
+        assert!(refused(&only_one).contains("it has no fold_2.safetensors"));
     }
 
     #[test]
@@ -372,6 +478,7 @@ mod tests {
             threshold: Some(0.4),
             threshold_source: Some("tuned".into()),
             target: None,
+            members: Vec::new(),
         };
         let json = serde_json::to_string(&config).unwrap();
         // Before the temperature and the tuned threshold: the manual threshold of the options.
@@ -381,10 +488,10 @@ mod tests {
         }
         before["options"].as_object_mut().unwrap().remove("calibrate");
         let read: BundleConfig = serde_json::from_value(before).unwrap();
-        let b = Bundle { config: read, tensors: HashMap::new() };
+        let b = Bundle { config: read, weights: Vec::new() };
         assert_eq!((b.task().threshold(), b.task().temperature()), (Some(0.3), 1.0));
         assert_eq!(b.config.options.calibrate, crate::config::CalibrationChoice::None);
-        let b = Bundle { config: serde_json::from_str(&json).unwrap(), tensors: HashMap::new() };
+        let b = Bundle { config: serde_json::from_str(&json).unwrap(), weights: Vec::new() };
         assert_eq!((b.task().threshold(), b.task().temperature()), (Some(0.4), 1.5));
         assert!(json.contains("\"image_size\":48"), "{json}");
         let old = json.replacen("\"image_size\":48", "\"input_size\":48", 1);

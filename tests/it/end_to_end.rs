@@ -64,7 +64,7 @@ fn train_writes_all_outputs_and_predict_reproduces_them() {
     assert_eq!(b.config.classes, ["circle", "square", "triangle"]);
     assert_eq!(b.config.architecture, "resnet18");
     assert_eq!(b.config.best_epoch, summary.best_epoch);
-    assert!(b.tensors.contains_key("layer4.1.bn2.running_var") && b.tensors.contains_key("fc.weight"));
+    assert!(b.weights[0].contains_key("layer4.1.bn2.running_var") && b.weights[0].contains_key("fc.weight"));
 
     // predict, through the binary, on exactly the test images: the same probabilities.
     let test_csv = dir.path().join("test_images.csv");
@@ -598,7 +598,7 @@ fn test_time_augmentation_is_kept_in_the_best_model_and_predict_can_override_it(
     assert_eq!(config["options"]["tta"], "flip");
     config["options"].as_object_mut().unwrap().remove("tta");
     let old = dir.path().join("old_model.zip");
-    std::fs::write(&old, bundle::zip_members(&serde_json::to_vec(&config).unwrap(), &member("model.safetensors")).unwrap()).unwrap();
+    std::fs::write(&old, bundle::zip_members(&serde_json::to_vec(&config).unwrap(), &[("model.safetensors", &member("model.safetensors"))]).unwrap()).unwrap();
     let (from_old, _) = predict(&old, "old.csv", &[]);
     assert_eq!(from_old, plain, "a Best Model without the field predicts as --tta none");
     let o = run(&["predict", "--model", model.to_str().unwrap(), "--images", sample_zip().to_str().unwrap(), "--tta", "flip8"]);

@@ -146,7 +146,7 @@ fn predict_writes_explanations_for_every_task_and_older_models() {
     assert!(options.remove("explain").is_some() && options.remove("cam").is_some());
     let weights = zip_entries(&model).into_iter().find(|(n, _)| n == "model.safetensors").unwrap().1;
     let older = dir.path().join("older.zip");
-    std::fs::write(&older, image_learner::weights::bundle::zip_members(&serde_json::to_vec(&config).unwrap(), &weights).unwrap()).unwrap();
+    std::fs::write(&older, image_learner::weights::bundle::zip_members(&serde_json::to_vec(&config).unwrap(), &[("model.safetensors", &weights)]).unwrap()).unwrap();
     let (_, entries) = predict(&older, "older", &["--explain", "2"]);
     assert_eq!(entries.len(), 3);
 

@@ -15,6 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["evaluation"],
     &["explain"],
     &["train"],
+    &["cross_validation"],
     &["outputs", "synth"],
     &["report"],
     &["commands"],

@@ -7,6 +7,7 @@
 mod common;
 
 mod bad_input;
+mod cross_validation;
 mod browser;
 mod end_to_end;
 mod explanations;

@@ -36,7 +36,7 @@ fn frozen_backbone_is_bit_identical_and_fine_tuning_changes_it() {
             run_train(&cfg).unwrap();
             let b = bundle::read(&out.join(outputs::BEST_MODEL)).unwrap();
             let mut changed = 0;
-            for (k, t) in &b.tensors {
+            for (k, t) in &b.weights[0] {
                 if k.starts_with(&head) {
                     assert_eq!(t.size()[0], 3, "{name}: a new head sized to the classes");
                     continue;

@@ -36,7 +36,8 @@ fn best_models_load_back_in_pytorch_with_the_same_logits() {
         tch::Tensor::read_safetensors(&theirs_path).unwrap().into_iter().collect();
     for path in &bundles {
         let b = bundle::read(path).unwrap();
-        let (_vs, net, _) = image_learner::evaluation::network_from_bundle(&b, &image_learner::precision::Compute::cpu()).unwrap();
+        let (mut nets, _) = image_learner::evaluation::networks_from_bundle(&b, &image_learner::precision::Compute::cpu()).unwrap();
+        let (_vs, net) = nets.remove(0);
         let ours = net.forward(&x, false, false);
         let diff = (&ours - &theirs[&b.config.architecture]).abs().max().double_value(&[]);
         assert!(diff < 1e-4, "{}: logits differ by {diff}", b.config.architecture);

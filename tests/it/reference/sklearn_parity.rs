@@ -239,3 +239,27 @@ fn every_metric_matches_scikit_learn() {
     assert!((0..3).all(|t| never[t][2] == 0));
     assert_eq!(reference["absent_from_truth"]["per_class"]["support"][3], 0);
 }
+
+/// A cross-validation's out-of-fold figures are scikit-learn's on its out-of-fold predictions
+/// (the Predictions CSV's rows outside the test split).
+#[test]
+fn out_of_fold_figures_match_scikit_learn_on_the_out_of_fold_predictions() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cv");
+    let o = crate::cross_validation::train_k_fold(&out, &crate::common::sample_csv(), &["--explain", "0"]);
+    assert!(o.status.success(), "{}", crate::common::stderr(&o));
+    let script = "import csv, json, sys\n\
+from sklearn import metrics as m\n\
+rows = [r for r in csv.DictReader(open(sys.argv[1])) if r['split'] != 'test']\n\
+t = [r['true_label'] for r in rows]; p = [r['predicted_label'] for r in rows]\n\
+print(json.dumps({'n': len(rows), 'accuracy': m.accuracy_score(t, p), 'macro_f1': m.f1_score(t, p, average='macro'), 'balanced_accuracy': m.balanced_accuracy_score(t, p)}))";
+    let o = std::process::Command::new(super::python()).args(["-c", script]).arg(out.join("predictions.csv")).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let theirs: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let metrics: Value = serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    let ours = &metrics["cross_validation"]["out_of_fold"];
+    assert_eq!(ours["n"], theirs["n"]);
+    for figure in ["accuracy", "macro_f1", "balanced_accuracy"] {
+        close(ours[figure].as_f64().unwrap(), &theirs[figure], figure);
+    }
+}
