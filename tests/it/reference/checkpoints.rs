@@ -19,6 +19,12 @@ fn best_models_load_back_in_pytorch_with_the_same_logits() {
         run_train(&cfg).unwrap();
         bundles.push(out.join(outputs::BEST_MODEL));
     }
+    // A cross-validated Best Model: each fold model loads alone.
+    let out = dir.path().join("cross-validated");
+    let mut cfg = quick_config(&out, 1);
+    cfg.cross_validation = 3;
+    run_train(&cfg).unwrap();
+    bundles.push(out.join(outputs::BEST_MODEL));
     tch::manual_seed(9);
     let x = tch::Tensor::randn([2, 3, 32, 32], (tch::Kind::Float, tch::Device::Cpu));
     let input = dir.path().join("x.safetensors");
@@ -36,11 +42,15 @@ fn best_models_load_back_in_pytorch_with_the_same_logits() {
         tch::Tensor::read_safetensors(&theirs_path).unwrap().into_iter().collect();
     for path in &bundles {
         let b = bundle::read(path).unwrap();
-        let (mut nets, _) = image_learner::evaluation::networks_from_bundle(&b, &image_learner::precision::Compute::cpu()).unwrap();
-        let (_vs, net) = nets.remove(0);
-        let ours = net.forward(&x, false, false);
-        let diff = (&ours - &theirs[&b.config.architecture]).abs().max().double_value(&[]);
-        assert!(diff < 1e-4, "{}: logits differ by {diff}", b.config.architecture);
+        let (nets, _) = image_learner::evaluation::networks_from_bundle(&b, &image_learner::precision::Compute::cpu()).unwrap();
+        assert_eq!(nets.len(), b.config.members.len().max(1));
+        for (k, (_vs, net)) in nets.iter().enumerate() {
+            let arch = &b.config.architecture;
+            let key = b.config.members.get(k).map_or(arch.clone(), |m| format!("{arch}/{}", m.weights));
+            let ours = net.forward(&x, false, false);
+            let diff = (&ours - &theirs[&key]).abs().max().double_value(&[]);
+            assert!(diff < 1e-4, "{key}: logits differ by {diff}");
+        }
     }
 }
 
