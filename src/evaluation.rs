@@ -260,6 +260,46 @@ mod tests {
 
     /// On resnet18, flip's probabilities are the mean of those of the images and of their
     /// mirrors, each predicted alone; flip4's the mean over the four views.
+    /// An ensemble's scores are the mean of its members' probabilities, each member after its
+    /// own temperature, to 1e-6.
+    #[test]
+    fn an_ensemble_scores_the_mean_of_its_members_probabilities() {
+        let spec = models::find("resnet18").unwrap();
+        let set = Arc::new(images());
+        let compute = Compute::cpu();
+        let nets: Vec<(nn::VarStore, Network)> = (0..3)
+            .map(|seed| {
+                tch::manual_seed(10 + seed);
+                let vs = nn::VarStore::new(tch::Device::Cpu);
+                let net = spec.build(&vs.root(), 2);
+                (vs, net)
+            })
+            .collect();
+        let tasks: Vec<Task> = [0.7f32, 1.0, 2.5]
+            .iter()
+            .map(|&t| match classifier() {
+                Task::Classify(c) => Task::Classify(crate::task::Classifier { temperature: t, ..c }),
+                other => other,
+            })
+            .collect();
+        let members: Vec<Evaluator> = nets
+            .iter()
+            .zip(&tasks)
+            .map(|((_, net), task)| Evaluator { net, task, set: &set, batch_size: 4, normalization: crate::data::batches::IMAGENET, compute: &compute, tta: Tta::None })
+            .collect();
+        let all: Vec<usize> = (0..set.len()).collect();
+        let alone: Vec<Vec<Vec<f32>>> = nets.iter().zip(&tasks).map(|((_, net), task)| probabilities(net, task, &set, Tta::None)).collect();
+        assert_ne!(alone[0], alone[1]);
+        let mean = mean_scores(&members, &all).unwrap();
+        for (i, row) in mean.iter().enumerate() {
+            for (c, &p) in row.iter().enumerate() {
+                let expected = alone.iter().map(|a| f64::from(a[i][c])).sum::<f64>() / 3.0;
+                assert!((f64::from(p) - expected).abs() < 1e-6, "image {i}, class {c}: {p} against {expected}");
+            }
+        }
+        assert_eq!(mean_scores(&members[..1], &all).unwrap(), alone[0], "one member: its own scores");
+    }
+
     #[test]
     fn tta_is_the_mean_of_the_separate_passes() {
         let spec = models::find("resnet18").unwrap();
