@@ -275,13 +275,7 @@ mod tests {
                 (vs, net)
             })
             .collect();
-        let tasks: Vec<Task> = [0.7f32, 1.0, 2.5]
-            .iter()
-            .map(|&t| match classifier() {
-                Task::Classify(c) => Task::Classify(crate::task::Classifier { temperature: t, ..c }),
-                other => other,
-            })
-            .collect();
+        let tasks: Vec<Task> = [0.7f32, 1.0, 2.5].iter().map(|&t| classifier().at_temperature(t)).collect();
         let members: Vec<Evaluator> = nets
             .iter()
             .zip(&tasks)

@@ -389,8 +389,13 @@ impl Task {
 
     /// The same task without calibration: what the network's own probabilities decide.
     pub fn uncalibrated(&self) -> Task {
+        self.at_temperature(1.0)
+    }
+
+    /// The same task dividing its logits by `temperature` (a regression has none: unchanged).
+    pub fn at_temperature(&self, temperature: f32) -> Task {
         match self {
-            Task::Classify(c) => Task::Classify(Classifier { temperature: 1.0, ..c.clone() }),
+            Task::Classify(c) => Task::Classify(Classifier { temperature, ..c.clone() }),
             Task::Regress(_) => self.clone(),
         }
     }
