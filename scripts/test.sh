@@ -23,10 +23,12 @@ case "${1:-}" in
   *) echo "usage: scripts/test.sh [--quick]" >&2; exit 2 ;;
 esac
 
-timed() {  # PART COMMAND...: runs it, prints its time
-  local part=$1 start=$SECONDS; shift
-  "$@"
+timed() {  # PART COMMAND...: runs it, prints its time, and returns its status (an `|| x=$?` caller
+  # turns errexit off inside, so without the explicit return a failure would read as success)
+  local part=$1 start=$SECONDS rc=0; shift
+  "$@" || rc=$?
   echo "time: $part $(( SECONDS - start )) s"
+  return $rc
 }
 
 if $quick; then
