@@ -62,6 +62,7 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
     // Outputs and report, staged and committed together.
     let outputs_started = Instant::now();
     let stores = fitted.stores();
+    let parameters = models::parameter_count(stores[0]);
     let run = TrainedRun {
         cfg,
         spec: setup.spec,
@@ -78,7 +79,7 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
         members: stores,
         cross_validation: fitted.cv.as_ref(),
         batch_size,
-        parameters: models::parameter_count(fitted.stores()[0]),
+        parameters,
         pretrained_file: fitted.pretrained_file.clone(),
         compute: setup.compute,
         warnings,
@@ -182,14 +183,14 @@ fn fit_folds(cfg: &TrainConfig, setup: &Setup, task: &Task, set: &Arc<ImageSet>,
         weights_dir: cfg.use_pretrained.then_some(setup.weights_dir.as_path()),
     };
     let announced = warnings.len();
-    let mut cv = cross_validation::fit_folds(&shared, set, folds, warnings)?;
+    let cv = cross_validation::fit_folds(&shared, set, folds, warnings)?;
     eprintln!("cross-validation: out-of-fold {} over {} images", cv.oof.headline(), cv.folds.pool.len());
     let truth = set.truth(&cv.folds.pool);
     let (ensemble, decided) = task.ensemble_decisions(&cv.oof_scores, &truth, &cv.temperatures(), cfg, warnings);
     for w in &warnings[announced..] {
         eprintln!("warning: {w}");
     }
-    let first = &mut cv.models[0].outcome;
+    let first = &cv.models[0].outcome;
     let mut outcome = train::TrainOutcome {
         history: Vec::new(),
         schedule: first.schedule.clone(),
@@ -201,8 +202,8 @@ fn fit_folds(cfg: &TrainConfig, setup: &Setup, task: &Task, set: &Arc<ImageSet>,
         validation_metric: first.validation_metric,
         metric_fallback: first.metric_fallback.clone(),
     };
-    for m in &mut cv.models {
-        outcome.history.append(&mut m.outcome.history.clone());
+    for m in &cv.models {
+        outcome.history.extend_from_slice(&m.outcome.history);
         outcome.stopped_early |= m.outcome.stopped_early;
     }
     // The record's one best epoch: the folds' mean, rounded (each fold's own is in the history).
