@@ -174,6 +174,7 @@ if [[ " $sections " == *" recipe "* ]]; then
     [smooth_cosine]="--label-smoothing 0.1 --lr-schedule cosine --warmup-epochs 1"
     [py_today]="--class-balance none"
     [py_default]="--label-smoothing 0.1 --class-balance auto"
+    [py_default_128]="--label-smoothing 0.1 --class-balance auto --image-size 128 --tta flip"
     [smooth_crop]="--label-smoothing 0.1 --augmentation random_resized_crop"
     [smooth_trivial]="--label-smoothing 0.1 --augmentation trivial_augment"
     [smooth_val_bacc]="--label-smoothing 0.1 --validation-metric balanced_accuracy"

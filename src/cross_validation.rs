@@ -58,15 +58,29 @@ pub fn fit_folds(sh: &Shared, set: &Arc<ImageSet>, folds: Folds, warnings: &mut 
     let (cfg, task) = (sh.cfg, sh.task);
     let mut models = Vec::with_capacity(folds.k);
     let mut oof_by_image: Vec<Option<Vec<f32>>> = vec![None; set.len()];
+    let planned = (0..folds.k)
+        .map(|f| {
+            let n = folds.train(f).len();
+            let batch_size = train::fitting_batch_size(cfg.batch_size, n, &mut Vec::new());
+            (crate::data::batches::training_steps(n, batch_size) * cfg.epochs) as u64
+        })
+        .collect();
+    let run_bar = train::RunBar::new(planned);
     for f in 0..folds.k {
         let (train_idx, val_idx) = (folds.train(f), folds.validation(f));
         eprintln!("fold {}/{}: {} images train, {} validate", f + 1, folds.k, train_idx.len(), val_idx.len());
         let batch_size = train::fitting_batch_size(cfg.batch_size, train_idx.len(), warnings);
         let (balance, _) = task.class_balance(cfg.class_balance, set, &train_idx);
         let model = train::start_model(sh.spec, task, cfg.seed, sh.weights_dir, &sh.compute)?;
-        let settings = TrainSettings { fold: Some((f + 1, folds.k)), ..TrainSettings::new(cfg, sh.spec, task.clone(), batch_size, balance, sh.compute) };
+        let settings = TrainSettings {
+            fold: Some((f + 1, folds.k)),
+            run_bar: Some(run_bar.clone()),
+            ..TrainSettings::new(cfg, sh.spec, task.clone(), batch_size, balance, sh.compute)
+        };
         let mut vs = model.vs;
+        let started = run_bar.position();
         let outcome = train::fit(&model.net, &mut vs, set, &train_idx, &val_idx, &settings)?;
+        run_bar.settle(f, started);
         if let Some(e) = outcome.diverged_at {
             warnings.push(format!(
                 "fold {}: training became NaN or infinite in epoch {e}; it stopped there and the best earlier epoch ({}) was kept",
@@ -84,6 +98,7 @@ pub fn fit_folds(sh: &Shared, set: &Arc<ImageSet>, folds: Folds, warnings: &mut 
         }
         models.push(FoldModel { vs, net: model.net, task: fold_task, decisions, outcome, figures, batch_size, pretrained_file: model.pretrained_file });
     }
+    run_bar.finish();
     let oof_scores: Vec<Vec<f32>> = folds.pool.iter().map(|&i| oof_by_image[i].take().expect("each pool image is in one fold")).collect();
     let oof = task.figures(set, &folds.pool, &oof_scores);
     let oof_intervals = task.intervals(set, &folds.pool, &oof_scores, cfg.seed);

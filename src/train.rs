@@ -56,6 +56,49 @@ pub struct TrainSettings {
     /// Cross-validation: this model's fold and the number of folds (1-based), for the log and
     /// the Training History.
     pub fold: Option<(usize, usize)>,
+    /// A bar over the whole run, when this model is one of several (cross-validation); else
+    /// each epoch draws its own.
+    pub run_bar: Option<RunBar>,
+}
+
+/// The progress bar of a run that trains several models one after another (cross-validation's
+/// folds). Its length is every model's planned steps; a model that stops early (early stopping,
+/// or a loss that became NaN) takes its unrun steps off, so the bar ends full and its time left
+/// stays honest.
+#[derive(Clone)]
+pub struct RunBar {
+    bar: ProgressBar,
+    planned: Vec<u64>,
+}
+
+impl RunBar {
+    /// A bar for models that plan `planned[m]` steps each, drawn on the terminal (hidden where
+    /// stderr is not one, as in Galaxy's logs).
+    pub fn new(planned: Vec<u64>) -> RunBar {
+        let bar = ProgressBar::new(planned.iter().sum()).with_style(
+            ProgressStyle::with_template("  {msg} [{bar:30}] {pos}/{len} batches of the run, {eta} left")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        RunBar { bar, planned }
+    }
+
+    /// The steps done so far, to pass to `settle` when model `m` ends.
+    pub fn position(&self) -> u64 {
+        self.bar.position()
+    }
+
+    /// Model `m` has ended; it began at `started` (`position` then). Its unrun steps leave the
+    /// bar's length.
+    pub fn settle(&self, m: usize, started: u64) {
+        let done = self.bar.position().saturating_sub(started);
+        let unrun = self.planned[m].saturating_sub(done);
+        self.bar.set_length(self.bar.length().unwrap_or(0).saturating_sub(unrun));
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
 }
 
 impl TrainSettings {
@@ -86,6 +129,7 @@ impl TrainSettings {
             compute,
             normalization: spec.normalization,
             fold: None,
+            run_bar: None,
         }
     }
 
@@ -288,13 +332,16 @@ impl Trainer<'_> {
             epoch,
             s.balance == Balance::Sampler,
         );
-        let bar = ProgressBar::new(self.steps_per_epoch as u64).with_style(
-            ProgressStyle::with_template("  epoch {msg} [{bar:30}] {pos}/{len} batches, {eta} left")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        let fold = s.fold.map_or(String::new(), |(k, n)| format!(" of fold {k}/{n}"));
-        bar.set_message(format!("{epoch}/{}{fold}", s.epochs));
+        let fold = s.fold.map_or(String::new(), |(k, n)| format!("fold {k}/{n}, "));
+        let bar = match &s.run_bar {
+            Some(run) => run.bar.clone(),
+            None => ProgressBar::new(self.steps_per_epoch as u64).with_style(
+                ProgressStyle::with_template("  {msg} [{bar:30}] {pos}/{len} batches, {eta} left")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            ),
+        };
+        bar.set_message(format!("{fold}epoch {epoch}/{}", s.epochs));
         let mut pass = EpochPass {
             images: Vec::with_capacity(train_idx.len()),
             scores: Vec::with_capacity(train_idx.len()),
@@ -322,7 +369,9 @@ impl Trainer<'_> {
             bar.inc(1);
             waited = Instant::now();
         }
-        bar.finish_and_clear();
+        if s.run_bar.is_none() {
+            bar.finish_and_clear();
+        }
         Ok(pass)
     }
 
@@ -621,6 +670,36 @@ mod tests {
         s.freeze_epochs = 1;
         fit(&started.net, &mut vs, &set, &[0, 1, 2, 3, 4, 5], &[], &s).unwrap();
         assert!(!before["conv1.weight"].equal(&state(&vs)["conv1.weight"]), "the second epoch trains the backbone");
+    }
+
+    /// Two models on one run bar: the first's epochs advance the shared bar (not a bar of their
+    /// own), and the second, stopped after one of its two planned epochs, takes its unrun steps
+    /// off the length, so the bar ends full.
+    #[test]
+    fn a_run_bar_counts_every_models_steps_and_ends_full() {
+        let spec = crate::models::find("resnet18").unwrap();
+        let classes = vec!["bright".to_string(), "dark".to_string()];
+        let task = Task::for_training(crate::config::TaskKind::Classification, &classes, None, "y", "m.csv").unwrap();
+        let mut cfg = TrainConfig::new("-".into(), "-".into(), "-".into(), "resnet18");
+        (cfg.epochs, cfg.seed) = (2, 3);
+        let train_idx = [0, 1, 2, 3, 4, 5];
+        // Batches of 4 on 6 images: 2 steps an epoch, 4 a model.
+        let per_model = (batches::training_steps(train_idx.len(), 4) * cfg.epochs) as u64;
+        assert_eq!(per_model, 4);
+        let run = RunBar::new(vec![per_model, per_model]);
+        let set = tiny_set();
+        for (m, epochs) in [(0, 2), (1, 1)] {
+            let started_model = start_model(spec, &task, 3, None, &Compute::cpu()).unwrap();
+            let mut vs = started_model.vs;
+            let mut s = TrainSettings { fold: Some((m + 1, 2)), run_bar: Some(run.clone()), ..TrainSettings::new(&cfg, spec, task.clone(), 4, Balance::None, Compute::cpu()) };
+            s.epochs = epochs;
+            let started = run.position();
+            fit(&started_model.net, &mut vs, &set, &train_idx, &[6, 7], &s).unwrap();
+            assert_eq!(run.position() - started, 2 * epochs as u64, "model {m}'s steps on the run's bar");
+            run.settle(m, started);
+        }
+        assert_eq!(run.position(), 6);
+        assert_eq!(run.bar.length(), Some(6), "the second model's two unrun steps left the length");
     }
 
     #[test]
