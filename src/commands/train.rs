@@ -49,7 +49,7 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
     // Evaluate, then explain the report's test images.
     let evaluation_started = Instant::now();
     let members = fitted.evaluators(&setup, &set, batch_size, cfg.tta);
-    let figures = match &fitted.cv {
+    let figures = match fitted.cv() {
         None => FinalFigures::compute(&members[0], &plan, &fitted.outcome.best_training_pass, fitted.outcome.best_validation_logits.as_ref(), cfg)?,
         Some(cv) => ensemble_figures(&members, &fitted.task, cv, &plan, cfg)?,
     };
@@ -77,7 +77,7 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
         figures: &figures,
         explanations: &explanations,
         members: stores,
-        cross_validation: fitted.cv.as_ref(),
+        cross_validation: fitted.cv(),
         batch_size,
         parameters,
         pretrained_file: fitted.pretrained_file.clone(),
@@ -102,30 +102,42 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
         epochs_run: fitted.outcome.history.len(),
         seconds,
         image_size: set.size,
-        fold_best_epochs: fitted.cv.as_ref().map_or_else(Vec::new, |cv| cv.models.iter().map(|m| m.outcome.best_epoch).collect()),
+        fold_best_epochs: fitted.cv().map_or_else(Vec::new, |cv| cv.models.iter().map(|m| m.outcome.best_epoch).collect()),
     })
+}
+
+/// The networks a run keeps.
+enum Kept {
+    /// One model's weights and network.
+    One(tch::nn::VarStore, models::Network),
+    /// A cross-validation's K fold models.
+    Folds(CrossValidation),
 }
 
 /// The model a run keeps, its decisions fitted: one network, or a cross-validation's K.
 struct Fitted {
-    /// One model's network and weights; None for a cross-validation, whose are in `cv`.
-    one: Option<(tch::nn::VarStore, models::Network)>,
+    kept: Kept,
     /// What decides on the kept scores (an ensemble's: its members' mean).
     task: Task,
     decided: crate::decisions::Decisions,
     /// One model's training; a cross-validation's folds' epochs, one block per fold.
     outcome: train::TrainOutcome,
-    cv: Option<CrossValidation>,
     pretrained_file: Option<std::path::PathBuf>,
 }
 
 impl Fitted {
+    fn cv(&self) -> Option<&CrossValidation> {
+        match &self.kept {
+            Kept::One(..) => None,
+            Kept::Folds(cv) => Some(cv),
+        }
+    }
+
     /// The kept weights: the model's, or each fold model's in fold order.
     fn stores(&self) -> Vec<&tch::nn::VarStore> {
-        match (&self.one, &self.cv) {
-            (Some((vs, _)), _) => vec![vs],
-            (None, Some(cv)) => cv.models.iter().map(|m| &m.vs).collect(),
-            (None, None) => unreachable!("a run keeps a model"),
+        match &self.kept {
+            Kept::One(vs, _) => vec![vs],
+            Kept::Folds(cv) => cv.models.iter().map(|m| &m.vs).collect(),
         }
     }
 
@@ -140,10 +152,9 @@ impl Fitted {
             compute: &setup.compute,
             tta,
         };
-        match (&self.one, &self.cv) {
-            (Some((_, net)), _) => vec![ev(net, &self.task)],
-            (None, Some(cv)) => cv.models.iter().map(|m| ev(&m.net, &m.task)).collect(),
-            (None, None) => unreachable!("a run keeps a model"),
+        match &self.kept {
+            Kept::One(_, net) => vec![ev(net, &self.task)],
+            Kept::Folds(cv) => cv.models.iter().map(|m| ev(&m.net, &m.task)).collect(),
         }
     }
 }
@@ -170,7 +181,7 @@ fn fit_one(cfg: &TrainConfig, setup: &Setup, task: &Task, set: &Arc<ImageSet>, p
     for w in &warnings[announced..] {
         eprintln!("warning: {w}");
     }
-    Ok(Fitted { one: Some((vs, model.net)), task, decided, outcome, cv: None, pretrained_file: model.pretrained_file })
+    Ok(Fitted { kept: Kept::One(vs, model.net), task, decided, outcome, pretrained_file: model.pretrained_file })
 }
 
 /// K fold models (`cross_validation`), and the decisions of their ensemble.
@@ -210,7 +221,7 @@ fn fit_folds(cfg: &TrainConfig, setup: &Setup, task: &Task, set: &Arc<ImageSet>,
     let k = cv.models.len();
     outcome.best_epoch = (cv.models.iter().map(|m| m.outcome.best_epoch).sum::<usize>() + k / 2) / k;
     let pretrained_file = cv.models[0].pretrained_file.clone();
-    Ok(Fitted { one: None, task: ensemble, decided, outcome, cv: Some(cv), pretrained_file })
+    Ok(Fitted { kept: Kept::Folds(cv), task: ensemble, decided, outcome, pretrained_file })
 }
 
 /// The images outside the test split dealt into `--cross-validation` folds; the plan's train
