@@ -122,9 +122,9 @@ impl TrainedRun<'_> {
         Ok(serde_json::to_vec_pretty(&json)?)
     }
 
-    /// The Best Model: the best epoch's weights and what `predict` needs to use them.
-    fn best_model(&self) -> Result<Vec<u8>> {
-        let config = BundleConfig {
+    /// The Best Model's config.json: what `predict` needs to use the best epoch's weights.
+    fn bundle_config(&self) -> BundleConfig {
+        BundleConfig {
             format_version: bundle::FORMAT_VERSION,
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             architecture: self.spec.name.to_string(),
@@ -146,8 +146,7 @@ impl TrainedRun<'_> {
                     .map(|(i, m)| bundle::Member { weights: bundle::member_file(i + 1), fold: i + 1, best_epoch: m.outcome.best_epoch, temperature: m.task.temperature() })
                     .collect()
             }),
-        };
-        bundle::to_zip(&self.members, &config)
+        }
     }
 }
 
@@ -158,7 +157,9 @@ pub fn write_train_outputs(run: &TrainedRun, report_html: &[u8]) -> Result<()> {
     set.stage(&dir.join(PREDICTIONS), &run.predictions()?)?;
     set.stage(&dir.join(HISTORY), &history::to_csv(&run.outcome.history, run.task.epoch_columns())?)?;
     set.stage(&dir.join(METRICS), &run.metrics_json()?)?;
-    set.stage(&dir.join(BEST_MODEL), &run.best_model()?)?;
+    // Written straight into its file, member by member: the archive is never held in memory.
+    let config = run.bundle_config();
+    set.stage_with(&dir.join(BEST_MODEL), &mut |f| bundle::write_zip(f, &run.members, &config).map(drop))?;
     set.stage(&dir.join(REPORT), report_html)?;
     set.commit()
 }

@@ -150,18 +150,93 @@ pub fn read_safetensors(bytes: &[u8]) -> Result<HashMap<String, Tensor>> {
     Ok(out)
 }
 
-/// A Best Model's ZIP: one model's weights (`vs` alone), or a cross-validated ensemble's, one
-/// variable store per member of `config.members`, in that order.
+/// A Best Model's ZIP in memory (`write_zip`).
 pub fn to_zip(vs: &[&nn::VarStore], config: &BundleConfig) -> Result<Vec<u8>> {
-    let spec = crate::models::find(&config.architecture)?;
+    Ok(write_zip(Cursor::new(Vec::new()), vs, config)?.into_inner())
+}
+
+/// Writes a Best Model's ZIP into `out`: config.json, then one model's weights (`vs` alone) or
+/// a cross-validated ensemble's, one variable store per member of `config.members`, in that
+/// order, stored uncompressed (weights barely compress). Each member is serialised and written
+/// before the next, so at most one member's bytes are held, never the archive's: written to a
+/// file, five members of a 100 MB model cost 100 MB, not a gigabyte.
+/// Errors are I/O errors, of the kind the file gave (a full disk stays `StorageFull`).
+pub fn write_zip<W: Write + std::io::Seek>(out: W, vs: &[&nn::VarStore], config: &BundleConfig) -> std::io::Result<W> {
+    let spec = crate::models::find(&config.architecture).map_err(std::io::Error::other)?;
     let names: Vec<String> = if config.members.is_empty() { vec!["model.safetensors".into()] } else { config.members.iter().map(|m| m.weights.clone()).collect() };
-    anyhow::ensure!(names.len() == vs.len(), "{} weights for {} members", vs.len(), names.len());
-    let mut weights = Vec::with_capacity(vs.len());
-    for v in vs {
-        weights.push(safetensors_bytes(v, spec)?);
+    if names.len() != vs.len() {
+        return Err(std::io::Error::other(format!("{} weights for {} members", vs.len(), names.len())));
     }
-    let named: Vec<(&str, &[u8])> = names.iter().map(String::as_str).zip(weights.iter().map(Vec::as_slice)).collect();
-    zip_members(&serde_json::to_vec_pretty(config)?, &named)
+    let mut w = zip::ZipWriter::new(Abandoning { inner: out, failed: false, at: 0 });
+    let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    w.start_file("config.json", stored)?;
+    w.write_all(&serde_json::to_vec_pretty(config)?)?;
+    for (name, v) in names.iter().zip(vs) {
+        let bytes = safetensors_bytes(v, spec).map_err(std::io::Error::other)?;
+        w.start_file(name.as_str(), stored)?;
+        w.write_all(&bytes)?;
+    }
+    Ok(w.finish()?.inner)
+}
+
+/// A writer that, after its first error, takes every later write and seek as done without doing
+/// it. The zip crate's writer finishes its archive when dropped, and prints its own message when
+/// that fails too; once a write has failed (a full disk), the archive is abandoned and its file
+/// removed, so the finish must not reach the file again nor add a second message to ours.
+struct Abandoning<W> {
+    inner: W,
+    failed: bool,
+    /// The position, kept on after a failure so that the abandoned finish sees consistent offsets.
+    at: u64,
+}
+
+impl<W: Write> Write for Abandoning<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.failed {
+            self.at += buf.len() as u64;
+            return Ok(buf.len());
+        }
+        match self.inner.write(buf) {
+            Ok(n) => {
+                self.at += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                self.failed = true;
+                Err(e)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.failed {
+            return Ok(());
+        }
+        self.inner.flush().inspect_err(|_| self.failed = true)
+    }
+}
+
+impl<W: std::io::Seek> std::io::Seek for Abandoning<W> {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        use std::io::SeekFrom;
+        if self.failed {
+            self.at = match to {
+                SeekFrom::Start(n) => n,
+                SeekFrom::Current(d) | SeekFrom::End(d) => self.at.saturating_add_signed(d),
+            };
+            return Ok(self.at);
+        }
+        match self.inner.seek(to) {
+            Ok(p) => {
+                self.at = p;
+                Ok(p)
+            }
+            Err(e) => {
+                self.failed = true;
+                Err(e)
+            }
+        }
+    }
 }
 
 /// A Best Model's ZIP from its members' bytes (config.json first), stored uncompressed (weights
@@ -372,6 +447,45 @@ mod tests {
         let text = format!("{e:#}");
         assert!(text.contains("best_model.zip"), "names the file: {text}");
         text
+    }
+
+    /// A disk that fills up part-way through the weights: the error keeps the file's kind (so the
+    /// run says the disk is full), and the abandoned archive writes nothing more after it.
+    #[test]
+    fn a_full_disk_part_way_is_reported_as_full_and_written_no_further() {
+        /// A file on a disk with `room` bytes.
+        struct Disk {
+            file: Cursor<Vec<u8>>,
+            room: u64,
+            writes_after_full: usize,
+        }
+        impl Write for Disk {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                if self.file.position() + buf.len() as u64 > self.room {
+                    self.writes_after_full += 1;
+                    return Err(std::io::Error::from(std::io::ErrorKind::StorageFull));
+                }
+                self.file.write(buf)
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        impl std::io::Seek for Disk {
+            fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+                self.file.seek(to)
+            }
+        }
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let _net = crate::models::find("resnet18").unwrap().build(&vs.root(), 3);
+        let mut disk = Disk { file: Cursor::new(Vec::new()), room: 1 << 20, writes_after_full: 0 };
+        let e = write_zip(&mut disk, &[&vs], &config()).err().expect("the weights do not fit in 1 MB");
+        assert_eq!(e.kind(), std::io::ErrorKind::StorageFull, "{e}");
+        assert_eq!(disk.writes_after_full, 1, "the writer was dropped without trying to finish on the full disk");
+        let mut roomy = Disk { file: Cursor::new(Vec::new()), room: 1 << 30, writes_after_full: 0 };
+        write_zip(&mut roomy, &[&vs], &config()).unwrap();
+        let bytes = roomy.file.into_inner();
+        assert_eq!(from_bytes(&bytes, "best_model.zip").unwrap().weights[0].len(), vs.variables().len());
     }
 
     /// Everything in a Best Model is untrusted: an edited config.json, damaged weights, a damaged
