@@ -58,6 +58,7 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
     let explanations = explain::for_report(&members, &fitted.task, &plan.test, &figures.test_scores, cfg.explain, cfg.cam)?;
     let explaining = explaining_started.elapsed().as_secs_f64();
     drop(members);
+    runtime::give_back_freed_memory();
 
     // Outputs and report, staged and committed together.
     let outputs_started = Instant::now();
