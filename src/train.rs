@@ -61,6 +61,15 @@ pub struct TrainSettings {
     pub run_bar: Option<RunBar>,
 }
 
+/// A progress bar of `len` steps, counted as `what`, with its message (the fold and epoch) first.
+fn bar(len: u64, what: &str) -> ProgressBar {
+    ProgressBar::new(len).with_style(
+        ProgressStyle::with_template(&format!("  {{msg}} [{{bar:30}}] {{pos}}/{{len}} {what}, {{eta}} left"))
+            .expect("valid template")
+            .progress_chars("=> "),
+    )
+}
+
 /// The progress bar of a run that trains several models one after another (cross-validation's
 /// folds). Its length is every model's planned steps; a model that stops early (early stopping,
 /// or a loss that became NaN) takes its unrun steps off, so the bar ends full and its time left
@@ -75,12 +84,7 @@ impl RunBar {
     /// A bar for models that plan `planned[m]` steps each, drawn on the terminal (hidden where
     /// stderr is not one, as in Galaxy's logs).
     pub fn new(planned: Vec<u64>) -> RunBar {
-        let bar = ProgressBar::new(planned.iter().sum()).with_style(
-            ProgressStyle::with_template("  {msg} [{bar:30}] {pos}/{len} batches of the run, {eta} left")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        RunBar { bar, planned }
+        RunBar { bar: bar(planned.iter().sum(), "batches of the run"), planned }
     }
 
     /// The steps done so far, to pass to `settle` when model `m` ends.
@@ -335,11 +339,7 @@ impl Trainer<'_> {
         let fold = s.fold.map_or(String::new(), |(k, n)| format!("fold {k}/{n}, "));
         let bar = match &s.run_bar {
             Some(run) => run.bar.clone(),
-            None => ProgressBar::new(self.steps_per_epoch as u64).with_style(
-                ProgressStyle::with_template("  {msg} [{bar:30}] {pos}/{len} batches, {eta} left")
-                    .expect("valid template")
-                    .progress_chars("=> "),
-            ),
+            None => bar(self.steps_per_epoch as u64, "batches"),
         };
         bar.set_message(format!("{fold}epoch {epoch}/{}", s.epochs));
         let mut pass = EpochPass {

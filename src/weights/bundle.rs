@@ -167,13 +167,21 @@ pub fn write_zip<W: Write + std::io::Seek>(out: W, vs: &[&nn::VarStore], config:
     if names.len() != vs.len() {
         return Err(std::io::Error::other(format!("{} weights for {} members", vs.len(), names.len())));
     }
+    let config_json = serde_json::to_vec_pretty(config)?;
+    let members = names.iter().zip(vs).map(|(name, v)| Ok((name.as_str(), Cow::Owned(safetensors_bytes(v, spec).map_err(std::io::Error::other)?))));
+    write_members(out, &config_json, members)
+}
+
+/// The archive's one layout: config.json, then each member's weights in turn, stored
+/// uncompressed. A member's bytes are asked for only when its turn comes.
+fn write_members<'a, W: Write + std::io::Seek>(out: W, config_json: &[u8], members: impl IntoIterator<Item = std::io::Result<(&'a str, Cow<'a, [u8]>)>>) -> std::io::Result<W> {
     let mut w = zip::ZipWriter::new(Abandoning { inner: out, failed: false, at: 0 });
     let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     w.start_file("config.json", stored)?;
-    w.write_all(&serde_json::to_vec_pretty(config)?)?;
-    for (name, v) in names.iter().zip(vs) {
-        let bytes = safetensors_bytes(v, spec).map_err(std::io::Error::other)?;
-        w.start_file(name.as_str(), stored)?;
+    w.write_all(config_json)?;
+    for member in members {
+        let (name, bytes) = member?;
+        w.start_file(name, stored)?;
         w.write_all(&bytes)?;
     }
     Ok(w.finish()?.inner)
@@ -239,19 +247,11 @@ impl<W: std::io::Seek> std::io::Seek for Abandoning<W> {
     }
 }
 
-/// A Best Model's ZIP from its members' bytes (config.json first), stored uncompressed (weights
-/// barely compress), in a buffer sized once.
+/// A Best Model's ZIP in memory from bytes already made: config.json's and each member's, by
+/// name (tests use it to write edited or older bundles).
 pub fn zip_members(config_json: &[u8], weights: &[(&str, &[u8])]) -> Result<Vec<u8>> {
-    let size = config_json.len() + weights.iter().map(|(_, w)| w.len() + 256).sum::<usize>() + 1024;
-    let mut w = zip::ZipWriter::new(Cursor::new(Vec::with_capacity(size)));
-    let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    w.start_file("config.json", stored)?;
-    w.write_all(config_json)?;
-    for (name, bytes) in weights {
-        w.start_file(*name, stored)?;
-        w.write_all(bytes)?;
-    }
-    Ok(w.finish()?.into_inner())
+    let members = weights.iter().map(|&(name, bytes)| Ok((name, Cow::Borrowed(bytes))));
+    Ok(write_members(Cursor::new(Vec::new()), config_json, members)?.into_inner())
 }
 
 pub struct Bundle {
