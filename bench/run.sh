@@ -300,15 +300,16 @@ if [[ " $sections " == *" scale "* ]]; then
     d="$out/scale/sample-$n"
     [[ -f "$d/sample_images.zip" ]] || "$bin" sample --output-dir "$d" --per-class $(( (n + 2) / 3 )) --image-size 224 --seed 1 --jpeg 2>/dev/null
   done
-  # train_row DIR DATA_ZIP DATA_CSV ARGS...: one epoch, timed; prints "rss_mb data_s train_images_per_s".
+  # train_row DIR DATA_ZIP DATA_CSV ARGS...: ROW_EPOCHS epochs (1), timed; prints "rss_mb data_s
+  # train_images_per_s".
   train_row() {
-    local dir=$1 zip=$2 csv=$3; shift 3
-    /usr/bin/time -v "$bin" train --images "$zip" --metadata "$csv" --use-pretrained false --epochs 1 --explain 0 \
+    local dir=$1 zip=$2 csv=$3 epochs=${ROW_EPOCHS:-1}; shift 3
+    /usr/bin/time -v "$bin" train --images "$zip" --metadata "$csv" --use-pretrained false --epochs "$epochs" --explain 0 \
       --seed 1 --output-dir "$dir" "$@" >"$dir.log" 2>&1 || { echo "failed: see $dir.log" >&2; return 1; }
-    "$py" - "$dir.log" <<'PY'
+    "$py" - "$dir.log" "$epochs" <<'PY'
 import re, sys
 log = open(sys.argv[1]).read()
-train = int(re.search(r"split: (\d+) train", log).group(1))
+train = int(re.search(r"split: (\d+) train", log).group(1)) * int(sys.argv[2])
 data, training = map(float, re.search(r"time: data ([\d.]+) s, training ([\d.]+) s", log).groups())
 rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", log).group(1)) / 1024
 print(f"{rss:.0f} {data:.1f} {train / training:.1f}")
@@ -351,6 +352,17 @@ PY
     images=$(($(wc -l <"$csv") - 1))
     echo "| $what | $images | $(awk -v b="$(stat -c %s "$csv")" 'BEGIN {printf "%.1f", b / 1048576}') | $rss | $data | $ips |"
   done
+  # The allocator's working set grows with the steps trained until it levels off, so the
+  # smallest sample trained for as many steps as the largest one's epoch separates what the
+  # images cost from what the length of training costs.
+  first_n=${counts%% *} last_n=${counts##* }
+  if (( last_n > first_n )); then
+    epochs=$(( (last_n + first_n / 2) / first_n ))
+    csv="$first/sample_metadata.csv"
+    read -r rss data ips < <(ROW_EPOCHS=$epochs train_row "$out/scale/rss-$first_n-steps" "$first/sample_images.zip" "$csv" \
+      --model resnet18 --image-size 64 --cache none)
+    echo "| sample, 224x224 JPEG, $epochs epochs (the steps of one $last_n-image epoch) | $(($(wc -l <"$csv") - 1)) | $(awk -v b="$(stat -c %s "$csv")" 'BEGIN {printf "%.1f", b / 1048576}') | $rss | $data | $ips |"
+  fi
   fi
   last="$out/scale/sample-${counts##* }"
   if [[ $tables == *" auto "* ]]; then
