@@ -26,7 +26,7 @@ pub fn batch_tensors(b: &Batch, size: usize, compute: &Compute) -> (Tensor, Tens
     (compute.input(x), y.to_device(compute.device))
 }
 
-pub use crate::task::rows;
+pub use crate::task::{rows, ScoreRows};
 
 /// What an evaluation pass needs: the model, the task, the images and how to run them.
 pub struct Evaluator<'a> {
@@ -58,7 +58,7 @@ impl Evaluator<'_> {
     /// order, in eval mode; with test-time augmentation, the task's combination of the views'
     /// outputs, which it reads as it reads logits.
     pub fn logits(&self, indices: &[usize]) -> Result<Vec<Vec<f32>>> {
-        let mut out = Vec::with_capacity(indices.len());
+        let mut out = ScoreRows::new(indices.len());
         tch::no_grad(|| {
             for b in EpochBatches::evaluation(self.set.clone(), indices, self.batch_size, self.normalization) {
                 let (x, _) = batch_tensors(&b?, self.set.size, self.compute);
@@ -66,11 +66,11 @@ impl Evaluator<'_> {
                     .iter()
                     .map(|v| self.compute.run(|| self.net.forward(v, false, false)).to_kind(tch::Kind::Float))
                     .collect();
-                out.extend(rows(&self.task.combine_views(&outputs)));
+                out.push(&self.task.combine_views(&outputs));
             }
             Ok::<(), anyhow::Error>(())
         })?;
-        Ok(out)
+        Ok(out.to_rows())
     }
 
     /// The task's scores for images `indices`, in that order.
@@ -128,7 +128,7 @@ pub fn networks_from_bundle(b: &Bundle, compute: &Compute) -> Result<(Vec<(nn::V
 #[derive(Default)]
 pub struct TrainingPass {
     pub images: Vec<usize>,
-    pub scores: Vec<Vec<f32>>,
+    pub scores: ScoreRows,
     /// Whether these scores stand for the kept weights on the training split. Not after a
     /// sampler's balanced draw (other images, some twice), nor with a moving average (the pass
     /// ran on the model's own weights, not the averaged ones kept).
@@ -172,7 +172,7 @@ impl FinalFigures {
         let train_scores = again.then(|| ev.scores(&plan.train)).transpose()?;
         let train = match &train_scores {
             Some(p) => task.figures(set, &plan.train, p),
-            None => task.figures(set, &best_training_pass.images, &best_training_pass.scores),
+            None => task.figures(set, &best_training_pass.images, &best_training_pass.scores.to_rows()),
         };
         let validation_logits = best_validation.cloned();
         let validation_scores = validation_logits.as_ref().map(|l| task.probabilities(l));

@@ -13,7 +13,7 @@ use crate::bail_input;
 use crate::config::{OptimizerKind, TrainConfig, ValidationMetric};
 use crate::data::batches::{self, EpochBatches, Normalization};
 use crate::data::ImageSet;
-use crate::evaluation::{self, TrainingPass};
+use crate::evaluation::{self, ScoreRows, TrainingPass};
 use crate::models::{ModelSpec, Network};
 use crate::optimizer::Optimizer;
 use crate::schedule::{self, Schedule};
@@ -300,7 +300,7 @@ pub fn frozen_at_start(spec: &ModelSpec, vs: &nn::VarStore) -> Vec<Tensor> {
 /// (the training figures), the loss and where the time went.
 struct EpochPass {
     images: Vec<usize>,
-    scores: Vec<Vec<f32>>,
+    scores: ScoreRows,
     loss_sum: f64,
     seen: usize,
     /// Seconds spent waiting for the next batch.
@@ -344,7 +344,7 @@ impl Trainer<'_> {
         bar.set_message(format!("{fold}epoch {epoch}/{}", s.epochs));
         let mut pass = EpochPass {
             images: Vec::with_capacity(train_idx.len()),
-            scores: Vec::with_capacity(train_idx.len()),
+            scores: ScoreRows::new(train_idx.len()),
             loss_sum: 0.0,
             seen: 0,
             wait: 0.0,
@@ -364,7 +364,7 @@ impl Trainer<'_> {
             let n = b.labels.len();
             pass.loss_sum += loss * n as f64;
             pass.seen += n;
-            pass.scores.extend(scores);
+            pass.scores.push(&scores);
             pass.images.extend_from_slice(&b.indices);
             bar.inc(1);
             waited = Instant::now();
@@ -377,8 +377,8 @@ impl Trainer<'_> {
 
     /// Training step `step` (from 1) of epoch `epoch` on batch `b` at the scheduled `rate`: the
     /// forward pass, the loss, the update and the moving average. Returns the loss and the
-    /// batch's scores, or None when the loss is not finite.
-    fn step(&mut self, b: &batches::Batch, rate: schedule::StepRate, epoch: usize, step: usize) -> Result<Option<(f64, Vec<Vec<f32>>)>> {
+    /// batch's scores (a tensor), or None when the loss is not finite.
+    fn step(&mut self, b: &batches::Batch, rate: schedule::StepRate, epoch: usize, step: usize) -> Result<Option<(f64, Tensor)>> {
         let s = self.s;
         if fault_oom_step() == Some(step) {
             let _ = Tensor::zeros([1 << 50], (tch::Kind::Float, s.compute.device));
@@ -398,14 +398,14 @@ impl Trainer<'_> {
         if fault_nan_epoch() == Some(epoch) {
             l = f64::NAN;
         }
-        Ok(l.is_finite().then(|| (l, evaluation::rows(&s.task.scores(&logits.detach())))))
+        Ok(l.is_finite().then(|| (l, s.task.scores(&logits.detach()))))
     }
 }
 
 /// Epoch `epoch`'s row of the Training History, logged as one line: the training pass's loss
 /// and figures, the validation figures `val` and their `score`, the rates and the time.
 fn summarise_epoch(s: &TrainSettings, set: &ImageSet, epoch: usize, pass: &EpochPass, val: Option<&crate::metrics::Figures>, score: Option<f64>, started: Instant) -> EpochRecord {
-    let train_m = s.task.figures(set, &pass.images, &pass.scores);
+    let train_m = s.task.figures(set, &pass.images, &pass.scores.to_rows());
     let record = EpochRecord {
         epoch,
         train_loss: pass.loss_sum / pass.seen.max(1) as f64,

@@ -45,6 +45,9 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
     };
     let training = training_started.elapsed().as_secs_f64();
     eprintln!("{}", fitted.decided.describe());
+    // The steps' freed blocks are no use to the evaluation, whose batches have other shapes: kept,
+    // they would sit under its peak.
+    runtime::give_back_freed_memory();
 
     // Evaluate, then explain the report's test images.
     let evaluation_started = Instant::now();
@@ -257,7 +260,7 @@ fn ensemble_figures(members: &[evaluation::Evaluator], task: &Task, cv: &CrossVa
         Some(s) => task.figures(set, &plan.train, s),
         None => {
             let images: Vec<usize> = cv.models.iter().flat_map(|m| m.outcome.best_training_pass.images.iter().copied()).collect();
-            let scores: Vec<Vec<f32>> = cv.models.iter().flat_map(|m| m.outcome.best_training_pass.scores.iter().cloned()).collect();
+            let scores: Vec<Vec<f32>> = cv.models.iter().flat_map(|m| m.outcome.best_training_pass.scores.to_rows()).collect();
             task.figures(set, &images, &scores)
         }
     };

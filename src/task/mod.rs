@@ -118,10 +118,56 @@ pub const BOOTSTRAP_RESAMPLES: usize = 1000;
 
 /// One row of scores per image (a float tensor of N x outputs), as vectors.
 pub fn rows(scores: &Tensor) -> Vec<Vec<f32>> {
-    let scores = scores.to_device(tch::Device::Cpu);
-    let width = scores.size().last().copied().unwrap_or(1).max(1) as usize;
-    let flat = Vec::<f32>::try_from(scores.flatten(0, -1)).expect("float scores");
-    flat.chunks(width).map(<[f32]>::to_vec).collect()
+    let mut all = ScoreRows::new(0);
+    all.push(scores);
+    all.to_rows()
+}
+
+/// The scores of a pass over many images, batch by batch, in one buffer of `width` values an
+/// image. A pass gathers them so, and makes them rows only when it ends, because a small
+/// allocation per image made among a step's tensors and kept to the pass's end splits the free
+/// blocks those tensors come back to, and the heap then grows with the length of the epoch
+/// (docs/performance.md, "Data larger than memory").
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ScoreRows {
+    width: usize,
+    values: Vec<f32>,
+    /// How many rows the buffer is sized for once the first batch gives the width.
+    expected: usize,
+}
+
+impl ScoreRows {
+    /// An empty pass that expects `expected` rows (a hint: more may come).
+    pub fn new(expected: usize) -> ScoreRows {
+        ScoreRows { width: 0, values: Vec::new(), expected }
+    }
+
+    /// Appends a batch's scores (a float tensor of N x outputs, on any device).
+    pub fn push(&mut self, scores: &Tensor) {
+        let scores = scores.to_device(tch::Device::Cpu);
+        let width = scores.size().last().copied().unwrap_or(1).max(1) as usize;
+        if self.values.is_empty() {
+            self.width = width;
+            self.values.reserve_exact(self.expected.max(1) * width);
+        }
+        debug_assert_eq!(width, self.width, "every batch of a pass has the same outputs");
+        let flat = Vec::<f32>::try_from(scores.flatten(0, -1)).expect("float scores");
+        self.values.extend_from_slice(&flat);
+    }
+
+    /// How many images' scores the pass holds.
+    pub fn len(&self) -> usize {
+        self.values.len().checked_div(self.width).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// One vector per image, in the order the batches came.
+    pub fn to_rows(&self) -> Vec<Vec<f32>> {
+        self.values.chunks(self.width.max(1)).map(<[f32]>::to_vec).collect()
+    }
 }
 
 /// Logits read back (one row per image, at least one row) as an N x outputs tensor.
@@ -507,6 +553,24 @@ mod tests {
 
     fn names(k: usize) -> Vec<String> {
         (0..k).map(|i| format!("c{i}")).collect()
+    }
+
+    #[test]
+    fn a_pass_keeps_its_batches_scores_in_one_buffer_and_gives_them_back_as_rows() {
+        let mut pass = ScoreRows::new(3);
+        assert!(pass.is_empty());
+        assert_eq!(pass.len(), 0);
+        assert!(pass.to_rows().is_empty());
+        pass.push(&Tensor::from_slice(&[0.1f32, 0.9, 0.6, 0.4]).view([2, 2]));
+        let capacity = pass.values.capacity();
+        assert_eq!(capacity, 6, "sized for the expected rows once the width is known");
+        // More rows than expected still fit: the hint only sizes the first allocation.
+        pass.push(&Tensor::from_slice(&[0.3f32, 0.7, 1.0, 0.0]).view([2, 2]));
+        assert_eq!(pass.len(), 4);
+        assert_eq!(pass.to_rows(), vec![vec![0.1, 0.9], vec![0.6, 0.4], vec![0.3, 0.7], vec![1.0, 0.0]]);
+        // A regression's single output per image.
+        assert_eq!(rows(&Tensor::from_slice(&[2.5f32, -1.0]).view([2, 1])), vec![vec![2.5], vec![-1.0]]);
+        assert!(rows(&Tensor::zeros([0, 3], (Kind::Float, tch::Device::Cpu))).is_empty());
     }
 
     fn label_rows(labels: &[&str]) -> Vec<Row> {
