@@ -315,6 +315,7 @@ rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", log).group(1
 print(f"{rss:.0f} {data:.1f} {train / training:.1f}")
 PY
   }
+  csv_mb() { awk -v b="$(stat -c %s "$1")" 'BEGIN {printf "%.1f", b / 1048576}'; }
   first="$out/scale/sample-${counts%% *}"
   if [[ $tables == *" throughput "* ]]; then
   echo
@@ -350,7 +351,7 @@ PY
     fi
     read -r rss data ips < <(train_row "$out/scale/rss-$n" "$zip" "$csv" "${label[@]}" --model resnet18 --image-size 64 --cache none)
     images=$(($(wc -l <"$csv") - 1))
-    echo "| $what | $images | $(awk -v b="$(stat -c %s "$csv")" 'BEGIN {printf "%.1f", b / 1048576}') | $rss | $data | $ips |"
+    echo "| $what | $images | $(csv_mb "$csv") | $rss | $data | $ips |"
   done
   # The allocator's working set grows with the steps trained until it levels off, so the
   # smallest sample trained for as many steps as the largest one's epoch separates what the
@@ -361,7 +362,7 @@ PY
     csv="$first/sample_metadata.csv"
     read -r rss data ips < <(ROW_EPOCHS=$epochs train_row "$out/scale/rss-$first_n-steps" "$first/sample_images.zip" "$csv" \
       --model resnet18 --image-size 64 --cache none)
-    echo "| sample, 224x224 JPEG, $epochs epochs (the steps of one $last_n-image epoch) | $(($(wc -l <"$csv") - 1)) | $(awk -v b="$(stat -c %s "$csv")" 'BEGIN {printf "%.1f", b / 1048576}') | $rss | $data | $ips |"
+    echo "| sample, 224x224 JPEG, $epochs epochs (the steps of one $last_n-image epoch) | $(($(wc -l <"$csv") - 1)) | $(csv_mb "$csv") | $rss | $data | $ips |"
   fi
   fi
   last="$out/scale/sample-${counts##* }"
