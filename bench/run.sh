@@ -191,6 +191,7 @@ if [[ " $sections " == *" recipe "* ]]; then
     [default_sampler]="--class-balance sampler"
     [default_cosine]="--lr-schedule cosine --warmup-epochs 1"
     [default_cv_5]="--cross-validation 5"
+    [default_ema_0.99]="--ema-decay 0.99"
   )
   order="${RECIPE_ROWS:-today default warmup_cosine onecycle freeze1 backbone_0.1 layer_decay_0.7 ema smoothing_0.1 balance_loss balance_sampler crop jitter trivial tta_flip tta_flip4 size_224}"
   echo
