@@ -266,7 +266,8 @@ def train(a):
     ema = None
     if a.ema_decay > 0:
         from timm.utils import ModelEmaV3
-        ema = ModelEmaV3(model, decay=a.ema_decay)
+        # With its warmup, as ours (src/ema.rs): the mean of the steps so far until that reaches the decay.
+        ema = ModelEmaV3(model, decay=a.ema_decay, use_warmup=True, warmup_power=1.0)
     step = 0
     history, best, best_state = [], None, None
     training_started = time.perf_counter()
@@ -300,7 +301,7 @@ def train(a):
             sched.step()
             step += 1
             if ema is not None:
-                ema.update(model)
+                ema.update(model, step=step)
             total += loss.item() * len(y)
             seen += len(y)
             w0 = time.perf_counter()

@@ -175,6 +175,7 @@ if [[ " $sections " == *" recipe "* ]]; then
     [py_today]="--class-balance none"
     [py_default]="--label-smoothing 0.1 --class-balance auto"
     [py_default_128]="--label-smoothing 0.1 --class-balance auto --image-size 128 --tta flip"
+    [py_default_ema]="--label-smoothing 0.1 --class-balance auto --image-size 128 --tta flip --ema-decay 0.99"
     [smooth_crop]="--label-smoothing 0.1 --augmentation random_resized_crop"
     [smooth_trivial]="--label-smoothing 0.1 --augmentation trivial_augment"
     [smooth_val_bacc]="--label-smoothing 0.1 --validation-metric balanced_accuracy"
@@ -197,7 +198,7 @@ if [[ " $sections " == *" recipe "* ]]; then
   echo
   echo "## Recipe: efficientnet_lite0 pretrained, $what, $epochs epochs, seeds $seeds"
   echo
-  echo "Each row: the tutorial's options (Adam 0.001, batch 32, horizontal flip) plus the row's (an --augmentation adds to the flip); today: the defaults before this benchmark (every row but default* keeps label smoothing 0, class balance none, TTA none and the images' own size unless it sets them); default: this build's defaults (default_*: with the row's options); mean ± standard deviation over the seeds."
+  echo "Each row: the tutorial's options (Adam 0.001, batch 32, horizontal flip) plus the row's (an --augmentation adds to the flip); today: the defaults before this benchmark (every row but default* keeps label smoothing 0, class balance none, TTA none, no moving average and the images' own size unless it sets them); default: this build's defaults (default_*: with the row's options); mean ± standard deviation over the seeds."
   echo
   echo "| row | options | test accuracy | balanced accuracy | macro F1 | best epoch | seconds |"
   echo "| --- | --- | --- | --- | --- | --- | --- |"
@@ -241,6 +242,7 @@ print(m.accuracy_score(t,p), m.balanced_accuracy_score(t,p), m.f1_score(t,p,aver
         [[ $opts == *--label-smoothing* ]] || opts="$opts --label-smoothing 0"
         [[ $opts == *--class-balance* ]] || opts="$opts --class-balance none"
         [[ $opts == *--tta* ]] || opts="$opts --tta none"
+        [[ $opts == *--ema-decay* ]] || opts="$opts --ema-decay 0"
         [[ $data != a || $opts == *--image-size* ]] || opts="$opts --image-size 96"
       fi
       # Data set b at the images' own 200 pixels costs about 4x: 96 unless the row sets a size.

@@ -1,15 +1,28 @@
 //! An exponential moving average of the weights (`--ema-decay`), as timm's `ModelEmaV3` keeps it
-//! by default: every floating-point variable, parameters and batch-norm statistics alike, moves
-//! toward the model's after every optimiser step, `avg = decay * avg + (1 - decay) * weight`,
-//! starting from the weights it was made from. Validation, the best epoch and the Best Model then
-//! use the averaged weights; training goes on from the model's own.
+//! with its warmup (`use_warmup=True, warmup_gamma=1, warmup_power=1`, updated with the step
+//! count as timm's `train.py` does): every floating-point variable, parameters and batch-norm
+//! statistics alike, moves toward the model's after every optimiser step,
+//! `avg = d * avg + (1 - d) * weight`. The first step's weights start the average, and
+//! `d = min(decay, k / (k + 1))` after k steps: the plain mean of every step's weights until it
+//! reaches `decay`. So a short run averages what it trained, never the starting weights, and a
+//! long one is the usual average of the last `1 / (1 - decay)` steps or so. Validation, the best
+//! epoch and the Best Model then use the averaged weights; training goes on from the model's own.
 use tch::{nn, Tensor};
 
 pub struct Ema {
     decay: f64,
+    /// The optimiser steps averaged so far.
+    steps: u64,
     /// Each variable of the model (a handle on it) with its average, laid out alike.
     pairs: Vec<(Tensor, Tensor)>,
     swapped: bool,
+}
+
+/// The decay of the average's update after optimiser step `step` (from 1), at most `decay`:
+/// timm's `ModelEmaV3.get_decay(step)` with the warmup above.
+pub fn decay_at(decay: f64, step: u64) -> f64 {
+    let k = step.saturating_sub(1) as f64;
+    decay.min(k / (k + 1.0))
 }
 
 impl Ema {
@@ -21,15 +34,21 @@ impl Ema {
         let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.is_floating_point()).collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         let pairs = vars.into_iter().map(|(_, t)| (t.shallow_clone(), t.detach().copy())).collect();
-        Some(Ema { decay, pairs, swapped: false })
+        Some(Ema { decay, steps: 0, pairs, swapped: false })
     }
 
     /// One step of the average, after an optimiser step.
     pub fn update(&mut self) {
         debug_assert!(!self.swapped, "the average moves only while the model holds its own weights");
+        self.steps += 1;
+        let d = decay_at(self.decay, self.steps);
         tch::no_grad(|| {
             for (live, avg) in &mut self.pairs {
-                let _ = avg.lerp_(live, 1.0 - self.decay);
+                if d == 0.0 {
+                    avg.copy_(live);
+                } else {
+                    let _ = avg.lerp_(live, 1.0 - d);
+                }
             }
         });
     }
@@ -57,35 +76,46 @@ mod tests {
         Vec::<f64>::try_from(t.to_kind(Kind::Double)).unwrap()
     }
 
-    /// After k updates the average is decay^k * w0 + sum_i (1 - decay) * decay^(k - i) * w_i,
-    /// for a parameter and a buffer alike; swapping twice gives the model its own weights back.
+    /// timm's `ModelEmaV3(decay=0.9, use_warmup=True, warmup_power=1.0)`, updated with
+    /// `step=1..12` after each of these weights (timm 1.0.31): its decays and its average.
     #[test]
-    fn after_k_steps_the_average_is_the_closed_form() {
+    fn the_average_is_timms_with_its_warmup() {
+        let timm_decays = [0.0, 0.5, 0.666667, 0.75, 0.8, 0.833333, 0.857143, 0.875, 0.888889, 0.9, 0.9, 0.9, 0.9];
+        for (k, want) in timm_decays.iter().enumerate() {
+            assert!((decay_at(0.9, k as u64 + 1) - want).abs() < 1e-6, "step {}", k + 1);
+        }
         let vs = nn::VarStore::new(Device::Cpu);
         let mut w = vs.root().var("w", &[3], nn::Init::Const(1.0));
         let mut running = vs.root().zeros_no_train("running_mean", &[3]);
-        let d = 0.9;
-        let mut ema = Ema::new(&vs, d).unwrap();
-        let steps = [[2.0, 0.0, -1.0], [4.0, 1.0, -1.0], [0.5, 2.0, 3.0]];
-        for s in &steps {
+        let mut ema = Ema::new(&vs, 0.9).unwrap();
+        let mut steps = vec![[2.0, 0.0, -1.0], [4.0, 1.0, -1.0], [0.5, 2.0, 3.0]];
+        steps.extend((1..10).map(|i| [0.1 * i as f64, -0.2 * i as f64, 1.0]));
+        for (k, s) in steps.iter().enumerate() {
             tch::no_grad(|| {
                 w.copy_(&Tensor::from_slice(s));
                 running.copy_(&(Tensor::from_slice(s) * 2.0));
             });
             ema.update();
+            if k == 2 {
+                // Three steps in, the average is their plain mean: the starting weights never count.
+                ema.swap();
+                let mean = [6.5 / 3.0, 1.0, 1.0 / 3.0];
+                for (i, m) in mean.iter().enumerate() {
+                    assert!((values(&w)[i] - m).abs() < 1e-6 && (values(&running)[i] - 2.0 * m).abs() < 1e-6, "[{i}]");
+                }
+                ema.swap();
+            }
         }
-        let closed = |start: f64, i: usize, scale: f64| {
-            let k = steps.len() as i32;
-            d.powi(k) * start + steps.iter().enumerate().map(|(j, s)| (1.0 - d) * d.powi(k - 1 - j as i32) * s[i] * scale).sum::<f64>()
-        };
         ema.swap();
+        let timm = [0.915_300_071_239_471_4, -0.534_600_019_454_956, 0.837_999_999_523_162_8];
         let (got_w, got_r) = (values(&w), values(&running));
         for i in 0..3 {
-            assert!((got_w[i] - closed(1.0, i, 1.0)).abs() < 1e-6, "w[{i}]: {} vs {}", got_w[i], closed(1.0, i, 1.0));
-            assert!((got_r[i] - closed(0.0, i, 2.0)).abs() < 1e-6, "running_mean[{i}]: {} vs {}", got_r[i], closed(0.0, i, 2.0));
+            assert!((got_w[i] - timm[i]).abs() < 1e-5, "w[{i}]: {} vs timm's {}", got_w[i], timm[i]);
+            assert!((got_r[i] - 2.0 * timm[i]).abs() < 1e-5, "a buffer is averaged alike: running_mean[{i}] {}", got_r[i]);
         }
         ema.swap();
-        assert_eq!(values(&w), vec![0.5, 2.0, 3.0], "the model's own weights come back bit for bit");
+        let own: Vec<f64> = steps[steps.len() - 1].iter().map(|&v| f64::from(v as f32)).collect();
+        assert_eq!(values(&w), own, "the model's own weights come back bit for bit");
         assert!(Ema::new(&vs, 0.0).is_none(), "0 is off");
     }
 }
