@@ -116,7 +116,7 @@ impl TrainSettings {
             schedule: schedule::Plan::from_config(cfg),
             optimizer: cfg.optimizer,
             weight_decay: cfg.weight_decay,
-            ema_decay: cfg.ema_decay,
+            ema_decay: cfg.ema_decay.unwrap_or(0.0),
             label_smoothing: cfg.label_smoothing.unwrap_or(0.0),
             balance,
             early_stop: cfg.early_stop,

@@ -32,9 +32,10 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
     let Prepared { ing, mut plan, task, chosen, mut warnings } = ingest_and_split(cfg, setup.spec)?;
     let folds = (cfg.cross_validation > 0).then(|| cross_validation_folds(cfg, &ing, &mut plan)).transpose()?;
     let ingested = started.elapsed().as_secs_f64();
-    // From here on the options are the ones that ran: the report and the Best Model record them.
-    let cfg = &as_run(cfg, &task);
     let batch_size = train::fitting_batch_size(cfg.batch_size, plan.train.len(), &mut warnings);
+    // From here on the options are the ones that ran: the report and the Best Model record them.
+    let steps = planned_steps(cfg.epochs, &plan, folds.as_ref(), batch_size);
+    let cfg = &announce_default_ema(cfg, as_run(cfg, &task, steps), steps);
     let (balance, balance_text) = task.class_balance(cfg.class_balance, &ing.images, &plan.train);
     announce(&warnings, &plan, &task, &setup, ing.images.size, balance_text.as_deref(), cfg.tta);
     let set = Arc::new(ing.images);
@@ -312,9 +313,33 @@ struct Prepared {
     warnings: Vec<String>,
 }
 
-/// The options as they run: the task's label smoothing and the test-time augmentation resolved.
-fn as_run(cfg: &TrainConfig, task: &Task) -> TrainConfig {
-    TrainConfig { label_smoothing: Some(task.label_smoothing(cfg.label_smoothing)), tta: cfg.tta.resolve(&cfg.augmentation), ..cfg.clone() }
+/// The options as they run: the task's label smoothing and moving average (for a run of `steps`
+/// training steps) and the test-time augmentation resolved.
+fn as_run(cfg: &TrainConfig, task: &Task, steps: usize) -> TrainConfig {
+    TrainConfig {
+        label_smoothing: Some(task.label_smoothing(cfg.label_smoothing)),
+        ema_decay: Some(task.ema_decay(cfg.ema_decay, steps)),
+        tta: cfg.tta.resolve(&cfg.augmentation),
+        ..cfg.clone()
+    }
+}
+
+/// Says so in the log when the run's length switched the moving average on by default.
+fn announce_default_ema(asked: &TrainConfig, run: TrainConfig, steps: usize) -> TrainConfig {
+    if let (None, Some(d)) = (asked.ema_decay, run.ema_decay.filter(|d| *d > 0.0)) {
+        eprintln!(
+            "moving average of the weights: decay {d}, the default for a classification of at least {} training steps (this run plans {steps}); --ema-decay 0 turns it off",
+            crate::config::EMA_MIN_STEPS
+        );
+    }
+    run
+}
+
+/// The training steps each model plans: the epochs times the batches of its training images (in
+/// a cross-validation, those of the fold model with the fewest).
+fn planned_steps(epochs: usize, plan: &split::SplitPlan, folds: Option<&crate::data::folds::Folds>, batch_size: usize) -> usize {
+    let images = folds.map_or(plan.train.len(), |f| (0..f.k).map(|m| f.train(m).len()).min().unwrap_or(0));
+    epochs * crate::data::batches::training_steps(images, batch_size)
 }
 
 /// The input size: `--image-size`, else the images' own, at most the model's default size. With

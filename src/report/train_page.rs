@@ -65,8 +65,8 @@ fn run_items(run: &TrainedRun) -> Vec<Item> {
         ),
         item(
             "Moving average of the weights",
-            if cfg.ema_decay > 0.0 {
-                format!("decay {}: validation, the best epoch and the Best Model use the averaged weights", cfg.ema_decay)
+            if let Some(d) = cfg.ema_decay.filter(|d| *d > 0.0) {
+                format!("decay {d}: validation, the best epoch and the Best Model use the averaged weights")
             } else {
                 "off".into()
             },

@@ -319,6 +319,17 @@ impl Task {
         }
     }
 
+    /// The moving average's decay for a run of `steps` training steps: `--ema-decay`, else a
+    /// classification's default (`config::EMA_DECAY` from `config::EMA_MIN_STEPS` steps, none
+    /// below); a regression has none unless asked (its runs were not measured).
+    pub fn ema_decay(&self, requested: Option<f64>, steps: usize) -> f64 {
+        match (self, requested) {
+            (_, Some(v)) => v,
+            (Task::Classify(_), None) if steps >= crate::config::EMA_MIN_STEPS => crate::config::EMA_DECAY,
+            _ => 0.0,
+        }
+    }
+
     /// `predict`: refuses labels of another kind of task than the model's, naming both.
     pub fn check_labels(&self, rows: &[Row], column: &str, file: &str) -> Result<()> {
         let present: Vec<&Row> = rows.iter().filter(|r| !is_missing(&r.label)).collect();
@@ -626,7 +637,7 @@ mod tests {
     }
 
     #[test]
-    fn each_task_refuses_the_options_of_the_other_and_defaults_its_smoothing() {
+    fn each_task_refuses_the_options_of_the_other_and_defaults_its_smoothing_and_average() {
         let t = Task::for_training(TaskKind::Classification, &names(3), None, "y", "m.csv").unwrap();
         let reg = Task::for_regression(&[1.0, 3.0], "age", RegressionLoss::Mse, None).unwrap();
         let mut cfg = crate::config::TrainConfig::new("a.zip".into(), "a.csv".into(), "out".into(), "resnet18");
@@ -634,6 +645,9 @@ mod tests {
         reg.check_options(&cfg).unwrap();
         assert_eq!((reg.label_smoothing(cfg.label_smoothing), t.label_smoothing(cfg.label_smoothing)), (0.0, crate::config::LABEL_SMOOTHING));
         assert_eq!(t.label_smoothing(Some(0.0)), 0.0, "0 turns it off");
+        let (min, ema) = (crate::config::EMA_MIN_STEPS, crate::config::EMA_DECAY);
+        assert_eq!((t.ema_decay(None, min - 1), t.ema_decay(None, min), reg.ema_decay(None, 100 * min)), (0.0, ema, 0.0), "on by default from EMA_MIN_STEPS steps, for a classification");
+        assert_eq!((t.ema_decay(Some(0.0), 100 * min), t.ema_decay(Some(0.9), 10), reg.ema_decay(Some(0.9), 10)), (0.0, 0.9, 0.9), "an asked decay is kept");
         cfg.label_smoothing = Some(0.1);
         let e = reg.check_options(&cfg).unwrap_err().to_string();
         assert!(e.contains("--label-smoothing applies to a classification"), "{e}");

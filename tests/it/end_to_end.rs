@@ -250,8 +250,8 @@ fn train_sample(dir: &std::path::Path, name: &str, csv: &std::path::Path, extra:
         "--model", "resnet18", "--use-pretrained", "false", "--epochs", "2", "--batch-size", "16", "--image-size", "32",
         "--threads", "2", "--device", "cpu", "--output-dir", out.to_str().unwrap(),
     ];
-    if extra.contains(&"--epochs") {
-        let at = args.iter().position(|a| *a == "--epochs").unwrap();
+    for option in ["--epochs", "--batch-size", "--model", "--image-size", "--threads"].into_iter().filter(|o| extra.contains(o)) {
+        let at = args.iter().position(|a| *a == option).unwrap();
         args.drain(at..at + 2);
     }
     args.extend_from_slice(extra);
@@ -747,7 +747,7 @@ fn a_moving_average_of_the_weights_is_validated_and_kept_without_changing_traini
     let dir = tempfile::tempdir().unwrap();
     let with = ["--epochs", "3", "--ema-decay", "0.9"];
     let (a, _, _) = trained_twice_alike(dir.path(), &with);
-    let (plain, _, _) = train_sample(dir.path(), "plain", &sample_csv(), &["--epochs", "3"]);
+    let (plain, _, plain_log) = train_sample(dir.path(), "plain", &sample_csv(), &["--epochs", "3"]);
     let text = |p: &std::path::Path, f: &str| std::fs::read_to_string(p.join(f)).unwrap();
     let column = |p: &std::path::Path, name: &str| -> Vec<String> {
         let rows = csv_rows(&p.join(outputs::HISTORY));
@@ -760,5 +760,24 @@ fn a_moving_average_of_the_weights_is_validated_and_kept_without_changing_traini
     let report = text(&a, outputs::REPORT);
     assert!(report.contains("decay 0.9: validation, the best epoch and the Best Model use the averaged weights"));
     assert!(report.contains("Train figures: the training images evaluated again with the best weights"));
-    assert_eq!(bundle::read(&a.join(outputs::BEST_MODEL)).unwrap().config.options.ema_decay, 0.9);
+    assert_eq!(bundle::read(&a.join(outputs::BEST_MODEL)).unwrap().config.options.ema_decay, Some(0.9));
+    // 3 epochs of the sample are far too short for the default average.
+    assert!(!plain_log.contains("moving average"), "{plain_log}");
+    assert_eq!(bundle::read(&plain.join(outputs::BEST_MODEL)).unwrap().config.options.ema_decay, Some(0.0));
+}
+
+/// A classification trained for at least `config::EMA_MIN_STEPS` steps averages its weights
+/// (`config::EMA_DECAY`) unless told otherwise: the log says why, and the report and the Best
+/// Model record the decay.
+#[test]
+fn a_long_classification_run_averages_its_weights_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    // The sample's 126 training images in batches of 2: 63 steps an epoch, 1,008 in 16 epochs
+    // (the smallest model, at the least size and on one thread, keeps them quick).
+    let args = ["--epochs", "16", "--batch-size", "2", "--model", "mobilenet_v3_small", "--image-size", "16", "--threads", "1"];
+    let (out, _, log) = train_sample(dir.path(), "long", &sample_csv(), &args);
+    let decay = image_learner::config::EMA_DECAY;
+    assert!(log.contains(&format!("moving average of the weights: decay {decay}, the default for a classification of at least 1000 training steps (this run plans 1008)")), "{log}");
+    assert!(std::fs::read_to_string(out.join(outputs::REPORT)).unwrap().contains(&format!("decay {decay}: validation, the best epoch")));
+    assert_eq!(bundle::read(&out.join(outputs::BEST_MODEL)).unwrap().config.options.ema_decay, Some(decay));
 }
