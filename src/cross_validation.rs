@@ -58,13 +58,7 @@ pub fn fit_folds(sh: &Shared, set: &Arc<ImageSet>, folds: Folds, warnings: &mut 
     let (cfg, task) = (sh.cfg, sh.task);
     let mut models = Vec::with_capacity(folds.k);
     let mut oof_by_image: Vec<Option<Vec<f32>>> = vec![None; set.len()];
-    let planned = (0..folds.k)
-        .map(|f| {
-            let n = folds.train(f).len();
-            let batch_size = train::fitting_batch_size(cfg.batch_size, n, &mut Vec::new());
-            (crate::data::batches::training_steps(n, batch_size) * cfg.epochs) as u64
-        })
-        .collect();
+    let planned = (0..folds.k).map(|f| folds.planned_steps(f, cfg.batch_size, cfg.epochs) as u64).collect();
     let run_bar = train::RunBar::new(planned);
     for f in 0..folds.k {
         let (train_idx, val_idx) = (folds.train(f), folds.validation(f));

@@ -33,8 +33,13 @@ pub fn run(cfg: &TrainConfig) -> Result<RunSummary> {
     let folds = (cfg.cross_validation > 0).then(|| cross_validation_folds(cfg, &ing, &mut plan)).transpose()?;
     let ingested = started.elapsed().as_secs_f64();
     let batch_size = train::fitting_batch_size(cfg.batch_size, plan.train.len(), &mut warnings);
+    // The steps each model plans (a cross-validation: the fold model with the fewest) decide the
+    // default moving average.
+    let steps = match &folds {
+        None => cfg.epochs * crate::data::batches::training_steps(plan.train.len(), batch_size),
+        Some(f) => (0..f.k).map(|m| f.planned_steps(m, cfg.batch_size, cfg.epochs)).min().unwrap_or(0),
+    };
     // From here on the options are the ones that ran: the report and the Best Model record them.
-    let steps = planned_steps(cfg.epochs, &plan, folds.as_ref(), batch_size);
     let cfg = &announce_default_ema(cfg, as_run(cfg, &task, steps), steps);
     let (balance, balance_text) = task.class_balance(cfg.class_balance, &ing.images, &plan.train);
     announce(&warnings, &plan, &task, &setup, ing.images.size, balance_text.as_deref(), cfg.tta);
@@ -335,12 +340,6 @@ fn announce_default_ema(asked: &TrainConfig, run: TrainConfig, steps: usize) -> 
     run
 }
 
-/// The training steps each model plans: the epochs times the batches of its training images (in
-/// a cross-validation, those of the fold model with the fewest).
-fn planned_steps(epochs: usize, plan: &split::SplitPlan, folds: Option<&crate::data::folds::Folds>, batch_size: usize) -> usize {
-    let images = folds.map_or(plan.train.len(), |f| (0..f.k).map(|m| f.train(m).len()).min().unwrap_or(0));
-    epochs * crate::data::batches::training_steps(images, batch_size)
-}
 
 /// The input size: `--image-size`, else the images' own, at most the model's default size. With
 /// pretrained weights, smaller images are enlarged to at least `config::PRETRAINED_MIN_SIZE`

@@ -87,6 +87,13 @@ impl Folds {
         self.pool.iter().zip(&self.fold).filter(|(_, &x)| x != f).map(|(&i, _)| i).collect()
     }
 
+    /// The training steps model `f` plans in `epochs` epochs of batches of `batch_size` (at most
+    /// its training images, as `train::fitting_batch_size` fits it).
+    pub fn planned_steps(&self, f: usize, batch_size: usize, epochs: usize) -> usize {
+        let n = self.train(f).len();
+        super::batches::training_steps(n, batch_size.min(n).max(1)) * epochs
+    }
+
     /// The fold of each image of the set (None: a test image).
     pub fn of_image(&self, images: usize) -> Vec<Option<usize>> {
         let mut out = vec![None; images];
